@@ -1,0 +1,51 @@
+"""The ``roienc`` command: a thin argparse layer over the library.
+
+Each sub-command lives in ``roienc/commands/<name>.py`` exposing ``register(subparsers)``, which
+adds its parser and sets ``func`` (called with the parsed namespace, returns an exit status).
+Library errors (:class:`roienc.errors.RoiencError`) become one-line messages and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import RoiencError
+
+COMMANDS = ["synth", "build_maps", "export", "encode", "evaluate", "sweep", "demo", "doctor"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roienc",
+        description="Importance-driven ROI encoding of Cityscapes driving video.")
+    parser.add_argument("--version", action="version", version=f"roienc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f".commands.{name}", __package__)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except RoiencError as exc:
+        print(f"roienc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"roienc {args.command}: interrupted; finished outputs are kept, rerun with "
+              "--skip-existing to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

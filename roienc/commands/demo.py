@@ -1,0 +1,15 @@
+"""`roienc demo` (placeholder until implemented)."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import RoiencError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="(not yet implemented)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise RoiencError("demo is not implemented yet")

@@ -1,0 +1,114 @@
+"""Atomic file output: write to a temporary name in the target folder, then rename.
+
+An interrupted run never leaves a half-written file under a final name, so ``--skip-existing``
+can trust whatever exists.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents); a clear InputError if it cannot be written."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {p}: {exc.strerror}. "
+                         "Choose a writable --out.") from None
+    if not os.access(p, os.W_OK):
+        raise InputError(f"output folder {p} is not writable. Choose a writable --out.")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` if the block succeeds.
+
+    The temporary name keeps the final suffix (tools like FFmpeg pick formats by extension).
+    """
+    final = Path(final)
+    ensure_dir(final.parent)
+    sfx = suffix if suffix is not None else final.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{sfx}", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(final: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def write_text(final: str | os.PathLike, text: str) -> Path:
+    return write_bytes(final, text.encode("utf-8"))
+
+
+def write_json(final: str | os.PathLike, obj: Any) -> Path:
+    return write_text(final, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_npy(final: str | os.PathLike, array: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return write_bytes(final, buf.getvalue())
+
+
+def write_png(final: str | os.PathLike, array: np.ndarray, compress_level: int = 1) -> Path:
+    """Write a uint8 (gray/RGB) or uint16 (gray) array as PNG, atomically."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
+    return write_bytes(final, buf.getvalue())
+
+
+def write_csv(final: str | os.PathLike, rows: Iterable[Sequence[Any]],
+              header: Sequence[str] | None = None) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header is not None:
+        w.writerow(header)
+    w.writerows(rows)
+    return write_text(final, buf.getvalue())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read JSON; InputError naming the file on absence or malformed content."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: malformed JSON ({exc})") from None
