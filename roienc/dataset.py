@@ -1,0 +1,295 @@
+"""The Cityscapes layout: finding frames, snippets and clips, and reading their files.
+
+Readers return plain numpy arrays / numbers and raise :class:`InputError` naming the file and
+what is wrong with it, so a caller can record a skip with that reason.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .fileio import read_json
+
+FPS = 17.0  # Cityscapes sequences are recorded at 17 Hz
+ANNOTATED_INDEX = 19  # the annotated frame is the 20th frame of its 30-frame snippet
+ID_RE = re.compile(r"^(?P<city>.+)_(?P<seq>\d{6})_(?P<frame>\d{6})$")
+
+
+def parse_id(frame_id: str) -> tuple[str, int, int]:
+    """``'lindau_000001_000019'`` -> ``('lindau', 1, 19)``."""
+    m = ID_RE.match(frame_id)
+    if not m:
+        raise InputError(f"'{frame_id}' is not a Cityscapes frame id (<city>_<seq:06d>_<frame:06d>)")
+    return m["city"], int(m["seq"]), int(m["frame"])
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One frame and the paths of its inputs (``None`` where the dataset has no such file)."""
+
+    split: str
+    city: str
+    frame_id: str
+    source: str                       # 'frames' (annotated set) or 'sequence'
+    image: Path
+    disparity: Path | None
+    labels: Path | None
+    instances: Path | None
+    camera: Path | None
+    vehicle: Path | None
+    label_source: str = "gtFine"      # where the labels come from (gtFine, gtFine:<id>, labels-root)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What one encode produces: an ordered list of frames."""
+
+    clip_id: str
+    split: str
+    city: str
+    source: str                       # 'sequence' or 'frames'
+    frame_ids: list[str]
+    image_paths: list[Path]
+    fps: float = FPS
+    missing: list[str] = field(default_factory=list)  # expected but absent frame ids
+
+
+def _exists(p: Path) -> Path | None:
+    return p if p.is_file() else None
+
+
+def check_root(root: str | Path, split: str, need: tuple[str, ...] = ("leftImg8bit",)) -> Path:
+    """Check that ``root`` looks like a Cityscapes root; say which folder is missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--cityscapes-root {root}: no such directory")
+    missing = [f"{root / d / split}" for d in need if not (root / d / split).is_dir()]
+    if missing:
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise InputError(
+            f"{root} is not a Cityscapes root for split '{split}': missing "
+            f"{', '.join(missing)} (found: {', '.join(present) or 'nothing'}). Expected "
+            "leftImg8bit/, gtFine/, disparity/, camera/, vehicle/ (and *_sequence/) folders; "
+            "`roienc synth --out DIR` writes a small example.")
+    return root
+
+
+def list_cities(root: Path, folder: str, split: str, cities: list[str] | None) -> list[str]:
+    """Cities under ``root/folder/split`` filtered by ``cities``; errors name the bad filter."""
+    base = root / folder / split
+    available = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    if not cities:
+        return available
+    unknown = [c for c in cities if c not in available]
+    if unknown:
+        raise InputError(f"--cities: no city {', '.join(unknown)} under {base} "
+                         f"(available: {', '.join(available) or 'none'})")
+    return [c for c in available if c in cities]
+
+
+def _frame_ids(folder: Path, suffix: str) -> list[str]:
+    n = len(suffix)
+    return sorted(p.name[:-n] for p in folder.glob(f"*{suffix}") if ID_RE.match(p.name[:-n]))
+
+
+def find_annotated_frames(root: str | Path, split: str,
+                          cities: list[str] | None = None) -> list[FrameRef]:
+    """The annotated frames (``leftImg8bit``) with their gtFine/disparity/camera/vehicle files."""
+    root = check_root(root, split)
+    out = []
+    for city in list_cities(root, "leftImg8bit", split, cities):
+        for fid in _frame_ids(root / "leftImg8bit" / split / city, "_leftImg8bit.png"):
+            gt = root / "gtFine" / split / city
+            out.append(FrameRef(
+                split, city, fid, "frames",
+                image=root / "leftImg8bit" / split / city / f"{fid}_leftImg8bit.png",
+                disparity=_exists(root / "disparity" / split / city / f"{fid}_disparity.png"),
+                labels=_exists(gt / f"{fid}_gtFine_labelIds.png"),
+                instances=_exists(gt / f"{fid}_gtFine_instanceIds.png"),
+                camera=_exists(root / "camera" / split / city / f"{fid}_camera.json"),
+                vehicle=_exists(root / "vehicle" / split / city / f"{fid}_vehicle.json"),
+            ))
+    return out
+
+
+def _snippets(root: Path, split: str, city: str) -> dict[str, list[str]]:
+    """``<city>_<seq>`` -> sorted frame ids of that snippet in leftImg8bit_sequence."""
+    groups: dict[str, list[str]] = {}
+    for fid in _frame_ids(root / "leftImg8bit_sequence" / split / city, "_leftImg8bit.png"):
+        groups.setdefault(fid.rsplit("_", 1)[0], []).append(fid)
+    return groups
+
+
+def _annotated_of(root: Path, split: str, city: str, snippet: str, frame_ids: list[str]) -> str:
+    """Id of the snippet's annotated frame: the one with gtFine/camera files, else index 19."""
+    for folder, suffix in (("gtFine", "_gtFine_labelIds.png"), ("camera", "_camera.json"),
+                           ("leftImg8bit", "_leftImg8bit.png")):
+        found = sorted((root / folder / split / city).glob(f"{snippet}_*{suffix}"))
+        if found:
+            return found[0].name[:-len(suffix)]
+    return frame_ids[min(ANNOTATED_INDEX, len(frame_ids) - 1)]
+
+
+def _find_labels(labels_root: Path, split: str, city: str, fid: str) -> tuple[Path | None, Path | None]:
+    for folder in (labels_root / split / city, labels_root / city, labels_root):
+        lab = folder / f"{fid}_labelIds.png"
+        if lab.is_file():
+            return lab, _exists(folder / f"{fid}_instanceIds.png")
+    return None, None
+
+
+def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None = None,
+                         labels_root: str | Path | None = None) -> list[FrameRef]:
+    """Every frame of the 30-frame snippets, with per-frame disparity/speed and labels from
+    ``labels_root`` (predicted) or else from the snippet's annotated gtFine frame."""
+    root = check_root(root, split, ("leftImg8bit_sequence",))
+    lroot = Path(labels_root) if labels_root else None
+    if lroot is not None and not lroot.is_dir():
+        raise InputError(f"--labels-root {lroot}: no such directory")
+    out = []
+    for city in list_cities(root, "leftImg8bit_sequence", split, cities):
+        for snippet, fids in sorted(_snippets(root, split, city).items()):
+            ann = _annotated_of(root, split, city, snippet, fids)
+            gt = root / "gtFine" / split / city
+            cam = _exists(root / "camera" / split / city / f"{ann}_camera.json")
+            for fid in fids:
+                if lroot is not None:
+                    labels, instances = _find_labels(lroot, split, city, fid)
+                    lsrc = "labels-root"
+                else:
+                    labels = _exists(gt / f"{ann}_gtFine_labelIds.png")
+                    instances = _exists(gt / f"{ann}_gtFine_instanceIds.png")
+                    lsrc = f"gtFine:{ann}"
+                out.append(FrameRef(
+                    split, city, fid, "sequence",
+                    image=root / "leftImg8bit_sequence" / split / city / f"{fid}_leftImg8bit.png",
+                    disparity=_exists(root / "disparity_sequence" / split / city / f"{fid}_disparity.png"),
+                    labels=labels, instances=instances, camera=cam,
+                    vehicle=_exists(root / "vehicle_sequence" / split / city / f"{fid}_vehicle.json"),
+                    label_source=lsrc,
+                ))
+    return out
+
+
+def has_sequences(root: str | Path, split: str) -> bool:
+    return (Path(root) / "leftImg8bit_sequence" / split).is_dir()
+
+
+def find_clips(root: str | Path, split: str, cities: list[str] | None = None,
+               source: str | None = None, sequence_ids: list[str] | None = None) -> list[Clip]:
+    """Clips to encode: one per snippet (``source='sequence'``, the default when
+    ``leftImg8bit_sequence`` exists) or one per city of annotated frames (``'frames'``)."""
+    root = Path(root)
+    if source is None:
+        source = "sequence" if has_sequences(root, split) else "frames"
+    clips: list[Clip] = []
+    if source == "sequence":
+        check_root(root, split, ("leftImg8bit_sequence",))
+        for city in list_cities(root, "leftImg8bit_sequence", split, cities):
+            folder = root / "leftImg8bit_sequence" / split / city
+            for snippet, fids in sorted(_snippets(root, split, city).items()):
+                if sequence_ids and snippet not in sequence_ids:
+                    continue
+                nums = [parse_id(f)[2] for f in fids]
+                expected = range(nums[0], nums[-1] + 1)
+                missing = [f"{snippet}_{n:06d}" for n in expected if n not in set(nums)]
+                clips.append(Clip(snippet, split, city, "sequence", fids,
+                                  [folder / f"{f}_leftImg8bit.png" for f in fids], FPS, missing))
+    elif source == "frames":
+        check_root(root, split)
+        for city in list_cities(root, "leftImg8bit", split, cities):
+            folder = root / "leftImg8bit" / split / city
+            fids = _frame_ids(folder, "_leftImg8bit.png")
+            if fids:
+                clips.append(Clip(f"{city}_frames", split, city, "frames", fids,
+                                  [folder / f"{f}_leftImg8bit.png" for f in fids], FPS))
+    else:
+        raise InputError(f"--source must be 'sequence' or 'frames', got {source!r}")
+    if sequence_ids:
+        found = {c.clip_id for c in clips}
+        unknown = [s for s in sequence_ids if s not in found]
+        if unknown:
+            raise InputError(f"--sequence: no snippet {', '.join(unknown)} in {root} split "
+                             f"{split} (available: {', '.join(sorted(found)) or 'none'})")
+    return clips
+
+
+# ---------------------------------------------------------------- readers
+
+def _open_image(path: Path, what: str) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} file not found") from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise InputError(f"{path}: unreadable {what} image ({exc})") from None
+
+
+def read_disparity_raw(path: Path) -> np.ndarray:
+    """Raw uint16 disparity (``d=(p-1)/256``, 0 = invalid)."""
+    im = _open_image(path, "disparity")
+    arr = np.asarray(im)
+    if arr.ndim != 2 or im.mode not in ("I;16", "I;16B", "I", "L"):
+        raise InputError(f"{path}: disparity must be a 16-bit grayscale PNG, got mode {im.mode}")
+    if arr.dtype != np.uint16:
+        if arr.min() < 0 or arr.max() > 65535:
+            raise InputError(f"{path}: disparity values outside uint16")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def read_label_ids(path: Path) -> np.ndarray:
+    im = _open_image(path, "labelIds")
+    arr = np.asarray(im)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: labelIds must be a single-channel image, got mode {im.mode}")
+    if arr.dtype != np.uint8:
+        if arr.min() < 0 or arr.max() > 255:
+            raise InputError(f"{path}: label ids outside 0..255")
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+def read_instance_ids(path: Path) -> np.ndarray:
+    im = _open_image(path, "instanceIds")
+    arr = np.asarray(im)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: instanceIds must be a single-channel image, got mode {im.mode}")
+    return arr.astype(np.int32)
+
+
+def read_camera(path: Path) -> tuple[float, float]:
+    """``(fx, baseline)`` from a Cityscapes camera JSON."""
+    doc = read_json(path)
+    try:
+        fx = float(doc["intrinsic"]["fx"])
+        baseline = float(doc["extrinsic"]["baseline"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: camera JSON needs intrinsic.fx and extrinsic.baseline") from None
+    if not (math.isfinite(fx) and fx > 0 and math.isfinite(baseline) and baseline > 0):
+        raise InputError(f"{path}: fx={fx} and baseline={baseline} must be positive numbers")
+    return fx, baseline
+
+
+def read_speed(path: Path) -> float:
+    """Ego speed (m/s) from a Cityscapes vehicle JSON."""
+    doc = read_json(path)
+    try:
+        v = float(doc["speed"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: vehicle JSON has no numeric 'speed'") from None
+    if not math.isfinite(v) or v < 0:
+        raise InputError(f"{path}: speed must be a finite, non-negative number of m/s, got {v}")
+    return v
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return np.asarray(_open_image(path, "leftImg8bit").convert("RGB"))

@@ -1,0 +1,213 @@
+"""Per-pixel importance from labels, instances, disparity and ego speed (pure numpy).
+
+The model: a dynamic object closer than the safe stopping distance
+``d_safe = v*t_react + v^2/(2*a)`` (floored at ``min_safe_distance``) matters fully (1.0);
+farther away its importance halves every ``d_safe`` metres: ``exp(-ln2/d_safe * (d - d_safe))``.
+Static classes get a constant (0.1), void classes 0.0.
+
+Distances are measured per object: each instance of ``instanceIds`` (value ``id*1000+k``) and each
+connected component of a dynamic class without instances gets the median of its valid disparity
+pixels, converted to metres with ``Z = fx * baseline / d``. Medians are computed for all objects
+at once by sorting (object id, disparity) pairs; there is no per-object full-image mask.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .errors import InputError
+from .labels import DYNAMIC, STATIC, ClassGroups, label_name
+
+OBJECT_COLUMNS = ["object_id", "label", "pixels", "valid_pixels", "distance_m", "importance",
+                  "inside_safe", "x0", "y0", "x1", "y1"]
+
+
+@dataclass(frozen=True)
+class ImportanceParams:
+    """Parameters of the importance model (all recorded in params.json)."""
+
+    t_react: float = 2.5            # s, reaction time
+    decel: float = 3.4              # m/s^2, braking deceleration
+    min_safe_distance: float = 5.0  # m, floor of d_safe (v = 0 still cares about 4 m)
+    min_valid_pixels: int = 5       # fewer valid disparity pixels -> distance unknown
+    unknown_importance: float = 1.0  # importance of an object of unknown distance
+    distance_mode: str = "object"   # 'object' (median per object) or 'pixel'
+
+    def __post_init__(self) -> None:
+        for name in ("t_react", "decel", "min_safe_distance"):
+            val = getattr(self, name)
+            if not math.isfinite(val) or val < 0 or (name != "t_react" and val <= 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {val}")
+        if self.min_valid_pixels < 1:
+            raise InputError(f"--min-valid-pixels must be >= 1, got {self.min_valid_pixels}")
+        if not 0.0 <= self.unknown_importance <= 1.0:
+            raise InputError(f"--unknown-importance must be in [0, 1], got {self.unknown_importance}")
+        if self.distance_mode not in ("object", "pixel"):
+            raise InputError(f"--distance-mode must be 'object' or 'pixel', got {self.distance_mode!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FrameImportance:
+    """Result of :func:`compute_importance` for one frame."""
+
+    importance: np.ndarray      # float32 HxW in [0, 1]
+    objects: pd.DataFrame       # OBJECT_COLUMNS, one row per object
+    object_map: np.ndarray      # int32 HxW, row index in ``objects`` + 1, 0 = no object
+    d_safe: float
+
+
+def safe_distance(speed_mps: float, t_react: float = 2.5, decel: float = 3.4,
+                  floor: float = 5.0) -> float:
+    """``max(floor, v*t_react + v^2/(2*a))`` in metres."""
+    if not math.isfinite(speed_mps) or speed_mps < 0:
+        raise InputError(f"speed must be a finite, non-negative number of m/s, got {speed_mps}")
+    return max(float(floor), speed_mps * t_react + speed_mps ** 2 / (2.0 * decel))
+
+
+def decay(distance: np.ndarray | float, d_safe: float) -> np.ndarray:
+    """1 inside ``d_safe``, ``exp(-ln2/d_safe*(d-d_safe))`` beyond (inf -> 0). NaN stays NaN."""
+    d = np.asarray(distance, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.where(d <= d_safe, 1.0, np.exp(-math.log(2.0) / d_safe * (d - d_safe)))
+    return out
+
+
+def disparity_px(raw: np.ndarray) -> np.ndarray:
+    """Raw uint16 Cityscapes disparity -> float32 pixels, NaN where ``p == 0`` (invalid)."""
+    raw = np.asarray(raw)
+    d = (raw.astype(np.float32) - 1.0) / 256.0
+    d[raw == 0] = np.nan
+    return d
+
+
+def distance_m(disp: np.ndarray | float, fx: float, baseline: float) -> np.ndarray:
+    """Disparity (px) -> distance ``fx*baseline/d`` (m); d == 0 -> inf, NaN stays NaN."""
+    with np.errstate(divide="ignore"):
+        return np.float64(fx) * baseline / np.asarray(disp, dtype=np.float64)
+
+
+def object_map(labels: np.ndarray, instances: np.ndarray | None,
+               group_lut: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Number the dynamic objects of a frame.
+
+    Instances (``instanceIds >= 1000`` on a dynamic label) are objects as they are; the remaining
+    dynamic pixels are split into 8-connected components per label. Returns an int32 map
+    (0 = no object, k = k-th object) and, per object, ``(object_id, label_id)``.
+    """
+    h, w = labels.shape
+    groups = group_lut[labels]
+    dynamic = groups == DYNAMIC
+    omap = np.zeros((h, w), dtype=np.int32)
+    ids: list[tuple[str, int]] = []
+    if instances is not None:
+        inst_mask = dynamic & (instances >= 1000)
+        if inst_mask.any():
+            uniq, inv = np.unique(instances[inst_mask], return_inverse=True)
+            omap[inst_mask] = inv.astype(np.int32) + 1
+            ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
+        rest = dynamic & ~inst_mask
+    else:
+        rest = dynamic
+    if rest.any():
+        structure = np.ones((3, 3), dtype=bool)
+        for lid in np.unique(labels[rest]):
+            mask = rest & (labels == lid)
+            comp, n = ndimage.label(mask, structure=structure)
+            base = len(ids)
+            omap[mask] = comp[mask] + base
+            ids.extend((f"{int(lid)}c{k}", int(lid)) for k in range(1, n + 1))
+    return omap, ids
+
+
+def grouped_median(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median of ``values`` per integer key in ``[1, n_groups]`` by one sort; also counts.
+
+    Returns (median float64[n_groups] with NaN for empty groups, counts int64[n_groups]).
+    """
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    counts = np.bincount(k, minlength=n_groups + 1)[1:]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    med = np.full(n_groups, np.nan)
+    nz = counts > 0
+    lo = starts[nz] + (counts[nz] - 1) // 2
+    hi = starts[nz] + counts[nz] // 2
+    med[nz] = (v[lo].astype(np.float64) + v[hi].astype(np.float64)) / 2.0
+    return med, counts
+
+
+def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
+                       disparity_raw: np.ndarray, fx: float, baseline: float,
+                       speed_mps: float, groups: ClassGroups,
+                       params: ImportanceParams = ImportanceParams()) -> FrameImportance:
+    """Importance map (float32 HxW in [0, 1]) and object table for one frame."""
+    labels = np.asarray(labels)
+    disparity_raw = np.asarray(disparity_raw)
+    if labels.ndim != 2:
+        raise InputError(f"label image must be 2-D, got shape {labels.shape}")
+    if disparity_raw.shape != labels.shape:
+        raise InputError(f"disparity size {disparity_raw.shape[::-1]} differs from label size "
+                         f"{labels.shape[::-1]} (W x H)")
+    if instances is not None and np.asarray(instances).shape != labels.shape:
+        raise InputError(f"instanceIds size {np.asarray(instances).shape[::-1]} differs from "
+                         f"label size {labels.shape[::-1]} (W x H)")
+    if not (math.isfinite(fx) and fx > 0 and math.isfinite(baseline) and baseline > 0):
+        raise InputError(f"camera fx and baseline must be positive, got fx={fx}, baseline={baseline}")
+    d_safe = safe_distance(speed_mps, params.t_react, params.decel, params.min_safe_distance)
+
+    lut = groups.group_lut()
+    omap, ids = object_map(labels, instances, lut)
+    n = len(ids)
+
+    # Per-object robust distance: median valid disparity, converted to metres.
+    flat_obj = omap.ravel()
+    flat_raw = disparity_raw.ravel()
+    in_obj = flat_obj > 0
+    valid = in_obj & (flat_raw > 0)
+    pixels = np.bincount(flat_obj[in_obj], minlength=n + 1)[1:]
+    med_raw, valid_counts = grouped_median(flat_obj[valid], flat_raw[valid], n)
+    med_disp = (med_raw - 1.0) / 256.0
+    dist = distance_m(med_disp, fx, baseline)
+    known = valid_counts >= params.min_valid_pixels
+    dist[~known] = np.nan
+    obj_imp = np.where(known, decay(dist, d_safe), params.unknown_importance)
+
+    # Importance map: class constant, then objects.
+    value_lut = np.zeros(lut.shape, dtype=np.float32)
+    value_lut[lut == STATIC] = groups.static_importance
+    value_lut[lut != STATIC] = groups.void_importance
+    imp = value_lut[labels]
+    obj_lut = np.concatenate(([0.0], obj_imp)).astype(np.float32)
+    if params.distance_mode == "pixel":
+        # Each object pixel with valid disparity uses its own distance; the others the object's.
+        own = decay(distance_m(disparity_px(disparity_raw), fx, baseline), d_safe)
+        pix = np.where(np.isnan(own), obj_lut[omap], own)
+        imp = np.where(omap > 0, pix, imp).astype(np.float32)
+    else:
+        imp = np.where(omap > 0, obj_lut[omap], imp).astype(np.float32)
+    np.clip(imp, 0.0, 1.0, out=imp)
+
+    # Bounding boxes per object (slices over the object map: one pass).
+    boxes = ndimage.find_objects(omap, max_label=n) if n else []
+    x0 = [s[1].start if s else -1 for s in boxes]
+    y0 = [s[0].start if s else -1 for s in boxes]
+    x1 = [s[1].stop if s else -1 for s in boxes]
+    y1 = [s[0].stop if s else -1 for s in boxes]
+    objects = pd.DataFrame({
+        "object_id": [i for i, _ in ids],
+        "label": [label_name(lid) for _, lid in ids],
+        "pixels": pixels.astype(np.int64),
+        "valid_pixels": valid_counts.astype(np.int64),
+        "distance_m": dist,
+        "importance": obj_imp.astype(np.float64),
+        "inside_safe": known & (dist <= d_safe),
+        "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+    }, columns=OBJECT_COLUMNS)
+    return FrameImportance(imp, objects, omap, d_safe)
