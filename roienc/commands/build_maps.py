@@ -1,15 +1,117 @@
-"""`roienc build-maps` (placeholder until implemented)."""
+"""`roienc build-maps`: Cityscapes -> importance maps, QP maps, object tables, manifest."""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import RoiencError
+from ..executor import ExecutorSpec
+from ..importance import ImportanceParams
+from ..maps import QPParams, build_maps
+
+
+def csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_map_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by build-maps and sweep (which builds maps when absent)."""
+    g = p.add_argument_group("importance model")
+    g.add_argument("--t-react", type=float, default=2.5, help="reaction time in s (default 2.5)")
+    g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
+    g.add_argument("--min-safe-distance", type=float, default=5.0,
+                   help="floor of d_safe in m, so v=0 still cares about near objects (default 5)")
+    g.add_argument("--min-valid-pixels", type=int, default=5,
+                   help="objects with fewer valid disparity pixels have unknown distance (default 5)")
+    g.add_argument("--unknown-importance", type=float, default=1.0,
+                   help="importance of an object of unknown distance (default 1.0: counts as near)")
+    g.add_argument("--distance-mode", choices=["object", "pixel"], default="object",
+                   help="median distance per object (default) or each pixel's own distance")
+    g.add_argument("--classes", metavar="FILE", help="TOML class groups (default: packaged classes.toml)")
+    e = p.add_argument_group("ego data (when the dataset lacks it)")
+    e.add_argument("--speed", type=float, metavar="V", help="ego speed in m/s for frames without vehicle JSON")
+    e.add_argument("--speed-override", type=float, nargs="?", const=-1.0, metavar="V",
+                   help="use this speed (or --speed if no value is given) for every frame")
+    e.add_argument("--camera", metavar="FILE", help="camera JSON for frames without one")
+    e.add_argument("--fx", type=float, help="focal length in px for frames without camera JSON")
+    e.add_argument("--baseline", type=float, help="stereo baseline in m for frames without camera JSON")
+    q = p.add_argument_group("QP maps")
+    q.add_argument("--block-size", type=int, default=16, help="QP block size in px (default 16)")
+    q.add_argument("--base-qp", type=int, default=32, help="QP of importance 0.5 (default 32)")
+    q.add_argument("--delta", type=int, default=3, help="QP range is base-qp +/- delta (default 3)")
+    q.add_argument("--gamma", type=float, default=1.0, help="qp = base+delta-2*delta*imp**gamma (default 1)")
+    q.add_argument("--block-stat", choices=["mean", "max"], default="mean",
+                   help="importance of a block: mean (default) or max")
+    q.add_argument("--qp-normalize", choices=["none", "frame"], default="none",
+                   help="'frame' stretches each frame's block importances to [0,1] (the seed's way)")
+    s = p.add_argument_group("sources")
+    s.add_argument("--sequences", action="store_true",
+                   help="also build maps for every frame of the *_sequence snippets")
+    s.add_argument("--labels-root", metavar="DIR",
+                   help="per-frame predicted <id>_labelIds.png (+ optional _instanceIds.png) for sequences")
+
+
+def map_kwargs(args: argparse.Namespace) -> dict:
+    """build_maps keyword arguments from parsed options (shared with sweep)."""
+    override = args.speed_override
+    if override is not None and override < 0:  # given without a value: apply --speed to all
+        if args.speed is None:
+            from ..errors import InputError
+            raise InputError("--speed-override without a value needs --speed V")
+        override = args.speed
+    return dict(
+        importance=ImportanceParams(args.t_react, args.decel, args.min_safe_distance,
+                                    args.min_valid_pixels, args.unknown_importance,
+                                    args.distance_mode),
+        qp=QPParams(args.block_size, args.base_qp, args.delta, args.gamma, args.block_stat,
+                    args.qp_normalize),
+        classes=args.classes, speed=args.speed, speed_override=override, camera=args.camera,
+        fx=args.fx, baseline=args.baseline, sequences=args.sequences,
+        labels_root=args.labels_root,
+    )
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool (default) or a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="Dask scheduler address, e.g. tcp://HOST:8786 (default: a LocalCluster)")
+
+
+def executor_spec(args: argparse.Namespace) -> ExecutorSpec:
+    return ExecutorSpec(args.executor, args.workers, args.scheduler)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-maps", help="(not yet implemented)")
+    p = sub.add_parser("build-maps", help="Cityscapes -> importance and QP maps",
+                       description=__doc__)
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--split", default="val")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
+    p.add_argument("--out", required=True, metavar="OUT")
+    add_map_options(p)
+    p.add_argument("--visualize-every", type=int, default=30, metavar="N",
+                   help="distance annotation for every N-th frame (default 30, 0 = none)")
+    p.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any frame is skipped or failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_executor_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RoiencError("build-maps is not implemented yet")
+    report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
+                        visualize_every=args.visualize_every, skip_existing=args.skip_existing,
+                        executor=executor_spec(args), progress=not args.no_progress,
+                        **map_kwargs(args))
+    counts = report.counts
+    total = len(report.manifest)
+    print(f"build-maps: {total} frames -> {report.out}: "
+          + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped", "failed")))
+    bad = report.manifest[report.manifest["status"] != "ok"]
+    for row in bad.head(10).itertuples(index=False):
+        print(f"  {row.frame_id}: {row.status}: {row.reason}")
+    if len(bad) > 10:
+        print(f"  ... {len(bad) - 10} more in {report.out / 'maps_manifest.csv'}")
+    if args.strict and len(bad):
+        return 1
+    return 0

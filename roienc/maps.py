@@ -1,0 +1,383 @@
+"""build-maps: Cityscapes frames -> importance maps, QP maps, object tables; and their readers.
+
+File I/O lives here; the numbers come from :mod:`roienc.importance` and :mod:`roienc.qpmap`.
+Every output is written atomically, every frame gets a manifest row (ok, skipped with the
+reason, or failed), and ``skip_existing`` resumes an interrupted run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import __version__
+from .dataset import (Clip, FrameRef, find_annotated_frames, find_sequence_frames, read_camera,
+                      read_disparity_raw, read_instance_ids, read_label_ids, read_rgb, read_speed)
+from .errors import InputError
+from .executor import ExecutorSpec, run_tasks
+from .fileio import ensure_dir, read_json, write_csv, write_json, write_npy, write_png
+from .importance import ImportanceParams, compute_importance
+from .labels import ClassGroups, load_class_groups
+from .vis import distance_annotation, importance_to_uint8, importance_vis
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "speed_mps",
+                    "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
+                    "label_source", "objects", "objects_inside_safe", "status", "reason"]
+# Parameters that change the maps: a resumed run must use the same values.
+MAP_KEYS = ("importance", "classes", "qp", "speed", "speed_override", "camera_file", "fx",
+            "baseline")
+
+
+@dataclass(frozen=True)
+class QPParams:
+    block_size: int = 16
+    base_qp: int = 32
+    delta: int = 3
+    gamma: float = 1.0
+    block_stat: str = "mean"
+    qp_normalize: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1:
+            raise InputError(f"--block-size must be >= 1, got {self.block_size}")
+        if not 0 <= self.base_qp <= 51:
+            raise InputError(f"--base-qp must be in 0..51, got {self.base_qp}")
+        if self.delta < 0 or self.base_qp - self.delta < 0 or self.base_qp + self.delta > 51:
+            raise InputError(f"--delta {self.delta} with --base-qp {self.base_qp} leaves 0..51")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise InputError(f"--gamma must be positive, got {self.gamma}")
+        if self.block_stat not in ("mean", "max"):
+            raise InputError(f"--block-stat must be 'mean' or 'max', got {self.block_stat!r}")
+        if self.qp_normalize not in ("none", "frame"):
+            raise InputError(f"--qp-normalize must be 'none' or 'frame', got {self.qp_normalize!r}")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a per-frame task needs (picklable, sent to workers)."""
+
+    out: Path
+    importance: ImportanceParams = ImportanceParams()
+    qp: QPParams = QPParams()
+    groups: ClassGroups = field(default_factory=load_class_groups)
+    speed: float | None = None            # for frames without vehicle JSON
+    speed_override: float | None = None   # for every frame
+    camera_file: str | None = None        # for frames without camera JSON
+    fx: float | None = None
+    baseline: float | None = None
+    visualize_every: int = 30
+    skip_existing: bool = False
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    manifest: pd.DataFrame
+    params: dict
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.manifest["status"].value_counts().to_dict() if len(self.manifest) else {}
+
+
+def frame_prefix(out: Path, split: str, city: str, frame_id: str) -> Path:
+    return Path(out) / split / city / frame_id
+
+
+def output_paths(prefix: Path, annotate: bool) -> list[Path]:
+    names = ["_importance.npy", "_importance.png", "_importance_vis.png", "_objects.csv",
+             "_near_mask.png", "_qp_map.npy", "_qp_map.csv", "_qp_map_vis.png"]
+    if annotate:
+        names.append("_distance_annotation.png")
+    return [prefix.with_name(prefix.name + n) for n in names]
+
+
+def _resolve_speed(ref: FrameRef, cfg: BuildConfig) -> tuple[float, str]:
+    if cfg.speed_override is not None:
+        return cfg.speed_override, "option --speed-override"
+    if ref.vehicle is not None:
+        return read_speed(ref.vehicle), str(ref.vehicle)
+    if cfg.speed is not None:
+        return cfg.speed, "option --speed"
+    folder = "vehicle_sequence" if ref.source == "sequence" else "vehicle"
+    raise InputError(f"no vehicle JSON ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_vehicle.json) "
+                     "and no --speed: pass --speed V (m/s) to use a fixed ego speed")
+
+
+def _resolve_camera(ref: FrameRef, cfg: BuildConfig) -> tuple[float, float, str]:
+    if ref.camera is not None:
+        fx, b = read_camera(ref.camera)
+        return fx, b, str(ref.camera)
+    if cfg.camera_file is not None:
+        fx, b = read_camera(Path(cfg.camera_file))
+        return fx, b, f"option --camera {cfg.camera_file}"
+    if cfg.fx is not None and cfg.baseline is not None:
+        return cfg.fx, cfg.baseline, "options --fx/--baseline"
+    raise InputError(f"no camera JSON (camera/{ref.split}/{ref.city}/...{ref.frame_id[-6:]}_camera.json) "
+                     "and no --camera FILE or --fx/--baseline: give the calibration explicitly")
+
+
+def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
+    """Build every output of one frame; return its manifest row (never raises)."""
+    ref, cfg, annotate = task
+    row: dict = {c: None for c in MANIFEST_COLUMNS}
+    row.update(split=ref.split, city=ref.city, frame_id=ref.frame_id, source=ref.source,
+               label_source=ref.label_source, status="ok", reason="")
+    try:
+        speed, row["speed_source"] = _resolve_speed(ref, cfg)
+        fx, baseline, row["camera_source"] = _resolve_camera(ref, cfg)
+        row.update(speed_mps=speed, fx=fx, baseline=baseline)
+        ip = cfg.importance
+        row["d_safe_m"] = max(ip.min_safe_distance, speed * ip.t_react + speed ** 2 / (2 * ip.decel))
+        if ref.labels is None:
+            raise InputError(f"no labelIds for {ref.frame_id} ({ref.label_source}): build-maps needs "
+                             "gtFine labels or --labels-root with <id>_labelIds.png")
+        if ref.disparity is None:
+            folder = "disparity_sequence" if ref.source == "sequence" else "disparity"
+            raise InputError(f"no disparity PNG ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
+        prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
+        paths = output_paths(prefix, annotate)
+        if cfg.skip_existing and all(p.exists() for p in paths):
+            imp_shape = np.load(paths[0], mmap_mode="r").shape
+            row.update(height=imp_shape[0], width=imp_shape[1], reason="existing output kept")
+            objs = pd.read_csv(paths[3])
+            row.update(objects=len(objs), objects_inside_safe=int(objs["inside_safe"].sum()))
+            return row
+
+        labels = read_label_ids(ref.labels)
+        instances = read_instance_ids(ref.instances) if ref.instances is not None else None
+        disp = read_disparity_raw(ref.disparity)
+        with Image.open(ref.image) as im:
+            img_size = im.size
+        if img_size != labels.shape[::-1]:
+            raise InputError(f"{ref.image}: image size {img_size[0]}x{img_size[1]} differs from "
+                             f"labelIds {labels.shape[1]}x{labels.shape[0]} ({ref.labels})")
+        if disp.shape != labels.shape:
+            raise InputError(f"{ref.disparity}: disparity size {disp.shape[1]}x{disp.shape[0]} "
+                             f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
+        if instances is not None and instances.shape != labels.shape:
+            raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
+        fi = compute_importance(labels, instances, disp, fx, baseline, speed, cfg.groups, ip)
+        row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
+                   objects=len(fi.objects),
+                   objects_inside_safe=int(fi.objects["inside_safe"].sum()))
+        write_frame_outputs(prefix, fi, cfg, ref if annotate else None, speed)
+    except InputError as exc:
+        row.update(status="skipped", reason=str(exc))
+    except Exception as exc:  # a bug or an unforeseen file problem: record it, keep going
+        log.debug("frame %s failed:\n%s", ref.frame_id, traceback.format_exc())
+        row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+    return row
+
+
+def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
+                        speed: float) -> None:
+    """Write the importance, object, QP and visualisation files of one frame."""
+    from .qpmap import qp_map_from_importance, write_qp_outputs
+
+    ensure_dir(prefix.parent)
+    name = prefix.name
+    u8 = importance_to_uint8(fi.importance)
+    write_npy(prefix.with_name(name + "_importance.npy"), fi.importance)
+    write_png(prefix.with_name(name + "_importance.png"), u8)
+    write_png(prefix.with_name(name + "_importance_vis.png"), importance_vis(u8))
+    inside = np.concatenate(([False], fi.objects["inside_safe"].to_numpy(bool)))
+    write_png(prefix.with_name(name + "_near_mask.png"),
+              (inside[fi.object_map] * np.uint8(255)).astype(np.uint8))
+    objs = fi.objects.copy()
+    objs["distance_m"] = objs["distance_m"].round(3)
+    objs["importance"] = objs["importance"].round(6)
+    write_csv(prefix.with_name(name + "_objects.csv"), objs.itertuples(index=False),
+              header=list(objs.columns))
+    q = cfg.qp
+    qp = qp_map_from_importance(fi.importance, block=q.block_size, stat=q.block_stat,
+                                base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
+                                normalize=q.qp_normalize)
+    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=q.delta)
+    if annotate_ref is not None:
+        img = read_rgb(annotate_ref.image)
+        write_png(prefix.with_name(name + "_distance_annotation.png"),
+                  distance_annotation(img, fi.object_map, fi.objects, fi.d_safe, speed,
+                                      title=annotate_ref.frame_id))
+
+
+def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, sequences: bool,
+                 labels_root: str | None, cfg: BuildConfig) -> dict:
+    return {
+        "roienc_version": __version__,
+        "cityscapes_root": str(Path(cityscapes_root).resolve()),
+        "split": split,
+        "cities": cities,
+        "sequences": sequences,
+        "labels_root": str(labels_root) if labels_root else None,
+        "importance": cfg.importance.as_dict(),
+        "classes": cfg.groups.as_dict(),
+        "qp": asdict(cfg.qp),
+        "speed": cfg.speed,
+        "speed_override": cfg.speed_override,
+        "camera_file": cfg.camera_file,
+        "fx": cfg.fx,
+        "baseline": cfg.baseline,
+        "visualize_every": cfg.visualize_every,
+        # flat copies for the readers of the maps (adapters, encode)
+        "block_size": cfg.qp.block_size,
+        "base_qp": cfg.qp.base_qp,
+        "delta": cfg.qp.delta,
+    }
+
+
+def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "val",
+               cities: list[str] | None = None, sequences: bool = False,
+               annotated: bool = True, labels_root: str | Path | None = None,
+               importance: ImportanceParams | None = None, qp: QPParams | None = None,
+               classes: str | Path | None = None, speed: float | None = None,
+               speed_override: float | None = None, camera: str | Path | None = None,
+               fx: float | None = None, baseline: float | None = None,
+               visualize_every: int = 30, skip_existing: bool = False,
+               workers: int | None = None, executor: ExecutorSpec | None = None,
+               progress: bool = True) -> BuildReport:
+    """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
+    snippet frames too) into ``out``; return the manifest. See docs in README."""
+    out = ensure_dir(out)
+    if (fx is None) != (baseline is None):
+        raise InputError("--fx and --baseline go together: give both or neither")
+    if speed is not None and (not math.isfinite(speed) or speed < 0):
+        raise InputError(f"--speed must be a finite, non-negative number of m/s, got {speed}")
+    if speed_override is not None and (not math.isfinite(speed_override) or speed_override < 0):
+        raise InputError(f"--speed-override must be a finite, non-negative m/s, got {speed_override}")
+    if camera is not None:
+        read_camera(Path(camera))  # fail early on a bad --camera file
+    cfg = BuildConfig(out=out, importance=importance or ImportanceParams(), qp=qp or QPParams(),
+                      groups=load_class_groups(classes), speed=speed,
+                      speed_override=speed_override,
+                      camera_file=str(camera) if camera is not None else None,
+                      fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
+                      skip_existing=skip_existing)
+
+    refs: list[FrameRef] = []
+    if annotated:
+        refs += find_annotated_frames(cityscapes_root, split, cities)
+    if sequences:
+        refs += find_sequence_frames(cityscapes_root, split, cities, labels_root)
+    if not refs:
+        raise InputError(f"no frames found under {cityscapes_root} for split '{split}'"
+                         + (f" and cities {','.join(cities)}" if cities else ""))
+
+    params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg)
+    params_path = out / "params.json"
+    if skip_existing and params_path.exists():
+        old = read_json(params_path)
+        changed = [k for k in MAP_KEYS if old.get(k) != params.get(k)]
+        if changed:
+            raise InputError(f"{params_path} was written with different {', '.join(changed)}; "
+                             "--skip-existing would mix maps of two settings. Use a new --out "
+                             "or drop --skip-existing.")
+    write_json(params_path, params)
+
+    every = cfg.visualize_every
+    tasks = [(r, cfg, bool(every) and i % every == 0) for i, r in enumerate(refs)]
+    spec = executor or ExecutorSpec("local", workers)
+    rows: list[dict] = []
+    try:
+        for row in run_tasks(process_frame, tasks, spec, desc="build-maps", unit="frame",
+                             progress=progress):
+            rows.append(row)
+            if row["status"] != "ok":
+                log.warning("%s %s: %s", row["frame_id"], row["status"], row["reason"])
+    finally:
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        if len(manifest):
+            manifest = manifest.sort_values(["source", "frame_id"], kind="stable")
+        write_csv(out / "maps_manifest.csv", manifest.itertuples(index=False),
+                  header=MANIFEST_COLUMNS)
+    return BuildReport(out, manifest.reset_index(drop=True), params)
+
+
+# ---------------------------------------------------------------- readers
+
+@dataclass
+class ClipMaps:
+    """The QP maps of one clip, in frame order."""
+
+    clip_id: str
+    frame_ids: list[str]
+    qp: np.ndarray                 # (N, gh, gw) int8 absolute QP
+    importance_paths: list[Path]
+    base_qp: int
+    block_size: int
+    delta: int
+    width: int
+    height: int
+
+    @property
+    def dq(self) -> np.ndarray:
+        """Delta-QP grids ``qp - base_qp`` (int8)."""
+        return (self.qp.astype(np.int16) - self.base_qp).astype(np.int8)
+
+
+def load_params(maps_root: str | Path) -> dict:
+    p = Path(maps_root) / "params.json"
+    if not p.is_file():
+        raise InputError(f"{p} not found: {maps_root} is not a build-maps output. "
+                         "Run `roienc build-maps --cityscapes-root ROOT --out DIR` first.")
+    return read_json(p)
+
+
+def read_manifest(maps_root: str | Path) -> pd.DataFrame:
+    p = Path(maps_root) / "maps_manifest.csv"
+    if not p.is_file():
+        raise InputError(f"{p} not found: run `roienc build-maps` into {maps_root}")
+    return pd.read_csv(p, dtype={"frame_id": str, "reason": str}, keep_default_na=False,
+                       na_values={"distance_m": [""]})
+
+
+def load_importance(maps_root: str | Path, split: str, city: str, frame_id: str) -> np.ndarray:
+    p = frame_prefix(Path(maps_root), split, city, frame_id).with_name(f"{frame_id}_importance.npy")
+    if not p.is_file():
+        raise InputError(f"{p} not found: build the maps of this frame (`roienc build-maps"
+                         f"{' --sequences' if not frame_id.endswith('_000019') else ''}`)")
+    return np.load(p)
+
+
+def load_near_mask(maps_root: str | Path, split: str, city: str, frame_id: str) -> np.ndarray | None:
+    """Bool mask of pixels of objects inside d_safe, or None for maps without it."""
+    p = frame_prefix(Path(maps_root), split, city, frame_id).with_name(f"{frame_id}_near_mask.png")
+    if not p.is_file():
+        return None
+    return np.asarray(Image.open(p)) > 0
+
+
+def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
+    """QP grids of every frame of ``clip``; InputError naming the first missing map."""
+    params = load_params(maps_root)
+    grids, imp_paths = [], []
+    for fid in clip.frame_ids:
+        prefix = frame_prefix(Path(maps_root), clip.split, clip.city, fid)
+        qp_path = prefix.with_name(f"{fid}_qp_map.npy")
+        if not qp_path.is_file():
+            hint = (" with --sequences" if clip.source == "sequence" else "")
+            raise InputError(f"{qp_path} not found: the maps of clip {clip.clip_id} are incomplete; "
+                             f"run `roienc build-maps{hint}` (see {Path(maps_root) / 'maps_manifest.csv'}"
+                             " for skipped frames)")
+        grids.append(np.load(qp_path))
+        imp_paths.append(prefix.with_name(f"{fid}_importance.npy"))
+    shapes = {g.shape for g in grids}
+    if len(shapes) != 1:
+        raise InputError(f"clip {clip.clip_id}: QP maps of different sizes {sorted(shapes)}")
+    h, w = np.load(imp_paths[0], mmap_mode="r").shape
+    return ClipMaps(clip.clip_id, list(clip.frame_ids), np.stack(grids).astype(np.int8), imp_paths,
+                    int(params["base_qp"]), int(params["block_size"]), int(params["delta"]),
+                    int(w), int(h))
+
+
+def cpu_workers(requested: int | None) -> int:
+    return max(1, requested or os.cpu_count() or 1)
