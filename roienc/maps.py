@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "s
                     "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
                     "label_source", "objects", "objects_inside_safe", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
+MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
 MAP_KEYS = ("importance", "classes", "qp", "speed", "speed_override", "camera_file", "fx",
             "baseline")
 
@@ -210,6 +211,15 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
                                       title=annotate_ref.frame_id))
 
 
+def write_manifest(out: Path, rows: list[dict]) -> pd.DataFrame:
+    """Write the manifest of the rows so far (sorted, atomically) and return it."""
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    if len(manifest):
+        manifest = manifest.sort_values(["source", "frame_id"], kind="stable")
+    write_csv(out / "maps_manifest.csv", manifest.itertuples(index=False), header=MANIFEST_COLUMNS)
+    return manifest
+
+
 def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, sequences: bool,
                  labels_root: str | None, cfg: BuildConfig) -> dict:
     return {
@@ -287,18 +297,18 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
     tasks = [(r, cfg, bool(every) and i % every == 0) for i, r in enumerate(refs)]
     spec = executor or ExecutorSpec("local", workers)
     rows: list[dict] = []
+    last_flush = time.monotonic()
     try:
         for row in run_tasks(process_frame, tasks, spec, desc="build-maps", unit="frame",
                              progress=progress):
             rows.append(row)
             if row["status"] != "ok":
                 log.warning("%s %s: %s", row["frame_id"], row["status"], row["reason"])
+            if time.monotonic() - last_flush > MANIFEST_FLUSH_S:  # stream rows as they finish
+                write_manifest(out, rows)
+                last_flush = time.monotonic()
     finally:
-        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        if len(manifest):
-            manifest = manifest.sort_values(["source", "frame_id"], kind="stable")
-        write_csv(out / "maps_manifest.csv", manifest.itertuples(index=False),
-                  header=MANIFEST_COLUMNS)
+        manifest = write_manifest(out, rows)
     return BuildReport(out, manifest.reset_index(drop=True), params)
 
 
@@ -377,7 +387,3 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
     return ClipMaps(clip.clip_id, list(clip.frame_ids), np.stack(grids).astype(np.int8), imp_paths,
                     int(params["base_qp"]), int(params["block_size"]), int(params["delta"]),
                     int(w), int(h))
-
-
-def cpu_workers(requested: int | None) -> int:
-    return max(1, requested or os.cpu_count() or 1)
