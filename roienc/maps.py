@@ -196,7 +196,6 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
               (inside[fi.object_map] * np.uint8(255)).astype(np.uint8))
     objs = fi.objects.copy()
     objs["distance_m"] = objs["distance_m"].round(3)
-    objs["importance"] = objs["importance"].round(6)
     write_csv(prefix.with_name(name + "_objects.csv"), objs.itertuples(index=False),
               header=list(objs.columns))
     q = cfg.qp

@@ -1,0 +1,121 @@
+"""Importance map -> per-block QP grid (pure numpy), and the grid's files.
+
+``qp = base_qp + delta - 2*delta*(imp_block ** gamma)``, rounded: importance 1 gets
+``base_qp - delta``, importance 0 gets ``base_qp + delta``. Block importance is the mean (or max)
+over each ``block x block`` tile; edge tiles of frames whose size is not a multiple of the block
+are partial and use only their real pixels, so the grid is ``ceil(H/b) x ceil(W/b)``.
+"""
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .fileio import write_bytes, write_csv, write_npy, write_png
+
+
+def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.ndarray:
+    """float32 grid ``(ceil(H/b), ceil(W/b))`` of block means or maxima (partial edges exact)."""
+    imp = np.asarray(importance, dtype=np.float32)
+    if imp.ndim != 2 or imp.size == 0:
+        raise InputError(f"importance map must be a non-empty 2-D array, got shape {imp.shape}")
+    if block < 1:
+        raise InputError(f"block size must be >= 1, got {block}")
+    h, w = imp.shape
+    gh, gw = -(-h // block), -(-w // block)
+    ph, pw = gh * block - h, gw * block - w
+    if stat == "max":
+        padded = np.pad(imp, ((0, ph), (0, pw)), constant_values=-np.inf)
+        return padded.reshape(gh, block, gw, block).max(axis=(1, 3)).astype(np.float32)
+    if stat != "mean":
+        raise InputError(f"block statistic must be 'mean' or 'max', got {stat!r}")
+    padded = np.pad(imp.astype(np.float64), ((0, ph), (0, pw)))
+    sums = padded.reshape(gh, block, gw, block).sum(axis=(1, 3))
+    rows = np.full(gh, block, np.float64)
+    rows[-1] = h - (gh - 1) * block
+    cols = np.full(gw, block, np.float64)
+    cols[-1] = w - (gw - 1) * block
+    return (sums / np.outer(rows, cols)).astype(np.float32)
+
+
+def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 1.0,
+                     normalize: str = "none") -> np.ndarray:
+    """int8 QP grid in ``[base_qp - delta, base_qp + delta]``; high importance -> low QP."""
+    g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, 1.0)
+    if normalize == "frame":
+        lo, hi = float(g.min()), float(g.max())
+        g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
+    elif normalize != "none":
+        raise InputError(f"qp normalisation must be 'none' or 'frame', got {normalize!r}")
+    qp = np.rint(base_qp + delta - 2.0 * delta * g ** gamma)
+    return np.clip(qp, base_qp - delta, base_qp + delta).astype(np.int8)
+
+
+def qp_map_from_importance(importance: np.ndarray, *, block: int = 16, stat: str = "mean",
+                           base_qp: int = 32, delta: int = 3, gamma: float = 1.0,
+                           normalize: str = "none") -> np.ndarray:
+    """Block reduction then QP mapping in one call."""
+    return importance_to_qp(block_reduce(importance, block, stat), base_qp, delta, gamma, normalize)
+
+
+@functools.cache
+def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
+    """A vertical 'viridis' colour bar labelled in QP, rendered once per size and range."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.colors import Normalize
+    from PIL import Image
+
+    dpi = 100
+    fig = plt.figure(figsize=(1.1, max(height, 60) / dpi), dpi=dpi)
+    ax = fig.add_axes([0.1, 0.05, 0.25, 0.9])
+    lo, hi = base_qp - delta, base_qp + delta
+    ColorbarBase(ax, cmap=colormaps["viridis"], norm=Normalize(lo - 0.5, hi + 0.5) if hi > lo
+                 else Normalize(lo - 1, hi + 1), label="QP")
+    ax.tick_params(labelsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    buf.seek(0)
+    bar = np.asarray(Image.open(buf).convert("RGB"))
+    if bar.shape[0] != height:
+        bar = np.asarray(Image.fromarray(bar).resize((bar.shape[1], height)))
+    return bar
+
+
+def render_qp_vis(qp: np.ndarray, base_qp: int, delta: int, scale: int | None = None) -> np.ndarray:
+    """RGB picture of a QP grid: 'viridis' (low QP blue, high QP yellow) plus a QP colour bar."""
+    from .vis import colormap_lut
+
+    lo, hi = base_qp - delta, base_qp + delta
+    q = np.asarray(qp, dtype=np.float64)
+    idx = np.zeros(q.shape, np.uint8) if hi == lo else np.rint((q - lo) / (hi - lo) * 255).clip(0, 255).astype(np.uint8)
+    img = colormap_lut("viridis")[idx]
+    if scale is None:
+        scale = max(1, min(16, 512 // max(1, q.shape[0])))
+    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    bar = _colour_bar(img.shape[0], base_qp, delta)
+    return np.concatenate([img, bar], axis=1)
+
+
+def write_qp_outputs(prefix: Path, qp: np.ndarray, *, base_qp: int, delta: int,
+                     vis: bool = True) -> list[Path]:
+    """``<prefix>_qp_map.npy`` (int8), ``_qp_map.csv`` (no header) and ``_qp_map_vis.png``."""
+    prefix = Path(prefix)
+    name = prefix.name
+    paths = [write_npy(prefix.with_name(name + "_qp_map.npy"), np.asarray(qp, np.int8)),
+             write_csv(prefix.with_name(name + "_qp_map.csv"), np.asarray(qp, int).tolist())]
+    if vis:
+        paths.append(write_png(prefix.with_name(name + "_qp_map_vis.png"),
+                               render_qp_vis(qp, base_qp, delta)))
+    return paths
+
+
+__all__ = ["block_reduce", "importance_to_qp", "qp_map_from_importance", "render_qp_vis",
+           "write_qp_outputs", "write_bytes"]

@@ -1,0 +1,239 @@
+"""A deterministic Cityscapes-format scene generator (the project's own test data).
+
+Writes every file of the official layout (annotated frames and 30-frame sequences) for a simple
+street scene: sky, buildings, vegetation, road on a ground plane whose depth rises towards the
+horizon, sidewalks, an ego-vehicle void strip, and dynamic objects at known depths: two cars
+(near, far), a person, two traffic-sign blobs without instance ids (near, far) and a bicycle whose
+disparity is entirely invalid. Objects have constant disparity, so per-object medians equal the
+recorded value exactly. Over a snippet the objects approach and the textures scroll, so encodes
+have real motion. Same arguments -> byte-identical files.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from cityscapesscripts.helpers.labels import name2label
+
+from .errors import InputError
+from .fileio import write_json, write_png
+
+SNIPPET = 30
+ANNOTATED = 19
+
+
+@dataclass
+class SynthObject:
+    """Ground truth of one object in one frame."""
+
+    label: str
+    instance_id: int | None       # instanceIds value (id*1000+k), None for non-instance classes
+    depth_m: float
+    disparity_raw: int            # uint16 disparity PNG value of every pixel (0 = invalid)
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
+@dataclass
+class SynthFrame:
+    split: str
+    city: str
+    frame_id: str
+    speed_mps: float
+    fx: float
+    baseline: float
+    objects: list[SynthObject]
+    source: str                   # 'frames' (annotated) or 'sequence'
+
+
+@dataclass
+class SynthInfo:
+    root: Path
+    frames: list[SynthFrame] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+
+
+# object templates: label, instance index (None = no instance ids), depth at the annotated frame,
+# approach speed (m per frame), size (m), horizontal centre (fraction of width), height above
+# ground (m), whether disparity is invalid
+_OBJECTS = [
+    ("car", 1, 80.0, 1.0, (1.8, 1.5), 0.58, 0.0, False),
+    ("traffic sign", None, 120.0, 0.0, (1.2, 1.2), 0.92, 3.0, False),
+    ("bicycle", 0, 30.0, 0.2, (1.7, 1.1), 0.80, 0.0, True),
+    ("car", 0, 12.0, 0.5, (1.8, 1.5), 0.36, 0.0, False),
+    ("traffic sign", None, 15.0, 0.2, (0.8, 0.8), 0.08, 2.2, False),
+    ("person", 0, 8.0, 0.2, (0.6, 1.75), 0.18, 0.0, False),
+]
+_SPEEDS = (12.0, 0.0, 8.0, 14.0)
+Z_NEAR = 4.0          # depth of the ground at the bottom image row (m)
+BUILDING_Z = 60.0
+VEGETATION_Z = 40.0
+
+
+def _raw(z: float, fx: float, baseline: float) -> int:
+    """uint16 PNG value of a surface at depth z (``p = d*256 + 1``)."""
+    return int(min(65535, round(fx * baseline / z * 256.0) + 1))
+
+
+class _Scene:
+    """Static layout of one snippet at a given size; renders frame t."""
+
+    def __init__(self, width: int, height: int, fx: float, baseline: float, seed: int) -> None:
+        self.w, self.h, self.fx, self.b = width, height, fx, baseline
+        self.rng = np.random.default_rng(seed)
+        self.horizon = int(round(0.45 * height))
+        self.ego = max(1, int(round(0.04 * height)))
+        self.f_img = 0.55 * width           # focal length that sets object sizes in pixels
+        # textures bigger than the frame so they can scroll
+        self.tex = self.rng.integers(0, 256, (height * 2, width * 2), dtype=np.uint8)
+        self.sprinkle = self.rng.random((height, width)) < 0.03
+
+    def ground_row(self, z: float) -> int:
+        """Image row of the ground at depth z."""
+        return int(round(self.horizon + (self.h - self.horizon) * Z_NEAR / z))
+
+    def render(self, t: int, city: str, snippet: int) -> tuple[dict[str, np.ndarray], list[SynthObject], list[dict]]:
+        h, w = self.h, self.w
+        L = {n: name2label[n].id for n in ("sky", "building", "vegetation", "road", "sidewalk",
+                                          "ego vehicle", "pole")}
+        labels = np.full((h, w), L["sky"], np.uint8)
+        disp = np.zeros((h, w), np.uint16)
+        yy, xx = np.mgrid[0:h, 0:w]
+        top_build = int(0.18 * h)
+        build = (yy >= top_build) & (yy < self.horizon) & ((xx < 0.42 * w) | (xx >= 0.62 * w))
+        veg = (yy >= int(0.3 * h)) & (yy < self.horizon) & (xx >= 0.42 * w) & (xx < 0.62 * w)
+        labels[build] = L["building"]
+        disp[build] = _raw(BUILDING_Z, self.fx, self.b)
+        labels[veg] = L["vegetation"]
+        disp[veg] = _raw(VEGETATION_Z, self.fx, self.b)
+        ground = yy >= self.horizon
+        rows = np.arange(h, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            z_row = Z_NEAR * (h - self.horizon) / np.maximum(rows - self.horizon, 0.5)
+        ground_raw = np.array([_raw(z, self.fx, self.b) for z in z_row], np.uint16)
+        # sidewalks: the outer wedges of the ground
+        frac = (yy - self.horizon) / max(1, h - self.horizon)
+        side = ground & ((xx < (0.3 - 0.25 * frac) * w) | (xx >= (0.7 + 0.25 * frac) * w))
+        labels[ground] = L["road"]
+        labels[side] = L["sidewalk"]
+        disp[ground] = ground_raw[yy[ground]]
+        pole = (xx >= int(0.66 * w)) & (xx < int(0.66 * w) + max(1, w // 128)) & (yy >= int(0.1 * h)) & (yy < self.ground_row(25.0))
+        labels[pole] = L["pole"]
+        disp[pole] = _raw(25.0, self.fx, self.b)
+        disp[self.sprinkle & (labels != L["sky"])] = 0
+        labels[h - self.ego:] = L["ego vehicle"]
+        disp[h - self.ego:] = 0
+
+        inst = labels.astype(np.uint16)
+        # RGB: class colour modulated by a scrolling texture
+        from cityscapesscripts.helpers.labels import id2label
+        palette = np.zeros((256, 3), np.float32)
+        for lid, lab in id2label.items():
+            if 0 <= lid < 256:
+                palette[lid] = lab.color
+        sy, sx = (3 * t) % h, (2 * t) % w
+        tex = self.tex[sy:sy + h, sx:sx + w].astype(np.float32) / 255.0
+        polygons = [
+            {"label": "sky", "polygon": [[0, 0], [w, 0], [w, self.horizon], [0, self.horizon]]},
+            {"label": "road", "polygon": [[0, self.horizon], [w, self.horizon], [w, h], [0, h]]},
+            {"label": "ego vehicle", "polygon": [[0, h - self.ego], [w, h - self.ego], [w, h], [0, h]]},
+        ]
+
+        objects: list[SynthObject] = []
+        objmask = np.zeros((h, w), bool)
+        for k, (label, idx, z19, rate, (mw, mh), cx, above, invalid) in enumerate(_OBJECTS):
+            z = z19 + rate * (ANNOTATED - t)
+            bw = max(3, int(round(mw * self.f_img / z)))
+            bh = max(3, int(round(mh * self.f_img / z)))
+            base = min(self.ground_row(z) - int(round(above * self.f_img / z)), h - self.ego - 1)
+            y1 = max(base, bh)
+            y0 = y1 - bh
+            x0 = int(round(cx * w - bw / 2))
+            x0 = min(max(x0, 0), w - bw)
+            x1 = x0 + bw
+            lid = name2label[label].id
+            labels[y0:y1, x0:x1] = lid
+            iid = lid * 1000 + idx if idx is not None else None
+            inst[y0:y1, x0:x1] = iid if iid is not None else lid
+            raw = 0 if invalid else _raw(z, self.fx, self.b)
+            disp[y0:y1, x0:x1] = raw
+            objmask[y0:y1, x0:x1] = True
+            # painted later, so nearer objects overwrite farther ones: recompute truth below
+            objects.append(SynthObject(label, iid, float(z), raw, (x0, y0, x1, y1)))
+            polygons.append({"label": label, "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]})
+        # objects' own texture: fixed relative to the object (they move, their texture with them)
+        rgb = palette[labels] * (0.6 + 0.4 * tex[..., None])
+        obj_tex = self.tex[:h, :w].astype(np.float32) / 255.0
+        rgb[objmask] = palette[labels[objmask]] * (0.5 + 0.5 * obj_tex[objmask, None])
+        rgb = np.clip(rgb + 10.0 * (np.sin(xx / 7.0 + t) * np.cos(yy / 5.0))[..., None], 0, 255)
+        colour = np.concatenate([palette[labels], np.full((h, w, 1), 255, np.float32)], axis=2)
+        files = {"rgb": rgb.astype(np.uint8), "labels": labels, "inst": inst, "disp": disp,
+                 "color": colour.astype(np.uint8)}
+        return files, objects, polygons
+
+
+def _camera(fx: float, baseline: float, w: int, h: int) -> dict:
+    return {"extrinsic": {"baseline": baseline, "pitch": 0.038, "roll": 0.0, "x": 1.7, "y": 0.1,
+                          "yaw": -0.0195, "z": 1.22},
+            "intrinsic": {"fx": fx, "fy": fx, "u0": w / 2.0, "v0": h / 2.0}}
+
+
+def _vehicle(speed: float) -> dict:
+    return {"gpsHeading": 180.0, "gpsLatitude": 50.78, "gpsLongitude": 6.08,
+            "outsideTemperature": 12.0, "speed": round(speed, 4), "yawRate": 0.0}
+
+
+def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] | list[str] = ("lindau",),
+               sequences_per_city: int = 1, width: int = 256, height: int = 128, seed: int = 0,
+               with_sequences: bool = True, fx: float = 2262.52, baseline: float = 0.209313,
+               speeds: tuple[float, ...] | None = None) -> SynthInfo:
+    """Write a synthetic Cityscapes root at ``out``; return the ground truth."""
+    if width < 16 or height < 16:
+        raise InputError(f"synth: frame size {width}x{height} is too small (min 16x16)")
+    if sequences_per_city < 1:
+        raise InputError("synth: --sequences-per-city must be >= 1")
+    root = Path(out)
+    info = SynthInfo(root, [], width, height)
+    speeds = tuple(speeds) if speeds else _SPEEDS
+    for ci, city in enumerate(cities):
+        for s in range(sequences_per_city):
+            scene = _Scene(width, height, fx, baseline, seed * 1000 + ci * 100 + s)
+            v19 = speeds[(ci + s) % len(speeds)]
+            snippet = f"{city}_{s:06d}"
+            frames = range(SNIPPET) if with_sequences else [ANNOTATED]
+            for t in frames:
+                fid = f"{snippet}_{t:06d}"
+                speed = max(0.0, v19 + 0.05 * (t - ANNOTATED)) if v19 > 0 else 0.0
+                files, objs, polys = scene.render(t, city, s)
+                if with_sequences:
+                    _write_seq(root, split, city, fid, files, speed)
+                    info.frames.append(SynthFrame(split, city, fid, speed, fx, baseline, objs, "sequence"))
+                if t == ANNOTATED:
+                    _write_annotated(root, split, city, fid, files, polys, speed, fx, baseline)
+                    info.frames.append(SynthFrame(split, city, fid, speed, fx, baseline, objs, "frames"))
+    truth = asdict(info)
+    truth["root"] = str(root)
+    write_json(root / "synth_truth.json", truth)
+    return info
+
+
+def _write_seq(root: Path, split: str, city: str, fid: str, f: dict, speed: float) -> None:
+    write_png(root / "leftImg8bit_sequence" / split / city / f"{fid}_leftImg8bit.png", f["rgb"])
+    write_png(root / "disparity_sequence" / split / city / f"{fid}_disparity.png", f["disp"])
+    write_json(root / "vehicle_sequence" / split / city / f"{fid}_vehicle.json", _vehicle(speed))
+
+
+def _write_annotated(root: Path, split: str, city: str, fid: str, f: dict, polys: list,
+                     speed: float, fx: float, baseline: float) -> None:
+    h, w = f["labels"].shape
+    gt = root / "gtFine" / split / city
+    write_png(root / "leftImg8bit" / split / city / f"{fid}_leftImg8bit.png", f["rgb"])
+    write_png(gt / f"{fid}_gtFine_labelIds.png", f["labels"])
+    write_png(gt / f"{fid}_gtFine_instanceIds.png", f["inst"])
+    write_png(gt / f"{fid}_gtFine_color.png", f["color"])
+    write_json(gt / f"{fid}_gtFine_polygons.json", {"imgHeight": h, "imgWidth": w, "objects": polys})
+    write_png(root / "disparity" / split / city / f"{fid}_disparity.png", f["disp"])
+    write_json(root / "camera" / split / city / f"{fid}_camera.json", _camera(fx, baseline, w, h))
+    write_json(root / "vehicle" / split / city / f"{fid}_vehicle.json", _vehicle(speed))
