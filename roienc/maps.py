@@ -140,8 +140,11 @@ def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
         ip = cfg.importance
         row["d_safe_m"] = max(ip.min_safe_distance, speed * ip.t_react + speed ** 2 / (2 * ip.decel))
         if ref.labels is None:
-            raise InputError(f"no labelIds for {ref.frame_id} ({ref.label_source}): build-maps needs "
-                             "gtFine labels or --labels-root with <id>_labelIds.png")
+            where = (f"<labels-root>/.../{ref.frame_id}_labelIds.png" if ref.label_source == "labels-root"
+                     else f"gtFine/{ref.split}/{ref.city}/{ref.label_source.partition(':')[2] or ref.frame_id}"
+                     "_gtFine_labelIds.png")
+            raise InputError(f"no labels: {where} not found; build-maps needs gtFine labels or "
+                             "--labels-root DIR with <id>_labelIds.png (e.g. from a segmentation model)")
         if ref.disparity is None:
             folder = "disparity_sequence" if ref.source == "sequence" else "disparity"
             raise InputError(f"no disparity PNG ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
@@ -213,6 +216,8 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
 def write_manifest(out: Path, rows: list[dict]) -> pd.DataFrame:
     """Write the manifest of the rows so far (sorted, atomically) and return it."""
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    for col in ("width", "height", "objects", "objects_inside_safe"):
+        manifest[col] = manifest[col].astype("Int64")
     if len(manifest):
         manifest = manifest.sort_values(["source", "frame_id"], kind="stable")
     write_csv(out / "maps_manifest.csv", manifest.itertuples(index=False), header=MANIFEST_COLUMNS)
@@ -302,7 +307,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                              progress=progress):
             rows.append(row)
             if row["status"] != "ok":
-                log.warning("%s %s: %s", row["frame_id"], row["status"], row["reason"])
+                log.debug("%s %s: %s", row["frame_id"], row["status"], row["reason"])
             if time.monotonic() - last_flush > MANIFEST_FLUSH_S:  # stream rows as they finish
                 write_manifest(out, rows)
                 last_flush = time.monotonic()
