@@ -32,8 +32,10 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
         return padded.reshape(gh, block, gw, block).max(axis=(1, 3)).astype(np.float32)
     if stat != "mean":
         raise InputError(f"block statistic must be 'mean' or 'max', got {stat!r}")
-    padded = np.pad(imp.astype(np.float64), ((0, ph), (0, pw)))
-    sums = padded.reshape(gh, block, gw, block).sum(axis=(1, 3))
+    padded = np.pad(imp, ((0, ph), (0, pw))) if ph or pw else imp
+    # sum rows of each block first (contiguous), then columns; float64 accumulators
+    sums = padded.reshape(gh, block, gw * block).sum(axis=1, dtype=np.float64)
+    sums = sums.reshape(gh, gw, block).sum(axis=2)
     rows = np.full(gh, block, np.float64)
     rows[-1] = h - (gh - 1) * block
     cols = np.full(gw, block, np.float64)
