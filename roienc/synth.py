@@ -214,7 +214,7 @@ def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] |
                     _write_annotated(root, split, city, fid, files, polys, speed, fx, baseline)
                     info.frames.append(SynthFrame(split, city, fid, speed, fx, baseline, objs, "frames"))
     truth = asdict(info)
-    truth["root"] = str(root)
+    del truth["root"]  # keep the files independent of where they were written
     write_json(root / "synth_truth.json", truth)
     return info
 
