@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .fileio import write_bytes, write_csv, write_npy, write_png
+from .fileio import write_csv, write_npy, write_png
 
 
 def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.ndarray:
@@ -22,8 +22,11 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
     imp = np.asarray(importance, dtype=np.float32)
     if imp.ndim != 2 or imp.size == 0:
         raise InputError(f"importance map must be a non-empty 2-D array, got shape {imp.shape}")
-    if block < 1:
-        raise InputError(f"block size must be >= 1, got {block}")
+    if int(block) != block or block < 1:
+        raise InputError(f"block size must be a positive integer, got {block}")
+    block = int(block)
+    if not np.isfinite(imp).all():
+        raise InputError("importance map contains NaN or infinite values; it must lie in [0, 1]")
     h, w = imp.shape
     gh, gw = -(-h // block), -(-w // block)
     ph, pw = gh * block - h, gw * block - w
@@ -46,7 +49,15 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
 def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 1.0,
                      normalize: str = "none") -> np.ndarray:
     """int8 QP grid in ``[base_qp - delta, base_qp + delta]``; high importance -> low QP."""
-    g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, 1.0)
+    if delta < 0 or base_qp - delta < 0 or base_qp + delta > 63:
+        raise InputError(f"base QP {base_qp} with delta {delta} leaves the QP range 0..63 "
+                         "(8-bit encoders accept 0..51)")
+    if not (np.isfinite(gamma) and gamma > 0):
+        raise InputError(f"gamma must be a positive number, got {gamma}")
+    g = np.asarray(grid, dtype=np.float64)
+    if not np.isfinite(g).all():
+        raise InputError("block importance grid contains NaN or infinite values")
+    g = np.clip(g, 0.0, 1.0)
     if normalize == "frame":
         lo, hi = float(g.min()), float(g.max())
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
@@ -63,23 +74,36 @@ def qp_map_from_importance(importance: np.ndarray, *, block: int = 16, stat: str
     return importance_to_qp(block_reduce(importance, block, stat), base_qp, delta, gamma, normalize)
 
 
+def _qp_colours(base_qp: int, delta: int) -> np.ndarray:
+    """uint8 (2*delta+1, 3): the 'viridis' colour of each integer QP from low to high."""
+    from .vis import colormap_lut
+
+    lut = colormap_lut("viridis")
+    n = 2 * delta + 1
+    return lut[np.rint(np.linspace(0, 255, n)).astype(int)] if n > 1 else lut[[0]]
+
+
 @functools.cache
 def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
-    """A vertical 'viridis' colour bar labelled in QP, rendered once per size and range."""
+    """A vertical colour bar labelled in QP, one band per integer QP in exactly the colours of
+    :func:`render_qp_vis`; rendered with matplotlib once per (height, range) and cached, so the
+    per-frame cost of the visualisation is a table lookup and a concatenation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import colormaps
     from matplotlib.colorbar import ColorbarBase
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import BoundaryNorm, ListedColormap
     from PIL import Image
 
+    lo, hi = base_qp - delta, base_qp + delta
+    cmap = ListedColormap(_qp_colours(base_qp, delta) / 255.0)
+    bounds = np.arange(lo - 0.5, hi + 1.0, 1.0)
     dpi = 100
     fig = plt.figure(figsize=(1.1, max(height, 60) / dpi), dpi=dpi)
     ax = fig.add_axes([0.1, 0.05, 0.25, 0.9])
-    lo, hi = base_qp - delta, base_qp + delta
-    ColorbarBase(ax, cmap=colormaps["viridis"], norm=Normalize(lo - 0.5, hi + 0.5) if hi > lo
-                 else Normalize(lo - 1, hi + 1), label="QP")
+    step = max(1, (hi - lo + 1) // 12)  # at most ~12 labels
+    ColorbarBase(ax, cmap=cmap, norm=BoundaryNorm(bounds, cmap.N), boundaries=bounds,
+                 ticks=np.arange(lo, hi + 1, step), label="QP")
     ax.tick_params(labelsize=7)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -92,13 +116,15 @@ def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
 
 
 def render_qp_vis(qp: np.ndarray, base_qp: int, delta: int, scale: int | None = None) -> np.ndarray:
-    """RGB picture of a QP grid: 'viridis' (low QP blue, high QP yellow) plus a QP colour bar."""
-    from .vis import colormap_lut
-
-    lo, hi = base_qp - delta, base_qp + delta
-    q = np.asarray(qp, dtype=np.float64)
-    idx = np.zeros(q.shape, np.uint8) if hi == lo else np.rint((q - lo) / (hi - lo) * 255).clip(0, 255).astype(np.uint8)
-    img = colormap_lut("viridis")[idx]
+    """RGB picture of a QP grid: 'viridis' (low QP blue, high QP yellow), each block drawn as a
+    ``scale x scale`` square (default: about 512 pixels high), plus a colour bar labelled in QP.
+    QPs outside ``base_qp +/- delta`` take the colour of the nearest end."""
+    q = np.asarray(qp)
+    if q.ndim != 2 or q.size == 0:
+        raise InputError(f"QP grid must be a non-empty 2-D array, got shape {q.shape}")
+    lo = base_qp - delta
+    idx = np.clip(q.astype(np.int64) - lo, 0, 2 * delta)
+    img = _qp_colours(base_qp, delta)[idx]
     if scale is None:
         scale = max(1, min(16, 512 // max(1, q.shape[0])))
     img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
@@ -120,4 +146,4 @@ def write_qp_outputs(prefix: Path, qp: np.ndarray, *, base_qp: int, delta: int,
 
 
 __all__ = ["block_reduce", "importance_to_qp", "qp_map_from_importance", "render_qp_vis",
-           "write_qp_outputs", "write_bytes"]
+           "write_qp_outputs"]
