@@ -1,0 +1,258 @@
+"""Block QP grids -> encoder instructions: FFmpeg addroi chains, per-frame filter scripts,
+x265 zones and x265 qpfiles.
+
+Everything here is text a user can read, copy and run with stock FFmpeg/x265; the encode runner
+uses it unchanged.
+
+- **addroi**: the delta grid ``dq = qp - base_qp`` is covered by non-overlapping block-aligned
+  rectangles of equal ``dq`` (row runs merged downwards), each an
+  ``addroi=x:y:w:h:qoffset=<dq>/<range>``; libx264/libx265 multiply ``qoffset`` by the QP range
+  (51 for 8-bit, 63 for 10-bit), so ``dq/51`` is an exact offset of ``dq`` QP.
+- **per-frame ROI**: addroi has no timeline support, so a filter script splits the stream into
+  one branch per run of frames with identical grids, ``select``s each run, applies its chain and
+  ``interleave``s the branches back (run with ``-fps_mode passthrough``).
+- **zones**: one frame-level QP per frame (mean block QP, rounded), equal neighbours collapsed into
+  ``start,end,q=QP`` (or ``b=<ratio>``) zones for ``-x265-params zones=`` / ``x265 --zones``.
+- **qpfile**: ``<frame> <type> <qp>`` lines for ``x265 --qpfile``. x265 requires a frame type on
+  every line, so the qpfile forces the GOP: ``I`` (IDR) on frame 0 and every ``keyint``-th frame,
+  ``P`` elsewhere. Encoder configs for qpfile mode therefore use ``bframes=0``; the baseline of a
+  qpfile comparison must use the same config.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Rect:
+    """A region of interest in pixels (clipped to the frame) with its QP delta."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    dq: int
+
+
+def cover_rectangles(dq: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Exact, non-overlapping cover of the non-zero cells of ``dq`` by equal-value rectangles.
+
+    Each row is cut into maximal runs of equal non-zero value; a run identical in columns and
+    value to an open rectangle of the row above extends it. Returns
+    ``(row0, col0, row1_exclusive, col1_exclusive, dq)`` in block units, sorted by position.
+    """
+    g = np.asarray(dq)
+    if g.ndim != 2:
+        raise InputError(f"dq grid must be 2-D, got shape {g.shape}")
+    open_: dict[tuple[int, int, int], int] = {}   # (c0, c1, val) -> row0
+    done: list[tuple[int, int, int, int, int]] = []
+    gh, gw = g.shape
+    for r in range(gh + 1):
+        runs: set[tuple[int, int, int]] = set()
+        if r < gh:
+            row = g[r]
+            cuts = np.flatnonzero(np.diff(row)) + 1
+            starts = np.concatenate(([0], cuts))
+            ends = np.concatenate((cuts, [gw]))
+            runs = {(int(s), int(e), int(row[s])) for s, e in zip(starts, ends) if row[s] != 0}
+        for key in list(open_):
+            if key not in runs:
+                c0, c1, val = key
+                done.append((open_.pop(key), c0, r, c1, val))
+        for key in runs:
+            open_.setdefault(key, r)
+    done.sort()
+    return done
+
+
+def roi_rects(dq: np.ndarray, block: int, width: int, height: int) -> list[Rect]:
+    """Rectangles of :func:`cover_rectangles` in pixels, clipped to ``width x height``."""
+    rects = []
+    for r0, c0, r1, c1, val in cover_rectangles(dq):
+        x, y = c0 * block, r0 * block
+        rects.append(Rect(x, y, min(c1 * block, width) - x, min(r1 * block, height) - y, val))
+    return rects
+
+
+def qp_range_for(pix_fmt: str | None) -> int:
+    """QP range libx264/libx265 scale ``qoffset`` by: 51 + 6*(bit_depth-8)."""
+    m = re.search(r"p(\d+)(le|be)?$", pix_fmt or "")
+    depth = int(m.group(1)) if m and int(m.group(1)) in (9, 10, 12, 14, 16) else 8
+    return 51 + 6 * (depth - 8)
+
+
+def addroi_chain(rects: Sequence[Rect], qp_range: int = 51) -> str:
+    """``addroi=...,addroi=...`` ('' when there is nothing to say)."""
+    return ",".join(f"addroi=x={r.x}:y={r.y}:w={r.w}:h={r.h}:qoffset={r.dq}/{qp_range}"
+                    for r in rects)
+
+
+@dataclass
+class FilterScript:
+    """A per-frame ROI filter graph for ``-filter_complex_script`` / ``-/filter_complex``."""
+
+    text: str
+    runs: list[tuple[int, int]]           # inclusive frame ranges with identical grids
+    rects_per_frame: list[int]
+    out_label: str = "vout"
+    chains: list[str] = field(default_factory=list)
+
+    @property
+    def has_roi(self) -> bool:
+        return any(self.rects_per_frame)
+
+
+def frame_runs(grids: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive ranges of consecutive frames whose grids are identical."""
+    n = len(grids)
+    if n == 0:
+        return []
+    flat = np.asarray(grids).reshape(n, -1)
+    change = np.flatnonzero(np.any(flat[1:] != flat[:-1], axis=1)) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change - 1, [n - 1]))
+    return [(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: int, width: int,
+                           height: int, *, qp_range: int = 51, in_label: str = "0:v",
+                           out_label: str = "vout", pix_fmt: str | None = None) -> FilterScript:
+    """Filter graph applying each frame's ROI rectangles (see module docstring)."""
+    grids = np.asarray(dq_grids)
+    if grids.ndim != 3 or len(grids) == 0:
+        raise InputError(f"need a stack of dq grids (N, gh, gw), got shape {grids.shape}")
+    runs = frame_runs(grids)
+    chains = [addroi_chain(roi_rects(grids[a], block, width, height), qp_range) for a, _ in runs]
+    rects_per_frame = [0] * len(grids)
+    for (a, b), chain in zip(runs, chains):
+        n = chain.count("addroi=")
+        for i in range(a, b + 1):
+            rects_per_frame[i] = n
+    head = f"[{in_label}]" + (f"format={pix_fmt}," if pix_fmt else "")
+    if len(runs) == 1:
+        text = head + (chains[0] or "null") + f"[{out_label}]"
+    else:
+        n = len(runs)
+        lines = [head + f"split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"]
+        for i, ((a, b), chain) in enumerate(zip(runs, chains)):
+            sel = f"select='between(n,{a},{b})'"
+            lines.append(f"[s{i}]{sel}{',' + chain if chain else ''}[r{i}];")
+        lines.append("".join(f"[r{i}]" for i in range(n)) + f"interleave=nb_inputs={n}[{out_label}]")
+        text = "\n".join(lines)
+    return FilterScript(text + "\n", runs, rects_per_frame, out_label, chains)
+
+
+def ffmpeg_filter_script_args(ffmpeg, script_path) -> list[str]:
+    """Option that reads a filter graph from a file: ``-/filter_complex`` on FFmpeg 7+,
+    ``-filter_complex_script`` before (removed in 8)."""
+    major = getattr(ffmpeg, "major", None)
+    if major is not None and major >= 7:
+        return ["-/filter_complex", str(script_path)]
+    return ["-filter_complex_script", str(script_path)]
+
+
+def frame_qps(qp_grids: Sequence[np.ndarray] | np.ndarray) -> list[int]:
+    """Frame-level QP per frame: mean of its block QPs, rounded half away from zero."""
+    grids = np.asarray(qp_grids, dtype=np.float64)
+    means = grids.reshape(len(grids), -1).mean(axis=1)
+    return [int(math.floor(m + 0.5)) for m in means]
+
+
+def _collapse(values: Sequence) -> list[tuple[int, int, object]]:
+    out: list[tuple[int, int, object]] = []
+    for i, v in enumerate(values):
+        if out and out[-1][2] == v and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i, v)
+        else:
+            out.append((i, i, v))
+    return out
+
+
+def zones_string(frame_qps_: Sequence[int], mode: str = "q", *, qp_offset: int = 0) -> str:
+    """x265 zones for per-frame QPs.
+
+    ``mode='q'``: ``start,end,q=QP`` with QP = frame QP + ``qp_offset`` (clipped to 0..51), so a
+    rate sweep shifts absolute QPs with its rate point. ``mode='b'``: ``start,end,b=<ratio>``, a
+    bitrate multiplier relative to the clip mean: ``2**((mean_qp - qp)/6)`` (6 QP = 2x bits), so
+    the rate control keeps the target and only redistributes bits.
+    """
+    qps = list(frame_qps_)
+    if not qps:
+        return ""
+    if mode == "q":
+        vals = [min(51, max(0, q + qp_offset)) for q in qps]
+        return "/".join(f"{a},{b},q={v}" for a, b, v in _collapse(vals))
+    if mode == "b":
+        mean = float(np.mean(qps))
+        vals = [round(2.0 ** ((mean - q) / 6.0), 3) for q in qps]
+        return "/".join(f"{a},{b},b={v:g}" for a, b, v in _collapse(vals))
+    raise InputError(f"--zone-mode must be 'q' or 'b', got {mode!r}")
+
+
+def qpfile_text(frame_qps_: Sequence[int], *, frame_types: Sequence[str] | None = None,
+                qp_offset: int = 0, keyint: int | None = None) -> str:
+    """``<frame> <type> <qp>`` per frame for ``x265 --qpfile`` (see module docstring)."""
+    qps = list(frame_qps_)
+    if frame_types is None:
+        frame_types = ["I" if i == 0 or (keyint and i % keyint == 0) else "P" for i in range(len(qps))]
+    if len(frame_types) != len(qps):
+        raise InputError("qpfile: one frame type per frame is needed")
+    bad = [t for t in frame_types if t not in ("I", "i", "K", "P", "B", "b")]
+    if bad:
+        raise InputError(f"qpfile: frame types must be I, i, K, P, B or b, got {bad[0]!r}")
+    return "".join(f"{i} {t} {min(51, max(0, q + qp_offset))}\n"
+                   for i, (t, q) in enumerate(zip(frame_types, qps)))
+
+
+def parse_params(text: str | None) -> dict[str, str]:
+    """``'a=1:b=2:c'`` -> ``{'a': '1', 'b': '2', 'c': '1'}`` (x264/x265 params syntax)."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(":"):
+        if not item:
+            continue
+        k, _, v = item.partition("=")
+        out[k.strip()] = v.strip() if _ else "1"
+    return out
+
+
+def check_roi_compatible(codec: str, rate_control: str, params: dict[str, str] | str | None,
+                         preset: str | None = None, tune: str | None = None,
+                         block_size: int | None = None) -> list[str]:
+    """Refuse settings under which the encoder silently ignores ROI; return softer warnings.
+
+    x264/x265 apply ROI offsets through adaptive quantisation: constant QP, ``aq-mode=0``,
+    ``aq-strength=0``, x265's ``hevc-aq``, the ultrafast/superfast presets and ``tune grain`` all
+    leave them unused.
+    """
+    p = parse_params(params) if isinstance(params, str) or params is None else dict(params)
+    why = None
+    if rate_control in ("cqp", "qp") or "qp" in p:
+        why = ("constant-QP rate control: x264/x265 ignore ROI offsets there; use CRF "
+               "(--crf) or a bitrate (--bitrate)")
+    elif p.get("aq-mode") == "0":
+        why = "aq-mode=0: ROI offsets act through adaptive quantisation; use aq-mode>=1"
+    elif p.get("aq-strength") not in (None, "") and float(p["aq-strength"]) == 0.0:
+        why = "aq-strength=0 disables adaptive quantisation and with it ROI offsets"
+    elif p.get("hevc-aq") in ("1", "true"):
+        why = "hevc-aq replaces the AQ path ROI offsets go through; remove hevc-aq"
+    elif preset in ("ultrafast", "superfast"):
+        why = (f"preset {preset} turns adaptive quantisation off, so ROI offsets are ignored; "
+               "use veryfast or slower")
+    elif tune == "grain":
+        why = "tune grain disables adaptive quantisation, so ROI offsets are ignored"
+    if why:
+        raise InputError(f"ROI with {codec}: {why}")
+    warnings = []
+    if codec == "hevc" and block_size is not None:
+        qg = int(p.get("qg-size", 32))
+        if qg > block_size:
+            warnings.append(f"x265 qg-size={qg} averages the {block_size}-pixel QP blocks over "
+                            f"{qg}x{qg} groups; set qg-size={max(8, min(block_size, 64))} to honour them")
+    return warnings
