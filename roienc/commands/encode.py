@@ -1,15 +1,76 @@
-"""`roienc encode` (placeholder until implemented)."""
+"""`roienc encode`: encode Cityscapes clips with importance-driven QP maps."""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import RoiencError
+from ..dataset import find_clips
+from ..encode import MODES, RatePoint, encode_many, parse_bitrate
+from .build_maps import csv_list
+
+
+def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
+    conv = (lambda s: [float(x) for x in csv_list(s)]) if multi else float
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--crf", type=conv, help="constant rate factor" + (" (comma list)" if multi else ""))
+    g.add_argument("--bitrate", type=(lambda s: [parse_bitrate(x) for x in csv_list(s)]) if multi
+                   else parse_bitrate, help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
+    g.add_argument("--qp", type=conv, help="constant QP (baseline only: ROI is ignored under CQP)")
+
+
+def rate_points(args: argparse.Namespace, default_crf: float = 28.0) -> list[RatePoint]:
+    for control in ("crf", "bitrate", "qp"):
+        val = getattr(args, control)
+        if val is not None:
+            vals = val if isinstance(val, list) else [val]
+            return [RatePoint(control, float(v)) for v in vals]
+    return [RatePoint("crf", default_crf)]
+
+
+def add_tool_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg binary (default: $ROIENC_FFMPEG, PATH, bundled)")
+    p.add_argument("--x265", metavar="PATH", help="x265 CLI for qpfile mode (default: $ROIENC_X265, PATH)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="(not yet implemented)")
+    p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
+                       description=__doc__)
+    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--source", choices=["sequence", "frames"],
+                   help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
+                        "annotated frames of a city as one clip")
+    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. lindau_000000")
+    p.add_argument("--mode", required=True, type=csv_list,
+                   help=f"one or more of {', '.join(MODES)} (comma list)")
+    add_rate_options(p)
+    p.add_argument("--preset", help="encoder preset (default: the config's)")
+    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
+    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
+    p.add_argument("--out", required=True, metavar="ENC")
+    p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
+    p.add_argument("--skip-existing", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    add_tool_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RoiencError("encode is not implemented yet")
+    clips = find_clips(args.cityscapes_root, args.split, args.cities, args.source, args.sequence)
+    results = encode_many(clips, args.maps, codec=args.codec, modes=args.mode,
+                          rates=rate_points(args), config=args.config, out=args.out, jobs=args.jobs,
+                          ffmpeg=args.ffmpeg, x265=args.x265, skip_existing=args.skip_existing,
+                          zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
+                          preset=args.preset, progress=not args.no_progress)
+    ok = [r for r in results if r["status"] == "ok"]
+    for r in results:
+        line = f"{r['clip']:24s} {r['codec']} {r['mode']:10s} {r['rate_label']:14s} "
+        if r["status"] == "ok":
+            line += f"{r['kbps']:9.1f} kbps  {r['encode_seconds']:6.1f} s"
+        else:
+            line += f"{r['status'].upper()}: {(r['error'] or '').splitlines()[0]}"
+        print(line)
+    print(f"encode: {len(ok)}/{len(results)} ok -> {args.out}")
+    return 0 if len(ok) == len(results) else 1

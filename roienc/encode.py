@@ -1,0 +1,426 @@
+"""Encode runner: Cityscapes clips + QP maps -> real x265/x264 encodes with sidecars.
+
+Layout: ``ENC/<codec>/<mode>/<rate>/<clip>.{mp4,json,log}`` (plus the adapter files the
+commands read: ``<clip>.filter.txt``, ``<clip>.qpfile.txt``). The JSON sidecar records the exact
+argv of every command, versions, the resolved config, the maps used and adapter statistics, so
+an encode can be rerun by hand.
+
+Modes:
+- ``baseline``: same encoder and settings, no ROI;
+- ``roi``: per-frame addroi rectangles through a filter script (relative offsets, so they follow
+  any rate point);
+- ``zones``: x265 zones with one QP per frame. Absolute QPs must follow the rate point: under CRF
+  a frame's QP is ``round(crf) + (frame_qp - base_qp)`` (CRF ~ QP is an approximation, said in the
+  sidecar); under a target bitrate zones are ``b=`` multipliers around the clip mean;
+- ``roi+zones``: both;
+- ``qpfile``: the x265 CLI with ``--qpfile`` (QP per frame, same rule as zones), frames piped from
+  FFmpeg as y4m, then remuxed into MP4.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import __version__
+from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
+                       perframe_filter_script, qp_range_for, qpfile_text, zones_string)
+from .configs import EncoderConfig, load_config
+from .dataset import Clip, parse_id
+from .errors import InputError, RoiencError, ToolError
+from .fileio import atomic_path, ensure_dir, read_json, write_json, write_text
+from .maps import ClipMaps, load_clip_maps, load_params
+from .probe import bitrate_kbps, packet_sizes
+from .tools import Tool, find_ffmpeg, find_x265, run, tail
+
+log = logging.getLogger(__name__)
+
+MODES = ("baseline", "roi", "zones", "roi+zones", "qpfile")
+X265_ONLY = ("zones", "roi+zones", "qpfile")
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """A rate-control setting: ``crf`` (value = CRF), ``bitrate`` (kbps) or ``qp`` (constant QP)."""
+
+    control: str
+    value: float
+
+    @property
+    def label(self) -> str:
+        v = f"{self.value:g}"
+        return {"crf": f"crf{v}", "bitrate": f"bitrate{v}k", "qp": f"qp{v}"}[self.control]
+
+
+def parse_bitrate(text: str) -> float:
+    """``'4M'`` -> 4000.0 kbps, ``'800k'`` -> 800.0, ``'1500'`` -> 1500.0 (kbps)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmM]?)\s*(bps|b)?\s*", str(text))
+    if not m:
+        raise InputError(f"--bitrate {text!r}: use e.g. 4M, 800k or a number of kbit/s")
+    val = float(m.group(1)) * (1000.0 if m.group(2) in ("M", "m") else 1.0)
+    if val <= 0:
+        raise InputError(f"--bitrate must be positive, got {text!r}")
+    return val
+
+
+def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig) -> list[str]:
+    """Refuse impossible combinations with the reason; return warnings."""
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
+    if codec == "h264" and mode in X265_ONLY:
+        raise InputError(f"--mode {mode} is x265-only (zones and qpfile are x265 features); with "
+                         "--codec h264 use baseline or roi")
+    if mode == "qpfile" and config.encoder != "x265":
+        raise InputError("--mode qpfile needs the x265 CLI config (FFmpeg's libx265 wrapper rejects "
+                         "qpfile): use --config hevc_x265cli")
+    if mode != "qpfile" and mode != "baseline" and config.encoder == "x265":
+        raise InputError(f"--mode {mode} goes through FFmpeg; config {config.name} drives the x265 CLI")
+    if rate.control == "qp" and mode in ("zones", "roi+zones", "qpfile"):
+        raise InputError(f"--mode {mode} with constant QP makes no sense: per-frame QPs replace it; "
+                         "use --crf or --bitrate")
+    warnings: list[str] = []
+    if "roi" in mode:
+        warnings += check_roi_compatible(codec, rate.control, config.params_string(),
+                                         config.preset, config.tune or None)
+    return warnings
+
+
+@dataclass
+class EncodeJob:
+    clip: Clip
+    maps_root: Path | None
+    mode: str
+    rate: RatePoint
+    config: EncoderConfig
+    out: Path
+    ffmpeg: Tool
+    x265: Tool | None = None
+    threads: int = 0
+    skip_existing: bool = False
+    zone_mode: str | None = None      # q | b (default: q under CRF, b under bitrate)
+    cityscapes_root: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.out / self.config.codec / self.mode / self.rate.label
+
+    @property
+    def mp4(self) -> Path:
+        return self.folder / f"{self.clip.clip_id}.{self.config.container}"
+
+    @property
+    def sidecar(self) -> Path:
+        return self.folder / f"{self.clip.clip_id}.json"
+
+
+def input_args(clip: Clip) -> list[str]:
+    """FFmpeg input options reading the clip's PNG frames at 17 fps."""
+    first = clip.image_paths[0]
+    if clip.source == "sequence":
+        city, seq, start = parse_id(clip.frame_ids[0])
+        pattern = first.parent / f"{city}_{seq:06d}_%06d_leftImg8bit.png"
+        return ["-framerate", f"{clip.fps:g}", "-start_number", str(start), "-i", str(pattern),
+                "-frames:v", str(len(clip.frame_ids))]
+    folder = str(first.parent).replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
+    return ["-framerate", f"{clip.fps:g}", "-pattern_type", "glob", "-i",
+            f"{folder}/*_leftImg8bit.png", "-frames:v", str(len(clip.frame_ids))]
+
+
+def _rate_args(job: EncodeJob) -> list[str]:
+    r = job.rate
+    if r.control == "crf":
+        return ["-crf", f"{r.value:g}"]
+    if r.control == "bitrate":
+        return ["-b:v", f"{r.value:g}k"]
+    if job.config.encoder == "libx264":
+        return ["-qp", f"{r.value:g}"]
+    return []  # x265: qp goes into -x265-params
+
+
+def _frame_qp_offset(job: EncodeJob, base_qp: int) -> int:
+    return int(round(job.rate.value)) - base_qp if job.rate.control == "crf" else 0
+
+
+def _encoder_params(job: EncodeJob, maps: ClipMaps | None, zones: str | None) -> dict:
+    extra: dict = {}
+    if job.config.codec == "hevc":
+        if maps is not None:
+            extra["qg-size"] = max(8, min(64, maps.block_size))
+        if job.threads:
+            extra["pools"] = job.threads
+        if job.rate.control == "qp":
+            extra["qp"] = f"{job.rate.value:g}"
+        if zones:
+            extra["zones"] = zones
+    return extra
+
+
+def build_ffmpeg_cmd(job: EncodeJob, tmp_out: Path, filter_args: list[str] | None,
+                     extra_params: dict) -> list[str]:
+    cfg = job.config
+    cmd = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", *input_args(job.clip)]
+    if filter_args:
+        cmd += [*filter_args, "-map", "[vout]"]
+    else:
+        cmd += ["-vf", f"format={cfg.pix_fmt}", "-map", "0:v:0"]
+    cmd += ["-fps_mode", "passthrough", "-c:v", cfg.encoder, "-preset", cfg.preset]
+    if cfg.tune:
+        cmd += ["-tune", cfg.tune]
+    cmd += _rate_args(job)
+    cmd += ["-pix_fmt", cfg.pix_fmt]
+    params = cfg.params_string(extra_params)
+    if params:
+        cmd += [f"-{'x265' if cfg.codec == 'hevc' else 'x264'}-params", params]
+    if cfg.encoder == "libx264" and job.threads:
+        cmd += ["-threads", str(job.threads)]
+    if cfg.tag:
+        cmd += ["-tag:v", cfg.tag]
+    cmd += ["-an", str(tmp_out)]
+    return cmd
+
+
+def _x265_cli_args(job: EncodeJob, qpfile: Path | None, out_hevc: Path, extra: dict) -> list[str]:
+    cfg = job.config
+    cmd = [job.x265.path, "--input", "-", "--y4m", "--preset", cfg.preset]
+    if cfg.tune:
+        cmd += ["--tune", cfg.tune]
+    r = job.rate
+    cmd += {"crf": ["--crf", f"{r.value:g}"], "bitrate": ["--bitrate", f"{r.value:g}"],
+            "qp": ["--qp", f"{r.value:g}"]}[r.control]
+    for k, v in {**cfg.params, **extra}.items():
+        if k in ("qp", "zones"):
+            continue
+        cmd += [f"--{k}", str(v)]
+    if qpfile is not None:
+        cmd += ["--qpfile", str(qpfile)]
+    return cmd + ["--output", str(out_hevc)]
+
+
+def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None = None) -> None:
+    """``producer | consumer``; raise ToolError naming the side that failed, with its stderr."""
+    with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
+        try:
+            p1 = subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=e1, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise ToolError(f"{producer[0]} not found: {exc}", producer) from None
+        try:
+            p2 = subprocess.Popen(consumer, stdin=p1.stdout, stderr=e2, stdout=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            p1.kill()
+            raise ToolError(f"{consumer[0]} not found: {exc}", consumer) from None
+        p1.stdout.close()  # so the producer gets SIGPIPE if the consumer dies
+        rc2 = p2.wait()
+        rc1 = p1.wait()
+        e1.seek(0)
+        e2.seek(0)
+        err1, err2 = e1.read(), e2.read()
+        if log_path is not None:
+            Path(log_path).write_bytes(err1 + b"\n" + err2)
+        if rc2 != 0:
+            raise ToolError(f"{Path(consumer[0]).name} failed", consumer, rc2, tail(err2))
+        if rc1 != 0:
+            raise ToolError(f"{Path(producer[0]).name} failed", producer, rc1, tail(err1))
+
+
+def encode_clip(job: EncodeJob) -> dict:
+    """Encode one clip in one mode at one rate point; return (and write) its sidecar.
+
+    Never raises for an encoder failure: the sidecar records ``status='failed'``, the error with
+    the command and the tail of stderr, and the caller goes on with the next clip.
+    """
+    if job.skip_existing and job.sidecar.is_file() and job.mp4.is_file():
+        try:
+            old = read_json(job.sidecar)
+            if old.get("status") == "ok":
+                old["skipped_existing"] = True
+                return old
+        except InputError:
+            pass
+    ensure_dir(job.folder)
+    clip, cfg = job.clip, job.config
+    side: dict = {
+        "clip": clip.clip_id, "split": clip.split, "city": clip.city, "source": clip.source,
+        "codec": cfg.codec, "mode": job.mode, "rate_control": job.rate.control,
+        "rate_value": job.rate.value, "rate_label": job.rate.label, "frames": len(clip.frame_ids),
+        "fps": clip.fps, "width": None, "height": None, "pix_fmt": cfg.pix_fmt, "bytes": None,
+        "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
+        "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
+        "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
+        "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
+        "maps": str(job.maps_root) if job.maps_root else None,
+        "cityscapes_root": job.cityscapes_root, "frame_ids": list(clip.frame_ids),
+        "input_args": input_args(clip) if clip.image_paths else [], "adapter": {},
+        "status": "ok", "error": None,
+    }
+    t0 = time.perf_counter()
+    try:
+        if clip.missing:
+            raise InputError(f"snippet {clip.clip_id} lacks frames {', '.join(clip.missing[:5])}"
+                             f"{' ...' if len(clip.missing) > 5 else ''}: a clip needs contiguous frames")
+        maps = None
+        if job.mode != "baseline" or cfg.codec == "hevc":
+            if job.maps_root is not None:
+                maps = load_clip_maps(job.maps_root, clip)
+            elif job.mode != "baseline":
+                raise InputError(f"--mode {job.mode} needs --maps")
+        from PIL import Image
+        with Image.open(clip.image_paths[0]) as im:
+            side.update(width=im.width, height=im.height)
+        if maps is not None and (maps.width, maps.height) != (im.width, im.height):
+            raise InputError(f"maps of {clip.clip_id} are {maps.width}x{maps.height} but its frames "
+                             f"are {im.width}x{im.height}: rebuild the maps from this dataset")
+        _encode(job, maps, side)
+        sizes = packet_sizes(job.ffmpeg.path, job.mp4)
+        side["bytes"] = job.mp4.stat().st_size
+        side["video_bytes"] = int(sum(sizes))
+        side["frames_encoded"] = len(sizes)
+        side["kbps"] = bitrate_kbps(sizes, clip.fps)
+        if len(sizes) != len(clip.frame_ids):
+            raise ToolError(f"encoded {len(sizes)} frames, expected {len(clip.frame_ids)}",
+                            side["commands"][-1] if side["commands"] else None)
+    except RoiencError as exc:
+        side.update(status="skipped" if isinstance(exc, InputError) else "failed", error=str(exc))
+        if job.mp4.exists() and side["status"] != "ok":
+            job.mp4.unlink()
+    side["encode_seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(job.sidecar, side)
+    return side
+
+
+def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
+    cfg, clip = job.config, job.clip
+    adapter: dict = side["adapter"]
+    zones = None
+    fqps = None
+    if maps is not None:
+        fqps = frame_qps(maps.qp)
+        adapter.update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta)
+    if job.mode in ("zones", "roi+zones", "qpfile"):
+        zmode = job.zone_mode or ("q" if job.rate.control == "crf" else "b")
+        if job.mode != "qpfile":
+            if zmode == "q" and job.rate.control == "bitrate":
+                raise InputError("--zone-mode q with a target bitrate fixes absolute QPs and defeats "
+                                 "the rate control; use --zone-mode b")
+            off = _frame_qp_offset(job, maps.base_qp)
+            zones = zones_string(fqps, zmode, qp_offset=off)
+            adapter.update(zones=zones, zone_mode=zmode, frame_qps=fqps, qp_offset=off,
+                           qp_rule=("frame QP = round(crf) + (frame_qp - base_qp); CRF ~ QP is an "
+                                    "approximation" if zmode == "q" else
+                                    "b = 2**((mean_qp - frame_qp)/6), bitrate multiplier around the clip mean"))
+    extra = _encoder_params(job, maps, zones)
+    log_path = job.folder / f"{clip.clip_id}.log"
+
+    if cfg.encoder == "x265":
+        qpf = None
+        if job.mode == "qpfile":
+            if job.rate.control != "crf":
+                raise InputError("qpfile mode forces a QP on every frame; give --crf (its value "
+                                 "sets the QP level: frame QP = round(crf) + frame delta)")
+            off = _frame_qp_offset(job, maps.base_qp)
+            keyint = int(cfg.params.get("keyint", 250))
+            qpf = job.folder / f"{clip.clip_id}.qpfile.txt"
+            write_text(qpf, qpfile_text(fqps, qp_offset=off, keyint=keyint))
+            adapter.update(qpfile=str(qpf), frame_qps=fqps, qp_offset=off,
+                           qp_rule="frame QP = round(crf) + (frame_qp - base_qp); types I every "
+                                   "keyint frames, P elsewhere (bframes=0)")
+        with atomic_path(job.mp4) as tmp_mp4, atomic_path(job.folder / f"{clip.clip_id}.hevc") as tmp_hevc:
+            dec = [job.ffmpeg.path, "-hide_banner", "-nostdin", *input_args(clip),
+                   "-vf", f"format={cfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
+            enc = _x265_cli_args(job, qpf, tmp_hevc, {k: v for k, v in extra.items() if k != "pools"}
+                                 | ({"pools": job.threads} if job.threads else {}))
+            side["commands"] += [dec, enc]
+            run_pipeline(dec, enc, log_path)
+            mux = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", "-framerate", f"{clip.fps:g}",
+                   "-i", str(tmp_hevc), "-c", "copy"] + (["-tag:v", cfg.tag] if cfg.tag else []) + [str(tmp_mp4)]
+            side["commands"].append(mux)
+            run(mux)
+        (job.folder / f"{clip.clip_id}.hevc").unlink(missing_ok=True)
+        return
+
+    filter_args = None
+    if job.mode in ("roi", "roi+zones"):
+        fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
+                                    qp_range=qp_range_for(cfg.pix_fmt), pix_fmt=cfg.pix_fmt)
+        adapter.update(rects_per_frame=fs.rects_per_frame, runs=len(fs.runs),
+                       qp_range=qp_range_for(cfg.pix_fmt))
+        if fs.has_roi:
+            script = job.folder / f"{clip.clip_id}.filter.txt"
+            write_text(script, fs.text)
+            adapter["filter_script"] = str(script)
+            filter_args = ffmpeg_filter_script_args(job.ffmpeg, script)
+        else:
+            adapter["note"] = "all-zero delta QP map: no ROI, command identical to baseline"
+    with atomic_path(job.mp4) as tmp:
+        cmd = build_ffmpeg_cmd(job, tmp, filter_args, extra)
+        side["commands"].append(cmd)
+        run(cmd, log_path=log_path)
+
+
+def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: str = "hevc",
+                modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] = (RatePoint("crf", 28),),
+                config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
+                ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
+                zone_mode: str | None = None, cityscapes_root: str | Path = "",
+                preset: str | None = None, progress: bool = True) -> list[dict]:
+    """Encode every clip in every mode at every rate point; return the sidecars.
+
+    Refusals (impossible mode/codec/rate combinations, missing x265) raise before anything runs;
+    a failing encode is recorded in its sidecar and the run goes on.
+    """
+    if not clips:
+        raise InputError("no clips to encode (check --split/--cities/--sequence)")
+    out = ensure_dir(out)
+    ff = find_ffmpeg(ffmpeg)
+    plans: list[tuple[str, EncoderConfig]] = []
+    for mode in modes:
+        cfg = load_config(config if config is not None else
+                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
+        if mode == "qpfile" and config is None:
+            log.info("qpfile mode: using the packaged hevc_x265cli config")
+        if preset:
+            cfg.preset = preset
+        plans.append((mode, cfg))
+        for rate in rates:
+            for w in validate_mode(codec, mode, rate, cfg):
+                log.warning("%s: %s", mode, w)
+    needs_x265 = any(cfg.encoder == "x265" for _, cfg in plans)
+    x = find_x265(x265) if needs_x265 else None
+    enc_name = {"hevc": "libx265", "h264": "libx264"}[codec]
+    if any(cfg.encoder == enc_name for _, cfg in plans) and enc_name not in ff.encoders:
+        raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "
+                        "with it or unset ROIENC_FFMPEG to use the bundled one")
+    if maps_root is not None:
+        load_params(maps_root)
+    jobs = max(1, jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
+                      threads, skip_existing, zone_mode, str(cityscapes_root))
+            for c in clips for mode, cfg in plans for rate in rates]
+    results: list[dict] = []
+    bar = tqdm(total=len(work), desc="encode", unit="clip", disable=not progress, leave=False)
+    lock = threading.Lock()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futs = [pool.submit(encode_clip, j) for j in work]
+            for f in as_completed(futs):
+                res = f.result()
+                with lock:
+                    results.append(res)
+                    bar.update(1)
+                    if res["status"] != "ok":
+                        log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
+                                    (res["error"] or "").splitlines()[0])
+    finally:
+        bar.close()
+    results.sort(key=lambda r: (r["clip"], r["mode"], r["rate_control"], r["rate_value"]))
+    return results
