@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. lindau_000000")
     p.add_argument("--mode", required=True, type=csv_list,
                    help=f"one or more of {', '.join(MODES)} (comma list)")
-    add_rate_options(p)
+    add_rate_options(p, multi=True)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
     p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")

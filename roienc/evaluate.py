@@ -1,0 +1,241 @@
+"""Evaluate encodes: decode, compare with the source in the same pixel format, region metrics.
+
+For every sidecar under ``ENC`` with status ok, the encoded clip is decoded to raw YUV through a
+pipe, and the source PNG frames are converted to the same pixel format by the same FFmpeg with
+the same filter the encoder input went through (``format=<pix_fmt>``), so colour conversion is not
+counted as coding error. Both streams are read frame by frame in lockstep: memory stays flat.
+
+ROI = luma pixels with importance >= ``roi_threshold``; chroma planes use the ROI mask
+subsampled 2x2 (a chroma sample is ROI when the top-left luma sample of its 2x2 group is).
+``psnr_yuv`` = (6*PSNR_Y + PSNR_U + PSNR_V)/8 from clip-pooled plane PSNRs.
+``psnr_near_objects``: pixels of objects inside d_safe (``<id>_near_mask.png`` of build-maps).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, RoiencError, ToolError
+from .executor import ExecutorSpec, run_tasks
+from .fileio import read_json, write_csv
+from .maps import load_importance, load_near_mask
+from .metrics import RegionAccumulator, WeightedAccumulator, psnr_from_mse, ssim_map
+from .probe import bitrate_kbps, packet_sizes
+from .tools import find_ffmpeg, tail
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["clip", "codec", "mode", "rate_control", "rate_value", "frames", "width",
+                  "height", "bytes", "kbps", "bpp", "psnr_y", "psnr_yuv", "psnr_roi",
+                  "psnr_nonroi", "psnr_weighted", "ssim_y", "ssim_roi", "ssim_nonroi",
+                  "roi_fraction", "psnr_near_objects", "encode_seconds"]
+EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemean",
+                 "near_fraction", "rate_label", "sidecar"]
+FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
+                 "ssim_nonroi", "roi_fraction"]
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    sidecar: Path
+    maps_root: Path
+    cityscapes_root: Path | None
+    roi_threshold: float
+    per_frame_dir: Path | None
+    ffmpeg: str
+
+
+class FrameReader:
+    """Raw planar YUV frames from an FFmpeg process, one at a time."""
+
+    def __init__(self, cmd: list[str], width: int, height: int, pix_fmt: str) -> None:
+        self.cmd, self.w, self.h = cmd, width, height
+        self.depth = 2 if pix_fmt.endswith(("10le", "12le", "16le")) else 1
+        self.dtype = np.uint16 if self.depth == 2 else np.uint8
+        cw, ch = (width + 1) // 2, (height + 1) // 2
+        if "444" in pix_fmt:
+            cw, ch = width, height
+        elif "422" in pix_fmt:
+            ch = height
+        self.shapes = [(height, width), (ch, cw), (ch, cw)]
+        self.frame_bytes = sum(a * b for a, b in self.shapes) * self.depth
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, bufsize=self.frame_bytes)
+
+    def __iter__(self) -> Iterator[list[np.ndarray]]:
+        while True:
+            buf = self.proc.stdout.read(self.frame_bytes)
+            if not buf:
+                break
+            if len(buf) < self.frame_bytes:
+                raise ToolError(f"truncated frame from {Path(self.cmd[0]).name}", self.cmd)
+            arr = np.frombuffer(buf, dtype=self.dtype)
+            planes, off = [], 0
+            for shp in self.shapes:
+                n = shp[0] * shp[1]
+                planes.append(arr[off:off + n].reshape(shp))
+                off += n
+            yield planes
+
+    def close(self) -> None:
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        rc = self.proc.wait()
+        self._err.seek(0)
+        err = self._err.read()
+        self._err.close()
+        if rc not in (0, None) and rc > 0:
+            raise ToolError(f"{Path(self.cmd[0]).name} failed while decoding", self.cmd, rc, tail(err))
+
+
+def _source_cmd(ffmpeg: str, side: dict) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *side["input_args"],
+            "-vf", f"format={side['pix_fmt']}", "-f", "rawvideo", "-pix_fmt", side["pix_fmt"], "-"]
+
+
+def _decode_cmd(ffmpeg: str, path: Path, pix_fmt: str) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+            "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+
+
+def evaluate_clip(task: EvalTask) -> dict:
+    """Metrics of one encode (one results row); per-frame CSV when asked."""
+    side = read_json(task.sidecar)
+    mp4 = task.sidecar.with_suffix(".mp4")
+    if not mp4.is_file():
+        mp4 = task.sidecar.with_name(side["clip"] + "." + side.get("config", {}).get("container", "mp4"))
+    if not mp4.is_file():
+        raise InputError(f"{task.sidecar}: its encoded file {mp4} is missing")
+    w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
+    peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
+    ff = task.ffmpeg
+    dec = FrameReader(_decode_cmd(ff, mp4, pix), w, h, pix)
+    src = FrameReader(_source_cmd(ff, side), w, h, pix)
+    planes = [RegionAccumulator() for _ in range(3)]
+    roi, nonroi, near = RegionAccumulator(), RegionAccumulator(), RegionAccumulator()
+    weighted = WeightedAccumulator()
+    ssim_all = RegionAccumulator()
+    rows: list[list] = []
+    roi_px = near_px = 0
+    n = 0
+    fids = side["frame_ids"]
+    try:
+        for i, (d, s) in enumerate(zip(dec, src)):
+            if i >= len(fids):
+                raise ToolError(f"{mp4}: more decoded frames than the {len(fids)} encoded")
+            fid = fids[i]
+            imp = load_importance(task.maps_root, side["split"], side["city"], fid)
+            if imp.shape != (h, w):
+                raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
+                                 f"the video {w}x{h}")
+            mask = imp >= task.roi_threshold
+            cmask = mask[::2, ::2][:d[1].shape[0], :d[1].shape[1]]
+            errs = [(p.astype(np.float32) - q.astype(np.float32)) ** 2 for p, q in zip(d, s)]
+            planes[0].add(errs[0], None, peak=peak)
+            planes[1].add(errs[1], None if "444" not in pix else None, peak=peak)
+            planes[2].add(errs[2], None, peak=peak)
+            smap = ssim_map(s[0], d[0], data_range=peak)
+            _, sy = ssim_all.add(errs[0], None, smap, peak)
+            pr, sr = roi.add(errs[0], mask, smap, peak)
+            pn, sn = nonroi.add(errs[0], ~mask, smap, peak)
+            weighted.add(errs[0], imp)
+            nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
+            if nm is None:
+                nm = imp >= 1.0
+            near.add(errs[0], nm, None, peak)
+            roi_px += int(mask.sum())
+            near_px += int(nm.sum())
+            n += 1
+            rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, float(mask.mean())])
+            del cmask
+    finally:
+        for r in (dec, src):
+            try:
+                r.close()
+            except ToolError:
+                if n == len(fids):
+                    raise
+    if n != len(fids):
+        raise ToolError(f"{mp4}: decoded {n} frames, the sidecar lists {len(fids)}")
+    sizes = packet_sizes(ff, mp4)
+    kbps = bitrate_kbps(sizes, float(side["fps"]))
+    py, pu, pv = (p.psnr(peak) for p in planes)
+    row = {
+        "clip": side["clip"], "codec": side["codec"], "mode": side["mode"],
+        "rate_control": side["rate_control"], "rate_value": side["rate_value"], "frames": n,
+        "width": w, "height": h, "bytes": int(sum(sizes)), "kbps": kbps,
+        "bpp": 8.0 * sum(sizes) / (n * w * h),
+        "psnr_y": py, "psnr_yuv": (6 * py + pu + pv) / 8.0, "psnr_roi": roi.psnr(peak),
+        "psnr_nonroi": nonroi.psnr(peak), "psnr_weighted": weighted.psnr(peak),
+        "ssim_y": ssim_all.ssim(), "ssim_roi": roi.ssim(), "ssim_nonroi": nonroi.ssim(),
+        "roi_fraction": roi_px / (n * w * h), "psnr_near_objects": near.psnr(peak),
+        "encode_seconds": side.get("encode_seconds"),
+        "psnr_u": pu, "psnr_v": pv, "psnr_roi_framemean": roi.frame_mean_psnr(),
+        "psnr_nonroi_framemean": nonroi.frame_mean_psnr(), "near_fraction": near_px / (n * w * h),
+        "rate_label": side.get("rate_label"), "sidecar": str(task.sidecar),
+    }
+    if task.per_frame_dir is not None:
+        name = f"{side['codec']}_{side['mode']}_{side.get('rate_label', '')}_{side['clip']}.csv"
+        write_csv(Path(task.per_frame_dir) / name.replace("+", "_"), rows, header=FRAME_COLUMNS)
+    return row
+
+
+def _safe_eval(task: EvalTask) -> dict:
+    try:
+        return evaluate_clip(task)
+    except RoiencError as exc:
+        return {"sidecar": str(task.sidecar), "error": str(exc)}
+
+
+def find_sidecars(encoded: str | Path) -> list[Path]:
+    root = Path(encoded)
+    if not root.is_dir():
+        raise InputError(f"--encoded {root}: no such directory (run `roienc encode` first)")
+    out = []
+    for p in sorted(root.rglob("*.json")):
+        try:
+            side = read_json(p)
+        except InputError:
+            continue
+        if isinstance(side, dict) and "frame_ids" in side and side.get("status") == "ok":
+            out.append(p)
+    return out
+
+
+def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
+             cityscapes_root: str | Path | None = None, roi_threshold: float = 0.5,
+             per_frame_dir: str | Path | None = None, ffmpeg: str | None = None,
+             executor: ExecutorSpec | None = None, progress: bool = True) -> pd.DataFrame:
+    """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it."""
+    if not 0.0 <= roi_threshold <= 1.0:
+        raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
+    sidecars = find_sidecars(encoded)
+    if not sidecars:
+        raise InputError(f"no successful encodes (sidecar JSON with status ok) under {encoded}")
+    ff = find_ffmpeg(ffmpeg).path
+    tasks = [EvalTask(p, Path(maps_root), Path(cityscapes_root) if cityscapes_root else None,
+                      roi_threshold, Path(per_frame_dir) if per_frame_dir else None, ff)
+             for p in sidecars]
+    rows, errors = [], []
+    for res in run_tasks(_safe_eval, tasks, executor or ExecutorSpec("local", 1),
+                         desc="evaluate", unit="clip", progress=progress):
+        (errors if "error" in res else rows).append(res)
+    for e in errors:
+        log.warning("evaluate %s: %s", e["sidecar"], e["error"].splitlines()[0])
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
+    df = df.sort_values(["clip", "codec", "mode", "rate_control", "rate_value"]).reset_index(drop=True)
+    write_csv(report, df.itertuples(index=False), header=list(df.columns))
+    if errors and not rows:
+        raise RoiencError("every evaluation failed; first error:\n" + errors[0]["error"])
+    return df
