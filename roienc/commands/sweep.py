@@ -1,15 +1,61 @@
-"""`roienc sweep` (placeholder until implemented)."""
+"""`roienc sweep`: maps, encodes at every mode and rate point, evaluation, BD-rate, plots, report."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..errors import RoiencError
+from ..sweep import run_sweep
+from .build_maps import add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs
+from .encode import add_rate_options, add_tool_options, rate_points
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="(not yet implemented)")
+    p = sub.add_parser("sweep", help="the whole experiment in one command", description=__doc__)
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--split", default="val")
+    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--source", choices=["sequence", "frames"])
+    p.add_argument("--sequence", nargs="+", metavar="ID")
+    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
+                   help="comma list, must include baseline (default baseline,roi)")
+    add_rate_options(p, multi=True)
+    p.add_argument("--preset")
+    p.add_argument("--config")
+    p.add_argument("--zone-mode", choices=["q", "b"])
+    p.add_argument("--roi-threshold", type=float, default=0.5)
+    p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
+    p.add_argument("--out", required=True, metavar="RUN")
+    p.add_argument("--no-progress", action="store_true")
+    add_map_options(p)
+    add_tool_options(p)
+    add_executor_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RoiencError("sweep is not implemented yet")
+    opts = map_kwargs(args)
+    rates = rate_points(args) if any(getattr(args, k) is not None for k in ("crf", "bitrate", "qp")) else None
+    res = run_sweep(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
+                    codec=args.codec, modes=tuple(args.modes), rates=rates, source=args.source,
+                    sequence_ids=args.sequence, map_options=opts, config=args.config,
+                    preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
+                    zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
+                    executor=executor_spec(args), progress=not args.no_progress,
+                    argv=["roienc", *sys.argv[1:]])
+    print(summary_table(res))
+    print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, rd_*.png, report: {res.report}")
+    return 0
+
+
+def summary_table(res) -> str:
+    df = res.results
+    agg = (df.groupby(["codec", "mode", "rate_value"], as_index=False)
+           [["kbps", "psnr_roi", "psnr_nonroi", "psnr_y"]].mean())
+    lines = [agg.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
+    bd = res.bdrate[res.bdrate["clip"] == "mean"]
+    if len(bd):
+        lines.append("\nBD-rate vs baseline (negative = fewer bits for the same quality):")
+        lines.append(bd[["mode", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
+            index=False, float_format=lambda v: f"{v:.2f}"))
+    return "\n".join(lines)

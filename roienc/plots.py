@@ -1,0 +1,38 @@
+"""Rate-distortion plots (matplotlib, Agg): one curve per mode, kbps on x."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from .fileio import write_bytes
+
+LABELS = {"psnr_roi": "PSNR inside ROI (dB)", "psnr_nonroi": "PSNR outside ROI (dB)",
+          "psnr_y": "PSNR Y (dB)", "psnr_weighted": "importance-weighted PSNR (dB)",
+          "psnr_near_objects": "PSNR of objects inside d_safe (dB)"}
+
+
+def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "") -> Path:
+    """Mean over clips per mode and rate point; one line per (codec, mode)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    agg = (results.groupby(["codec", "mode", "rate_control", "rate_value"], as_index=False)
+           [["kbps", metric]].mean())
+    for (codec, mode), g in agg.groupby(["codec", "mode"]):
+        g = g.sort_values("kbps")
+        ax.plot(g["kbps"], g[metric], marker="o", label=f"{codec} {mode}")
+    ax.set_xscale("log")
+    ax.set_xlabel("bitrate (kbit/s, log scale)")
+    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_title(title or LABELS.get(metric, metric))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())

@@ -1,0 +1,120 @@
+"""``report.html``: one static page with the tables, the RD plots and a side-by-side frame.
+
+Images are files next to the page (relative paths, under ``report_files/``), so the folder can be
+copied or served as it is.
+"""
+from __future__ import annotations
+
+import html
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .fileio import ensure_dir, read_json, write_png, write_text
+from .maps import frame_prefix, load_importance
+from .tools import run
+
+
+def _decode_frame(ffmpeg: str, mp4: Path, index: int) -> np.ndarray:
+    out = run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(mp4),
+               "-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-fps_mode", "passthrough",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]).stdout
+    return np.frombuffer(out, np.uint8)
+
+
+def _crop_box(imp: np.ndarray, threshold: float, size: int) -> tuple[int, int, int, int]:
+    h, w = imp.shape
+    ys, xs = np.nonzero(imp >= threshold)
+    cy, cx = (int(np.median(ys)), int(np.median(xs))) if len(ys) else (h // 2, w // 2)
+    half = size // 2
+    x0 = min(max(cx - half, 0), max(w - size, 0))
+    y0 = min(max(cy - half, 0), max(h - size, 0))
+    return x0, y0, min(x0 + size, w), min(y0 + size, h)
+
+
+def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: str,
+                roi_threshold: float = 0.5) -> str:
+    """HTML of source / importance / QP map / decoded baseline vs ROI crops for one frame."""
+    ok = results.dropna(subset=["kbps"])
+    base = ok[ok["mode"] == "baseline"]
+    roi = ok[ok["mode"] != "baseline"]
+    if base.empty or roi.empty:
+        return "<p>No baseline/ROI pair to show.</p>"
+    # the lowest rate point both have, on the first clip: differences are most visible there
+    b = base.sort_values(["clip", "kbps"]).iloc[0]
+    same = roi[(roi["clip"] == b["clip"]) & (roi["rate_value"] == b["rate_value"]) &
+               (roi["rate_control"] == b["rate_control"])]
+    if same.empty:
+        return "<p>No ROI encode at the baseline's rate point.</p>"
+    r = same.sort_values("mode").iloc[0]
+    sb, sr = read_json(b["sidecar"]), read_json(r["sidecar"])
+    fids = sb["frame_ids"]
+    idx = next((i for i, f in enumerate(fids) if f.endswith("_000019")), len(fids) // 2)
+    fid = fids[idx]
+    w, h = int(sb["width"]), int(sb["height"])
+    files = ensure_dir(run_dir / "report_files")
+    prefix = frame_prefix(maps_root, sb["split"], sb["city"], fid)
+    imp = load_importance(maps_root, sb["split"], sb["city"], fid)
+    x0, y0, x1, y1 = _crop_box(imp, roi_threshold, max(64, min(w, h) // 2))
+    src_rgb = np.asarray(Image.open(Path(sb["input_args"][sb["input_args"].index("-i") + 1]).parent
+                                    / f"{fid}_leftImg8bit.png").convert("RGB"))
+    pics = {"source": src_rgb}
+    for name, side, row in (("baseline", sb, b), ("roi", sr, r)):
+        mp4 = Path(row["sidecar"]).with_suffix(".mp4")
+        pics[name] = _decode_frame(ffmpeg, mp4, idx).reshape(h, w, 3)
+    cells = []
+    for name in ("source", "baseline", "roi"):
+        write_png(files / f"{name}_crop.png", pics[name][y0:y1, x0:x1])
+    write_png(files / "source.png", src_rgb)
+    for suffix in ("_importance_vis.png", "_qp_map_vis.png"):
+        p = prefix.with_name(fid + suffix)
+        if p.exists():
+            shutil.copyfile(p, files / suffix.lstrip("_"))
+    cells = [("source frame", "source.png"), ("importance", "importance_vis.png"),
+             ("QP map", "qp_map_vis.png")]
+    crops = [("source (crop)", "source_crop.png"),
+             (f"baseline {b['rate_control']} {b['rate_value']:g}: {b['kbps']:.0f} kbps", "baseline_crop.png"),
+             (f"{r['mode']} {r['rate_control']} {r['rate_value']:g}: {r['kbps']:.0f} kbps", "roi_crop.png")]
+
+    def row_html(items):
+        return "<div class='row'>" + "".join(
+            f"<figure><img src='report_files/{f}'><figcaption>{html.escape(c)}</figcaption></figure>"
+            for c, f in items) + "</div>"
+    return (f"<p>Clip {html.escape(b['clip'])}, frame {html.escape(fid)} (index {idx}), crop "
+            f"x={x0}..{x1}, y={y0}..{y1} around the ROI.</p>" + row_html(cells) + row_html(crops))
+
+
+def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
+                 maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5) -> Path:
+    """Write ``run_dir/report.html``."""
+    try:
+        panel = frame_panel(results, maps_root, run_dir, ffmpeg, roi_threshold)
+    except Exception as exc:  # the page is still useful without the picture
+        panel = f"<p>Frame comparison unavailable: {html.escape(str(exc))}</p>"
+    cols = ["clip", "codec", "mode", "rate_value", "kbps", "psnr_y", "psnr_roi", "psnr_nonroi",
+            "psnr_weighted", "psnr_near_objects", "ssim_roi", "ssim_nonroi", "roi_fraction"]
+    res_html = results[[c for c in cols if c in results]].to_html(
+        index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
+    bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
+    bd_html = bd_mean.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
+    imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
+                   for p in plots)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>roienc sweep report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} .row{{display:flex;gap:12px;flex-wrap:wrap}}
+figure{{margin:0}} img{{max-width:440px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style></head>
+<body><h1>roienc sweep</h1>
+<p>Negative BD-rate = fewer bits than the baseline for the same quality. PSNR inside a region is
+pooled over the region's pixels across the clip. ROI = importance &ge; {roi_threshold}.</p>
+<h2>BD-rate against baseline (mean over clips)</h2>{bd_html}
+<h2>Rate-distortion</h2><div class="row">{imgs}</div>
+<h2>One frame, side by side</h2>{panel}
+<h2>All results</h2>{res_html}
+<h2>Parameters</h2><pre>{html.escape(pd.Series(params, dtype=object).to_string())}</pre>
+</body></html>
+"""
+    return write_text(run_dir / "report.html", page)
