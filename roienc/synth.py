@@ -87,7 +87,12 @@ class _Scene:
         self.ego = max(1, int(round(0.04 * height)))
         self.f_img = 0.55 * width           # focal length that sets object sizes in pixels
         # textures bigger than the frame so they can scroll
-        self.tex = self.rng.integers(0, 256, (height * 2, width * 2), dtype=np.uint8)
+        # smooth noise (a few pixels of correlation), like real surfaces, not white noise
+        from scipy.ndimage import gaussian_filter
+        raw = gaussian_filter(self.rng.random((height * 2, width * 2), dtype=np.float32),
+                              sigma=max(1.0, width / 256.0))
+        raw = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-6)
+        self.tex = (raw * 255.0).astype(np.uint8)
         self.sprinkle = self.rng.random((height, width)) < 0.03
 
     def ground_row(self, z: float) -> int:
@@ -167,7 +172,11 @@ class _Scene:
         rgb = palette[labels] * (0.6 + 0.4 * tex[..., None])
         obj_tex = self.tex[:h, :w].astype(np.float32) / 255.0
         rgb[objmask] = palette[labels[objmask]] * (0.5 + 0.5 * obj_tex[objmask, None])
-        rgb = np.clip(rgb + 10.0 * (np.sin(xx / 7.0 + t) * np.cos(yy / 5.0))[..., None], 0, 255)
+        # lane markings that scroll towards the camera, windows on the buildings
+        lane = ground & (np.abs(xx - w / 2) < (0.004 + 0.01 * frac) * w) & (((yy + 3 * t) // max(2, h // 24)) % 2 == 0)
+        rgb[lane & (labels == L["road"])] = 235.0
+        win = build & ((yy // max(2, h // 40)) % 3 == 1) & ((xx // max(2, w // 60)) % 3 == 1)
+        rgb[win] *= 0.55
         colour = np.concatenate([palette[labels], np.full((h, w, 1), 255, np.float32)], axis=2)
         files = {"rgb": rgb.astype(np.uint8), "labels": labels, "inst": inst, "disp": disp,
                  "color": colour.astype(np.uint8)}
