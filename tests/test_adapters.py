@@ -1,0 +1,103 @@
+"""Adapters without an encoder: rectangle cover, addroi text, filter scripts, zones, qpfile."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from roienc.adapters import (Rect, addroi_chain, check_roi_compatible, cover_rectangles,
+                             ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
+                             qp_range_for, qpfile_text, roi_rects, zones_string)
+from roienc.errors import InputError
+from roienc.tools import Tool
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.int8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(-3, 3)))
+def test_cover_is_exact_and_disjoint(grid):
+    painted = np.zeros(grid.shape, np.int16)
+    count = np.zeros(grid.shape, np.int16)
+    for r0, c0, r1, c1, v in cover_rectangles(grid):
+        assert v != 0 and r1 > r0 and c1 > c0
+        assert (grid[r0:r1, c0:c1] == v).all()
+        painted[r0:r1, c0:c1] = v
+        count[r0:r1, c0:c1] += 1
+    assert count.max() <= 1                      # no overlaps
+    assert np.array_equal(painted, grid)         # union == non-zero blocks, values kept
+
+
+def test_cover_merges_blocks():
+    g = np.zeros((64, 128), np.int8)
+    g[10:30, 20:60] = -3
+    assert cover_rectangles(g) == [(10, 20, 30, 60, -3)]
+    assert cover_rectangles(np.zeros((3, 3), np.int8)) == []
+
+
+def test_rects_are_clipped_and_chain_is_exact():
+    g = np.array([[0, -3], [2, 0]], np.int8)
+    rects = roi_rects(g, 16, 20, 30)          # frame 20x30: last column/row partial
+    assert rects == [Rect(16, 0, 4, 16, -3), Rect(0, 16, 16, 14, 2)]
+    assert addroi_chain(rects) == ("addroi=x=16:y=0:w=4:h=16:qoffset=-3/51,"
+                                   "addroi=x=0:y=16:w=16:h=14:qoffset=2/51")
+    assert addroi_chain(rects, 63).endswith("qoffset=2/63")
+    assert qp_range_for("yuv420p") == 51 and qp_range_for("yuv420p10le") == 63
+    assert addroi_chain([]) == ""
+
+
+def test_perframe_script_runs_and_single_run():
+    a = np.zeros((2, 3), np.int8)
+    b = a.copy()
+    b[0, 0] = -2
+    fs = perframe_filter_script(np.stack([a, a, b, b, b, a]), 16, 48, 32)
+    assert fs.runs == [(0, 1), (2, 4), (5, 5)]
+    assert fs.rects_per_frame == [0, 0, 1, 1, 1, 0]
+    assert "split=3[s0][s1][s2]" in fs.text
+    assert "select='between(n,2,4)',addroi=x=0:y=0:w=16:h=16:qoffset=-2/51[r1]" in fs.text
+    assert "[r0][r1][r2]interleave=nb_inputs=3[vout]" in fs.text
+    single = perframe_filter_script(np.stack([b, b]), 16, 48, 32, pix_fmt="yuv420p")
+    assert "split" not in single.text and single.text.startswith("[0:v]format=yuv420p,addroi=")
+    assert not perframe_filter_script(np.stack([a]), 16, 48, 32).has_roi
+
+
+def test_filter_script_option_by_version():
+    old = Tool("ffmpeg", "/x", "5.1.9-0+deb12u1", "PATH")
+    new = Tool("ffmpeg", "/x", "n9.0.2-17-g2a571b6068", "PATH")
+    assert ffmpeg_filter_script_args(old, "f.txt") == ["-filter_complex_script", "f.txt"]
+    assert ffmpeg_filter_script_args(new, "f.txt") == ["-/filter_complex", "f.txt"]
+
+
+def test_zones_and_qpfile():
+    grids = np.array([np.full((2, 2), 30), np.full((2, 2), 30), [[31, 32], [32, 32]], np.full((2, 2), 34)])
+    qps = frame_qps(grids)
+    assert qps == [30, 30, 32, 34]                 # 31.75 rounds to 32
+    assert zones_string(qps) == "0,1,q=30/2,2,q=32/3,3,q=34"
+    assert zones_string(qps, qp_offset=-4) == "0,1,q=26/2,2,q=28/3,3,q=30"
+    b = zones_string(qps, "b")
+    ratios = [float(z.split("b=")[1]) for z in b.split("/")]
+    assert ratios[0] > 1 > ratios[-1]              # lower QP -> more bits
+    assert qpfile_text([30, 31, 32], keyint=2) == "0 I 30\n1 P 31\n2 I 32\n"
+    assert qpfile_text([30], qp_offset=30) == "0 I 51\n"   # clipped
+    with pytest.raises(InputError):
+        qpfile_text([30], frame_types=["X"])
+    with pytest.raises(InputError):
+        zones_string(qps, "x")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(rate_control="qp"), "constant-QP"),
+    (dict(params="aq-mode=0"), "aq-mode=0"),
+    (dict(params="aq-strength=0.0"), "aq-strength"),
+    (dict(params="hevc-aq=1"), "hevc-aq"),
+    (dict(preset="ultrafast"), "ultrafast"),
+    (dict(preset="superfast"), "superfast"),
+    (dict(tune="grain"), "grain"),
+])
+def test_roi_refusals(kwargs, match):
+    args = dict(codec="hevc", rate_control="crf", params="aq-mode=1")
+    args.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        check_roi_compatible(**args)
+
+
+def test_roi_warns_about_qg_size():
+    assert check_roi_compatible("hevc", "crf", "aq-mode=1", "medium", None, block_size=16)
+    assert not check_roi_compatible("hevc", "crf", "aq-mode=1:qg-size=16", "medium", None, block_size=16)
