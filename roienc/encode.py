@@ -276,6 +276,9 @@ def encode_clip(job: EncodeJob) -> dict:
         from PIL import Image
         with Image.open(clip.image_paths[0]) as im:
             side.update(width=im.width, height=im.height)
+        if cfg.pix_fmt.startswith("yuv420") and (im.width % 2 or im.height % 2):
+            raise InputError(f"{clip.clip_id}: {im.width}x{im.height} frames cannot be coded as "
+                             f"{cfg.pix_fmt} (4:2:0 needs even width and height)")
         if maps is not None and (maps.width, maps.height) != (im.width, im.height):
             raise InputError(f"maps of {clip.clip_id} are {maps.width}x{maps.height} but its frames "
                              f"are {im.width}x{im.height}: rebuild the maps from this dataset")

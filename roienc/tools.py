@@ -146,6 +146,9 @@ def find_x265(explicit: str | None = None) -> Tool:
         raise ToolError("the x265 command-line encoder is not installed; qpfile mode needs it "
                         "(FFmpeg's libx265 wrapper rejects qpfile). Install it "
                         "(Debian: apt-get install x265) or set ROIENC_X265 / --x265.")
+    if not (shutil.which(path) or Path(path).is_file()):
+        raise ToolError(f"x265 CLI {path} ({source}) does not exist; qpfile mode needs it. Install "
+                        "it (Debian: apt-get install x265) or fix ROIENC_X265 / --x265.")
     proc = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     text = proc.stdout.decode("utf-8", "replace")
     m = re.search(r"version (\S+)", text)

@@ -1,0 +1,143 @@
+"""The encode runner on synthesized snippets: every mode, both codecs, sidecars, refusals."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from roienc.cli import main as cli
+from roienc.dataset import find_clips
+from roienc.encode import RatePoint, encode_many, parse_bitrate
+from roienc.errors import InputError, ToolError
+from roienc.maps import QPParams, build_maps
+from roienc.synth import synthesize
+
+pytestmark = pytest.mark.encode
+CRF = [RatePoint("crf", 30)]
+
+
+@pytest.fixture(scope="module")
+def hevc_runs(seq_dataset, tmp_path_factory):
+    root, maps = seq_dataset
+    out = tmp_path_factory.mktemp("enc")
+    clips = find_clips(root, "val", source="sequence")
+    res = encode_many(clips, maps, codec="hevc", modes=["baseline", "roi", "zones", "roi+zones", "qpfile"],
+                      rates=CRF, out=out, preset="fast", progress=False, cityscapes_root=root)
+    return root, maps, out, {r["mode"]: r for r in res}
+
+
+def test_every_hevc_mode_encodes(hevc_runs):
+    root, maps, out, res = hevc_runs
+    assert set(res) == {"baseline", "roi", "zones", "roi+zones", "qpfile"}
+    for mode, r in res.items():
+        assert r["status"] == "ok", (mode, r["error"])
+        folder = out / "hevc" / mode / "crf30"
+        assert (folder / "lindau_000000.mp4").is_file()
+        assert (folder / "lindau_000000.log").stat().st_size > 0
+        side = json.loads((folder / "lindau_000000.json").read_text())
+        assert side["frames"] == side["frames_encoded"] == 30 and side["fps"] == 17.0
+        assert side["width"] == 192 and side["height"] == 96 and side["pix_fmt"] == "yuv420p"
+        assert side["kbps"] > 0 and side["bytes"] > 0 and side["encode_seconds"] > 0
+        assert side["commands"] and all(isinstance(c, list) for c in side["commands"])
+        assert side["maps"] == str(maps) and len(side["frame_ids"]) == 30
+    assert not list(out.rglob("*.tmp*"))
+    # the ROI command reads the filter script it wrote, with qg-size matching the 16-px blocks
+    roi_cmd = res["roi"]["commands"][0]
+    assert any(a.endswith("lindau_000000.filter.txt") for a in roi_cmd)
+    assert "qg-size=16" in roi_cmd[roi_cmd.index("-x265-params") + 1]
+    assert "-tag:v" in roi_cmd and "hvc1" in roi_cmd
+    # zones follow the rate point: QP = crf + frame delta
+    ad = res["zones"]["adapter"]
+    assert ad["qp_offset"] == 30 - 32 and ad["zones"].startswith("0,")
+    assert res["qpfile"]["encoder"] == "x265"
+    assert (out / "hevc" / "qpfile" / "crf30" / "lindau_000000.qpfile.txt").read_text().startswith("0 I ")
+
+
+def test_zones_follow_the_rate_point(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    res = encode_many(clips, maps, modes=["zones"], rates=[RatePoint("crf", 24), RatePoint("crf", 36)],
+                      out=tmp_path, preset="fast", progress=False)
+    low, high = sorted(res, key=lambda r: r["rate_value"])
+    assert low["kbps"] > 2 * high["kbps"]
+    assert low["adapter"]["qp_offset"] - high["adapter"]["qp_offset"] == -12
+
+
+def test_h264_baseline_and_roi_and_skip_existing(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    res = encode_many(clips, maps, codec="h264", modes=["baseline", "roi"],
+                      rates=[RatePoint("bitrate", parse_bitrate("300k"))], out=tmp_path,
+                      preset="fast", progress=False)
+    assert [r["status"] for r in res] == ["ok", "ok"]
+    assert (tmp_path / "h264" / "roi" / "bitrate300k" / "lindau_000000.mp4").is_file()
+    again = encode_many(clips, maps, codec="h264", modes=["baseline"],
+                        rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="fast",
+                        progress=False, skip_existing=True)
+    assert again[0].get("skipped_existing")
+
+
+def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path):
+    root, _ = seq_dataset
+    maps0 = tmp_path / "maps0"
+    build_maps(root, maps0, split="val", sequences=True, workers=1, progress=False,
+               visualize_every=0, qp=QPParams(delta=0))
+    clips = find_clips(root, "val")
+    res = encode_many(clips, maps0, modes=["baseline", "roi"], rates=CRF, out=tmp_path / "e",
+                      preset="fast", progress=False)
+    b = (tmp_path / "e/hevc/baseline/crf30/lindau_000000.mp4").read_bytes()
+    r = (tmp_path / "e/hevc/roi/crf30/lindau_000000.mp4").read_bytes()
+    assert b == r
+    assert "all-zero" in res[1]["adapter"]["note"]
+
+
+def test_refusals(seq_dataset, tmp_path, monkeypatch):
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    with pytest.raises(InputError, match="constant-QP"):
+        encode_many(clips, maps, modes=["roi"], rates=[RatePoint("qp", 30)], out=tmp_path, progress=False)
+    with pytest.raises(InputError, match="x265-only"):
+        encode_many(clips, maps, codec="h264", modes=["zones"], rates=CRF, out=tmp_path, progress=False)
+    with pytest.raises(InputError, match="ultrafast"):
+        encode_many(clips, maps, modes=["roi"], rates=CRF, out=tmp_path, preset="ultrafast", progress=False)
+    monkeypatch.setenv("ROIENC_X265", str(tmp_path / "no-such-x265"))
+    from roienc import tools
+    tools.find_x265.cache_clear()
+    try:
+        with pytest.raises(ToolError, match="x265"):
+            encode_many(clips, maps, modes=["qpfile"], rates=CRF, out=tmp_path, progress=False)
+    finally:
+        tools.find_x265.cache_clear()
+    code = cli(["encode", "--cityscapes-root", str(root), "--maps", str(maps), "--mode", "roi",
+                "--qp", "30", "--out", str(tmp_path / "c")])
+    assert code == 2
+
+
+def test_missing_frames_and_odd_sizes(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    broken = tmp_path / "cs"
+    shutil.copytree(root, broken)
+    (broken / "leftImg8bit_sequence/val/lindau/lindau_000000_000007_leftImg8bit.png").unlink()
+    clips = find_clips(broken, "val")
+    assert clips[0].missing == ["lindau_000000_000007"]
+    res = encode_many(clips, maps, modes=["baseline"], rates=CRF, out=tmp_path / "e", progress=False)
+    assert res[0]["status"] == "skipped" and "000007" in res[0]["error"]
+    assert not (tmp_path / "e/hevc/baseline/crf30/lindau_000000.mp4").exists()
+    # sizes that are not multiples of 16
+    odd = tmp_path / "odd"
+    synthesize(odd, width=200, height=106, seed=5)
+    build_maps(odd, tmp_path / "oddmaps", sequences=True, workers=1, progress=False, visualize_every=0)
+    res = encode_many(find_clips(odd, "val"), tmp_path / "oddmaps", modes=["roi"], rates=CRF,
+                      out=tmp_path / "oe", preset="fast", progress=False)
+    assert res[0]["status"] == "ok" and res[0]["width"] == 200 and res[0]["height"] == 106
+
+
+def test_frames_source_is_one_clip_per_city(tmp_path):
+    root = tmp_path / "cs"
+    synthesize(root, cities=("ulm",), sequences_per_city=3, width=128, height=64, with_sequences=False)
+    build_maps(root, tmp_path / "m", workers=1, progress=False)
+    clips = find_clips(root, "val", source="frames")
+    assert [c.clip_id for c in clips] == ["ulm_frames"] and len(clips[0].frame_ids) == 3
+    res = encode_many(clips, tmp_path / "m", modes=["roi"], rates=CRF, out=tmp_path / "e",
+                      preset="fast", progress=False)
+    assert res[0]["status"] == "ok" and res[0]["frames_encoded"] == 3
