@@ -1,8 +1,8 @@
 """BD-rate and BD-PSNR of each mode against the baseline (the ``bjontegaard`` package).
 
-Per clip, each mode's RD points (kbps, metric) are compared with the reference mode's with
+Per clip, each mode's RD points (at least 3; 4 or more as usual) (kbps, metric) are compared with the reference mode's with
 ``method='akima'``; the ``mean`` row averages the per-clip values. Negative BD-rate = fewer bits
-for the same quality. Fewer than 4 finite points, or curves that overlap too little (the package
+for the same quality. Fewer than 3 finite points, or curves that overlap too little (the package
 warns below ``min_overlap``), give NaN or a value with the reason in ``note``.
 """
 from __future__ import annotations
@@ -28,11 +28,11 @@ def bd_pair(rate_ref, dist_ref, rate_test, dist_test, method: str = "akima") -> 
 
     r1, d1 = clean(rate_ref, dist_ref)
     r2, d2 = clean(rate_test, dist_test)
-    if len(r1) < 4 or len(r2) < 4:
-        return float("nan"), float("nan"), f"needs >= 4 finite RD points per curve (have {len(r1)}, {len(r2)})"
+    if len(r1) < 3 or len(r2) < 3:
+        return float("nan"), float("nan"), f"needs >= 3 finite RD points per curve (have {len(r1)}, {len(r2)})"
     if len(set(d1)) < len(d1) or len(set(d2)) < len(d2):
         return float("nan"), float("nan"), "quality values repeat: curve is not strictly monotone"
-    notes = []
+    notes = [] if min(len(r1), len(r2)) >= 4 else ["3 RD points: less reliable than the usual 4"]
     out = []
     for fn in (bd.bd_rate, bd.bd_psnr):
         with warnings.catch_warnings(record=True) as caught:

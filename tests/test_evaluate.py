@@ -1,0 +1,88 @@
+"""The evaluator on real encodes of a synthesized snippet."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from roienc.cli import main as cli
+from roienc.dataset import find_clips
+from roienc.encode import RatePoint, encode_many
+from roienc.evaluate import RESULT_COLUMNS, evaluate
+from roienc.maps import build_maps, load_importance
+
+from conftest import decode_luma
+
+pytestmark = pytest.mark.encode
+
+
+@pytest.fixture(scope="module")
+def encoded(seq_dataset, tmp_path_factory):
+    root, maps = seq_dataset
+    out = tmp_path_factory.mktemp("enc")
+    encode_many(find_clips(root, "val"), maps, modes=["baseline", "roi"],
+                rates=[RatePoint("crf", 30)], out=out, preset="fast", progress=False)
+    return root, maps, out
+
+
+def test_columns_and_values(encoded, tmp_path):
+    root, maps, enc = encoded
+    df = evaluate(enc, maps, tmp_path / "r.csv", per_frame_dir=tmp_path / "pf", progress=False)
+    assert list(df.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert list(pd.read_csv(tmp_path / "r.csv").columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert len(df) == 2 and set(df["mode"]) == {"baseline", "roi"}
+    for row in df.itertuples():
+        assert row.frames == 30 and row.width == 192 and row.height == 96
+        assert row.bpp == pytest.approx(row.bytes * 8 / (30 * 192 * 96))
+        assert row.kbps == pytest.approx(row.bytes * 8 / (30 / 17) / 1000)
+        assert 0 < row.roi_fraction < 0.5
+        assert 15 < row.psnr_roi < 60 and 15 < row.psnr_nonroi < 60
+        assert 0 < row.ssim_roi <= 1
+        assert min(row.psnr_roi, row.psnr_nonroi) <= row.psnr_y <= max(row.psnr_roi, row.psnr_nonroi)
+    pf = sorted((tmp_path / "pf").glob("*.csv"))
+    assert len(pf) == 2 and len(pd.read_csv(pf[0])) == 30
+
+
+def test_psnr_matches_direct_computation(encoded, tmp_path):
+    root, maps, enc = encoded
+    df = evaluate(enc, maps, tmp_path / "r.csv", progress=False)
+    row = df[df["mode"] == "baseline"].iloc[0]
+    mp4 = enc / "hevc/baseline/crf30/lindau_000000.mp4"
+    dec = decode_luma(mp4, 192, 96)
+    # reference: the PNG frames converted by the same FFmpeg to yuv420p
+    from roienc.tools import find_ffmpeg, run
+    import json
+    side = json.loads(mp4.with_suffix(".json").read_text())
+    raw = run([find_ffmpeg().path, "-loglevel", "error", *side["input_args"], "-vf", "format=yuv420p",
+               "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"]).stdout
+    src = np.frombuffer(raw, np.uint8).reshape(30, -1)[:, :192 * 96].reshape(30, 96, 192).astype(float)
+    err = (dec - src) ** 2
+    assert row.psnr_y == pytest.approx(10 * math.log10(255 ** 2 / err.mean()), abs=1e-6)
+    imps = np.stack([load_importance(maps, "val", "lindau", f) for f in side["frame_ids"]])
+    mask = imps >= 0.5
+    assert row.psnr_roi == pytest.approx(10 * math.log10(255 ** 2 / err[mask].mean()), abs=1e-6)
+    assert row.psnr_weighted == pytest.approx(
+        10 * math.log10(255 ** 2 / ((imps * err).sum() / imps.sum())), abs=1e-6)
+
+
+def test_full_and_empty_roi(encoded, seq_dataset, tmp_path):
+    root, maps, enc = encoded
+    full = evaluate(enc, maps, tmp_path / "f.csv", roi_threshold=0.0, progress=False)
+    assert (full["roi_fraction"] == 1.0).all()
+    assert np.allclose(full["psnr_roi"], full["psnr_y"]) and full["psnr_nonroi"].isna().all()
+    # a class file with no dynamic classes: everything is background, the ROI is empty
+    classes = tmp_path / "static.toml"
+    classes.write_text('[static]\nclasses=["road","sidewalk","building","vegetation","sky","pole"]\n')
+    maps2 = tmp_path / "m2"
+    build_maps(root, maps2, sequences=True, workers=1, progress=False, classes=classes, visualize_every=0)
+    empty = evaluate(enc, maps2, tmp_path / "e.csv", progress=False)
+    assert (empty["roi_fraction"] == 0.0).all() and empty["psnr_roi"].isna().all()
+    assert np.isfinite(empty["psnr_nonroi"]).all()
+    text = (tmp_path / "e.csv").read_text()
+    assert ",," in text or "nan" in text.lower()
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert cli(["evaluate", "--encoded", str(tmp_path / "none"), "--maps", str(tmp_path),
+                "--report", str(tmp_path / "r.csv")]) == 2
+    assert "no such directory" in capsys.readouterr().err
