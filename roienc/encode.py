@@ -23,14 +23,10 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from . import __version__
 from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
@@ -38,6 +34,7 @@ from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qp
 from .configs import EncoderConfig, load_config
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
+from .executor import ExecutorSpec, run_tasks
 from .fileio import atomic_path, ensure_dir, read_json, write_json, write_text
 from .maps import ClipMaps, load_clip_maps, load_params
 from .probe import bitrate_kbps, packet_sizes
@@ -374,11 +371,14 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
-                preset: str | None = None, progress: bool = True) -> list[dict]:
+                preset: str | None = None, executor: ExecutorSpec | None = None,
+                progress: bool = True) -> list[dict]:
     """Encode every clip in every mode at every rate point; return the sidecars.
 
     Refusals (impossible mode/codec/rate combinations, missing x265) raise before anything runs;
-    a failing encode is recorded in its sidecar and the run goes on.
+    a failing encode is recorded in its sidecar and the run goes on. ``jobs`` encodes run at
+    once (local processes, threads per encode divided accordingly) unless ``executor`` sends
+    them to Dask.
     """
     if not clips:
         raise InputError("no clips to encode (check --split/--cities/--sequence)")
@@ -409,21 +409,12 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root))
             for c in clips for mode, cfg in plans for rate in rates]
+    spec = executor or ExecutorSpec("local", jobs)
     results: list[dict] = []
-    bar = tqdm(total=len(work), desc="encode", unit="clip", disable=not progress, leave=False)
-    lock = threading.Lock()
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futs = [pool.submit(encode_clip, j) for j in work]
-            for f in as_completed(futs):
-                res = f.result()
-                with lock:
-                    results.append(res)
-                    bar.update(1)
-                    if res["status"] != "ok":
-                        log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
-                                    (res["error"] or "").splitlines()[0])
-    finally:
-        bar.close()
+    for res in run_tasks(encode_clip, work, spec, desc="encode", unit="clip", progress=progress):
+        results.append(res)
+        if res["status"] != "ok":
+            log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
+                        (res["error"] or "").splitlines()[0])
     results.sort(key=lambda r: (r["clip"], r["mode"], r["rate_control"], r["rate_value"]))
     return results

@@ -69,7 +69,9 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     encodes = encode_many(clips, maps_dir, codec=codec, modes=modes, rates=rates, config=config,
                           out=run_dir / "enc", jobs=jobs, ffmpeg=ffmpeg, x265=x265,
                           skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
-                          preset=preset, progress=progress)
+                          preset=preset, progress=progress,
+                          executor=ExecutorSpec("dask", jobs, executor.scheduler)
+                          if executor is not None and executor.kind == "dask" else None)
     results = evaluate(run_dir / "enc", maps_dir, run_dir / "results.csv",
                        cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
                        executor=executor, progress=progress)

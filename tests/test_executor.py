@@ -63,3 +63,25 @@ def test_build_maps_on_dask_matches_local(cluster, tmp_path):
             continue
         assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "dask" / rel).read_bytes(), rel
     assert dask.manifest.equals(local.manifest)
+
+
+def test_encode_and_evaluate_on_dask_match_local(cluster, seq_dataset, tmp_path):
+    from roienc.dataset import find_clips
+    from roienc.encode import RatePoint, encode_many
+    from roienc.evaluate import evaluate
+
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    rates = [RatePoint("crf", 28), RatePoint("crf", 34)]
+    dask = ExecutorSpec("dask", 2, cluster.scheduler_address)
+    for name, spec in (("local", ExecutorSpec("local", 2)), ("dask", dask)):
+        encode_many(clips, maps, modes=["baseline", "roi"], rates=rates, out=tmp_path / name,
+                    jobs=2, preset="fast", progress=False, executor=spec)
+    mp4s = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.mp4"))
+    assert len(mp4s) == 4
+    for rel in mp4s:
+        assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "dask" / rel).read_bytes(), rel
+    a = evaluate(tmp_path / "local", maps, tmp_path / "a.csv", progress=False)
+    b = evaluate(tmp_path / "dask", maps, tmp_path / "b.csv", progress=False, executor=dask)
+    cols = ["clip", "mode", "rate_value", "kbps", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y"]
+    assert a[cols].equals(b[cols])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..dataset import find_clips
+from ..executor import ExecutorSpec
 from ..encode import MODES, RatePoint, encode_many, parse_bitrate
 from .build_maps import csv_list
 
@@ -51,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
     p.add_argument("--out", required=True, metavar="ENC")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
+    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://HOST:8786")
     p.add_argument("--skip-existing", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_tool_options(p)
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                           rates=rate_points(args), config=args.config, out=args.out, jobs=args.jobs,
                           ffmpeg=args.ffmpeg, x265=args.x265, skip_existing=args.skip_existing,
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
-                          preset=args.preset, progress=not args.no_progress)
+                          preset=args.preset, progress=not args.no_progress,
+                          executor=ExecutorSpec(args.executor, args.jobs, args.scheduler))
     ok = [r for r in results if r["status"] == "ok"]
     for r in results:
         line = f"{r['clip']:24s} {r['codec']} {r['mode']:10s} {r['rate_label']:14s} "
