@@ -1,15 +1,24 @@
-"""`roienc doctor` (placeholder until implemented)."""
+"""`roienc doctor`: FFmpeg and x265 found where, versions, encoders, addroi/zones/qpfile usable."""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import RoiencError
+from ..doctor import run_doctor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="(not yet implemented)")
+    p = sub.add_parser("doctor", help="check FFmpeg, x265 and ROI support", description=__doc__)
+    p.add_argument("--ffmpeg", metavar="PATH")
+    p.add_argument("--x265", metavar="PATH")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RoiencError("doctor is not implemented yet")
+    checks = run_doctor(args.ffmpeg, args.x265)
+    for c in checks:
+        mark = "OK  " if c.ok else ("FAIL" if c.essential else "warn")
+        print(f"[{mark}] {c.name:26s} {c.detail}")
+    bad = [c for c in checks if c.essential and not c.ok]
+    print("doctor: " + ("everything roienc needs works" if not bad else
+                        f"{len(bad)} essential check(s) failed"))
+    return 1 if bad else 0

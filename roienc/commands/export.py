@@ -1,15 +1,25 @@
-"""`roienc export` (placeholder until implemented)."""
+"""`roienc export`: addroi filter scripts, x265 zones and qpfiles of a clip, and the commands."""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import RoiencError
+from ..export import FORMATS, export
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="(not yet implemented)")
+    p = sub.add_parser("export", help="write encoder instructions for a clip", description=__doc__)
+    p.add_argument("--maps", required=True, metavar="OUT")
+    p.add_argument("--format", choices=FORMATS, default="all")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these clips (default: all)")
+    p.add_argument("--crf", type=float, default=28.0, help="rate point used in the commands (default 28)")
+    p.add_argument("--ffmpeg", metavar="PATH")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RoiencError("export is not implemented yet")
+    done = export(args.maps, args.out, args.format, args.sequence, args.crf, args.ffmpeg)
+    for clip, paths in done.items():
+        print(f"{clip}: " + ", ".join(p.name for p in paths))
+    print(f"export: {len(done)} clip(s) -> {args.out}")
+    return 0

@@ -1,0 +1,91 @@
+"""What roienc can use on this machine: FFmpeg, its encoders and filters, the x265 CLI, and
+whether addroi, zones and qpfile really work (2-frame trial encodes)."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RoiencError
+from .tools import find_ffmpeg, find_ffprobe, find_x265, run
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    essential: bool = True
+
+
+def _tiny_y4m(path: Path, w: int = 64, h: int = 64, n: int = 2) -> Path:
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F17:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(n):
+            f.write(b"FRAME\n" + rng.integers(0, 256, w * h * 3 // 2, dtype=np.uint8).tobytes())
+    return path
+
+
+def _trial(name: str, fn, essential: bool = True) -> Check:
+    try:
+        return Check(name, True, fn() or "ok", essential)
+    except RoiencError as exc:
+        return Check(name, False, str(exc).splitlines()[0] + (" | " + str(exc).splitlines()[-1]
+                                                             if len(str(exc).splitlines()) > 1 else ""), essential)
+
+
+def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check]:
+    """All checks, in order; nothing raises."""
+    checks: list[Check] = []
+    try:
+        ff = find_ffmpeg(ffmpeg)
+    except RoiencError as exc:
+        return [Check("ffmpeg", False, str(exc))]
+    checks.append(Check("ffmpeg", True, f"{ff.path} (from {ff.source}), version {ff.version}"))
+    for enc in ("libx265", "libx264"):
+        checks.append(Check(f"encoder {enc}", enc in ff.encoders,
+                            "present" if enc in ff.encoders else f"missing in {ff.path}",
+                            essential=enc == "libx265"))
+    for flt in ("addroi", "interleave", "select", "split"):
+        checks.append(Check(f"filter {flt}", flt in ff.filters,
+                            "present" if flt in ff.filters else "missing"))
+    probe = find_ffprobe(ff.path)
+    checks.append(Check("ffprobe", probe is not None, probe or "not found (optional: roienc reads "
+                        "packet sizes with ffmpeg itself)", essential=False))
+    with tempfile.TemporaryDirectory(prefix="roienc-doctor-") as tmp:
+        src = _tiny_y4m(Path(tmp) / "t.y4m")
+        base = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(src)]
+
+        def roi():
+            run(base + ["-vf", "addroi=x=0:y=0:w=32:h=32:qoffset=-3/51", "-c:v", "libx265",
+                        "-crf", "30", "-x265-params", "log-level=error:qg-size=16",
+                        str(Path(tmp) / "roi.mp4")])
+            return "2-frame libx265 encode with addroi ok"
+
+        def zones():
+            run(base + ["-c:v", "libx265", "-crf", "30", "-x265-params",
+                        "log-level=error:zones=0,0,q=25/1,1,q=35", str(Path(tmp) / "z.mp4")])
+            return "2-frame libx265 encode with -x265-params zones ok"
+
+        checks.append(_trial("ROI (addroi + libx265)", roi))
+        checks.append(_trial("x265 zones via FFmpeg", zones))
+        try:
+            x = find_x265(x265)
+            checks.append(Check("x265 CLI", True, f"{x.path} (from {x.source}), version {x.version}",
+                                essential=False))
+
+            def qpfile():
+                qpf = Path(tmp) / "q.txt"
+                qpf.write_text("0 I 25\n1 P 35\n")
+                run([x.path, "--input", str(src), "--qpfile", str(qpf), "--bframes", "0",
+                     "--log-level", "error", "--output", str(Path(tmp) / "q.hevc")])
+                return "2-frame x265 encode with --qpfile ok"
+
+            checks.append(_trial("qpfile (x265 CLI)", qpfile, essential=False))
+        except RoiencError as exc:
+            checks.append(Check("x265 CLI", False, str(exc).splitlines()[0], essential=False))
+            checks.append(Check("qpfile (x265 CLI)", False, "needs the x265 CLI", essential=False))
+    return checks
