@@ -13,6 +13,12 @@ uses it unchanged.
   ``interleave``s the branches back (run with ``-fps_mode passthrough``).
 - **zones**: one frame-level QP per frame (mean block QP, rounded), equal neighbours collapsed into
   ``start,end,q=QP`` (or ``b=<ratio>``) zones for ``-x265-params zones=`` / ``x265 --zones``.
+  x265 3.5 matches zones in encode order with ``framesDone + 1 >= start && framesDone < end``
+  (``RateControl::getZone``), so clip frames ``a..b`` (0-based, inclusive) are written as zone
+  ``a+1,b+1``; written as ``a,b`` the last frame of every zone falls into the next one (measured
+  with x265 3.5 CSV logs). Zones are frame-exact only without B-frames (``bframes=0``): a B
+  picture is rate-controlled in encode order, after its references. Under CRF the first IDR
+  keeps the QP the rate control gives it (measured: CRF 30 -> 27.1 whatever the zone says).
 - **qpfile**: ``<frame> <type> <qp>`` lines for ``x265 --qpfile``. x265 requires a frame type on
   every line, so the qpfile forces the GOP: ``I`` (IDR) on frame 0 and every ``keyint``-th frame,
   ``P`` elsewhere. Encoder configs for qpfile mode therefore use ``bframes=0``; the baseline of a
@@ -188,11 +194,11 @@ def zones_string(frame_qps_: Sequence[int], mode: str = "q", *, qp_offset: int =
         return ""
     if mode == "q":
         vals = [min(51, max(0, q + qp_offset)) for q in qps]
-        return "/".join(f"{a},{b},q={v}" for a, b, v in _collapse(vals))
+        return "/".join(f"{a + 1},{b + 1},q={v}" for a, b, v in _collapse(vals))
     if mode == "b":
         mean = float(np.mean(qps))
         vals = [round(2.0 ** ((mean - q) / 6.0), 3) for q in qps]
-        return "/".join(f"{a},{b},b={v:g}" for a, b, v in _collapse(vals))
+        return "/".join(f"{a + 1},{b + 1},b={v:g}" for a, b, v in _collapse(vals))
     raise InputError(f"--zone-mode must be 'q' or 'b', got {mode!r}")
 
 

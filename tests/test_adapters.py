@@ -69,8 +69,8 @@ def test_zones_and_qpfile():
     grids = np.array([np.full((2, 2), 30), np.full((2, 2), 30), [[31, 32], [32, 32]], np.full((2, 2), 34)])
     qps = frame_qps(grids)
     assert qps == [30, 30, 32, 34]                 # 31.75 rounds to 32
-    assert zones_string(qps) == "0,1,q=30/2,2,q=32/3,3,q=34"
-    assert zones_string(qps, qp_offset=-4) == "0,1,q=26/2,2,q=28/3,3,q=30"
+    assert zones_string(qps) == "1,2,q=30/3,3,q=32/4,4,q=34"   # x265 zone frames are 1-based
+    assert zones_string(qps, qp_offset=-4) == "1,2,q=26/3,3,q=28/4,4,q=30"
     b = zones_string(qps, "b")
     ratios = [float(z.split("b=")[1]) for z in b.split("/")]
     assert ratios[0] > 1 > ratios[-1]              # lower QP -> more bits

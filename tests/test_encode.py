@@ -48,7 +48,7 @@ def test_every_hevc_mode_encodes(hevc_runs):
     assert "-tag:v" in roi_cmd and "hvc1" in roi_cmd
     # zones follow the rate point: QP = crf + frame delta
     ad = res["zones"]["adapter"]
-    assert ad["qp_offset"] == 30 - 32 and ad["zones"].startswith("0,")
+    assert ad["qp_offset"] == 30 - 32 and ad["zones"].startswith("1,")
     assert res["qpfile"]["encoder"] == "x265"
     assert (out / "hevc" / "qpfile" / "crf30" / "lindau_000000.qpfile.txt").read_text().startswith("0 I ")
 
