@@ -65,7 +65,7 @@ def main() -> None:
         enc_s = args.encode_seconds_per_clip
         if enc_s is None:
             from roienc.dataset import find_clips
-            from roienc.encode import encode_many
+            from roienc.encode import RatePoint, encode_many
             synthesize(tmp / "seq", split="val", cities=("scalecity",), sequences_per_city=1,
                        width=args.width, height=args.height, with_sequences=True)
             from roienc.maps import build_maps
@@ -73,8 +73,9 @@ def main() -> None:
                        progress=False, visualize_every=0)
             clips = find_clips(tmp / "seq", "val", source="sequence")
             t = time.perf_counter()
-            encode_many(clips, tmp / "seqmaps", codec="hevc", mode="roi", rate_control="crf",
-                        rate_values=[28], out=tmp / "enc", jobs=1, progress=False)
+            res = encode_many(clips, tmp / "seqmaps", codec="hevc", modes=["roi"],
+                              rates=[RatePoint("crf", 28)], out=tmp / "enc", jobs=1, progress=False)
+            assert all(r["status"] == "ok" for r in res), res
             enc_s = time.perf_counter() - t
         print(f"  encode (x265 preset medium, ROI, 30 frames): {enc_s:.1f} s/clip on one machine")
 
