@@ -49,7 +49,7 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
         checks.append(Check(f"encoder {enc}", enc in ff.encoders,
                             "present" if enc in ff.encoders else f"missing in {ff.path}",
                             essential=enc == "libx265"))
-    for flt in ("addroi", "interleave", "select", "split"):
+    for flt in ("addroi", "concat", "trim", "split"):
         checks.append(Check(f"filter {flt}", flt in ff.filters,
                             "present" if flt in ff.filters else "missing"))
     probe = find_ffprobe(ff.path)

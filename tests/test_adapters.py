@@ -51,8 +51,9 @@ def test_perframe_script_runs_and_single_run():
     assert fs.runs == [(0, 1), (2, 4), (5, 5)]
     assert fs.rects_per_frame == [0, 0, 1, 1, 1, 0]
     assert "split=3[s0][s1][s2]" in fs.text
-    assert "select='between(n,2,4)',addroi=x=0:y=0:w=16:h=16:qoffset=-2/51[r1]" in fs.text
-    assert "[r0][r1][r2]interleave=nb_inputs=3[vout]" in fs.text
+    assert ("[s1]trim=start_frame=2:end_frame=5,setpts=PTS-STARTPTS,"
+            "addroi=x=0:y=0:w=16:h=16:qoffset=-2/51[r1]") in fs.text
+    assert "[r0][r1][r2]concat=n=3:v=1:a=0,setpts=N/FRAME_RATE/TB[vout]" in fs.text
     single = perframe_filter_script(np.stack([b, b]), 16, 48, 32, pix_fmt="yuv420p")
     assert "split" not in single.text and single.text.startswith("[0:v]format=yuv420p,addroi=")
     assert not perframe_filter_script(np.stack([a]), 16, 48, 32).has_roi

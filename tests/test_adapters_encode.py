@@ -77,6 +77,34 @@ def test_perframe_roi_follows_the_object(ffmpeg, clip, tmp_path):
     assert gain(right, last) > gain(left, last) + 1.0
 
 
+def _framecrc(ffmpeg, src_path, tmp_path, script=None):
+    out = tmp_path / ("s.crc" if script else "p.crc")
+    cmd = [ffmpeg.path, "-v", "error", "-y", "-i", str(src_path)]
+    if script:
+        cmd += [*ffmpeg_filter_script_args(ffmpeg, script), "-map", "[vout]"]
+    run(cmd + ["-fps_mode", "passthrough", "-f", "framecrc", str(out)])
+    rows = [[c.strip() for c in line.split(",")] for line in out.read_text().splitlines()
+            if not line.startswith("#")]
+    return [(int(r[2]), r[5]) for r in rows]          # (pts, crc of the picture)
+
+
+def test_perframe_script_passes_every_frame_once_in_order(ffmpeg, clip, tmp_path):
+    """One run per frame (the worst case): same pictures, same order, pts 0..n-1."""
+    src_path, src = clip
+    n = src.shape[0]
+    grids = np.zeros((n, H // B, W // B), np.int8)
+    for i in range(n):
+        grids[i, i % (H // B), i % (W // B)] = -3 - (i % 2)
+    fs = perframe_filter_script(grids, B, W, H)
+    assert len(fs.runs) == n
+    script = tmp_path / "f.txt"
+    script.write_text(fs.text)
+    plain = _framecrc(ffmpeg, src_path, tmp_path)
+    roi = _framecrc(ffmpeg, src_path, tmp_path, script)
+    assert [p for p, _ in roi] == list(range(n))
+    assert [c for _, c in roi] == [c for _, c in plain]
+
+
 def test_all_zero_map_is_bit_identical(ffmpeg, clip, tmp_path):
     src_path, _ = clip
     fs = perframe_filter_script(np.zeros((12, H // B, W // B), np.int8), B, W, H)
