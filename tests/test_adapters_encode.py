@@ -1,5 +1,6 @@
 """The encoder obeys what the adapters say: real FFmpeg/x265 encodes of small generated clips."""
 import csv
+import re
 import subprocess
 
 import numpy as np
@@ -103,6 +104,26 @@ def test_perframe_script_passes_every_frame_once_in_order(ffmpeg, clip, tmp_path
     roi = _framecrc(ffmpeg, src_path, tmp_path, script)
     assert [p for p, _ in roi] == list(range(n))
     assert [c for _, c in roi] == [c for _, c in plain]
+
+
+def test_perframe_graph_is_transparent_to_the_encoder(ffmpeg, clip, tmp_path):
+    """The split/trim/concat graph without its addroi filters must give the baseline's exact
+    bitstream: same frames, same timestamps, same time base, so x265's rate control sees the
+    same clip. (The earlier select/interleave graph failed this: its 1/1000000 time base made
+    x265 rate-control the clip as if it ran at ~1 MHz, 38 vs 32 average QP at the same CRF.)"""
+    src_path, src = clip
+    n = src.shape[0]
+    grids = np.zeros((n, H // B, W // B), np.int8)
+    for i in range(n):
+        grids[i, 0, i % (W // B)] = -3
+    fs = perframe_filter_script(grids, B, W, H, pix_fmt="yuv420p")
+    bare = re.sub(r",addroi=[^\[;]*", "", fs.text)
+    assert "addroi" not in bare and bare.count("trim=") == n
+    script = tmp_path / "bare.txt"
+    script.write_text(bare)
+    a = encode(ffmpeg, src_path, tmp_path / "a.hevc", extra=["-f", "hevc"])
+    b = encode(ffmpeg, src_path, tmp_path / "b.hevc", script=script, extra=["-f", "hevc"])
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_all_zero_map_is_bit_identical(ffmpeg, clip, tmp_path):
