@@ -57,7 +57,7 @@ def main() -> None:
     from roienc.dataset import find_clips
     from roienc.encode import input_args
     from roienc.maps import build_maps, load_clip_maps
-    from roienc.qpmap import QPParams
+    from roienc.maps import QPParams
     from roienc.synth import synthesize
     from roienc.tools import find_ffmpeg, run
 

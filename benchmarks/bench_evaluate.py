@@ -58,9 +58,9 @@ def main() -> None:
         synthesize(tmp / "cs", cities=("benchcity",), width=args.width, height=args.height)
         build_maps(tmp / "cs", tmp / "maps", sequences=True, progress=False, visualize_every=0)
         clips = find_clips(tmp / "cs", "val", source="sequence")
-        res = encode_many(clips, tmp / "maps", modes=["roi"], rates=[RatePoint("crf", 28)],
+        res = encode_many(clips, tmp / "maps", modes=["baseline"], rates=[RatePoint("crf", 28)],
                           out=tmp / "enc", preset="ultrafast", progress=False)
-        side_path = Path(res[0]["sidecar"]) if "sidecar" in res[0] else next((tmp / "enc").rglob("*.json"))
+        side_path = next((tmp / "enc").rglob("*.json"))
         side = res[0]
         n, w, h, pix = len(side["frame_ids"]), side["width"], side["height"], side["pix_fmt"]
 

@@ -5,9 +5,10 @@ pipe, and the source PNG frames are converted to the same pixel format by the sa
 the same filter the encoder input went through (``format=<pix_fmt>``), so colour conversion is not
 counted as coding error. Both streams are read frame by frame in lockstep: memory stays flat.
 
-ROI = luma pixels with importance >= ``roi_threshold``; chroma planes use the ROI mask
-subsampled 2x2 (a chroma sample is ROI when the top-left luma sample of its 2x2 group is).
-``psnr_yuv`` = (6*PSNR_Y + PSNR_U + PSNR_V)/8 from clip-pooled plane PSNRs.
+ROI = luma pixels with importance >= ``roi_threshold``; every region metric (``psnr_roi``,
+``ssim_roi``, their ``nonroi`` complements, weighted and near-object PSNR) is on luma.
+``psnr_u``/``psnr_v`` cover whole planes, and ``psnr_yuv`` = (6*PSNR_Y + PSNR_U + PSNR_V)/8 from
+clip-pooled plane PSNRs.
 ``psnr_near_objects``: pixels of objects inside d_safe (``<id>_near_mask.png`` of build-maps).
 """
 from __future__ import annotations
@@ -140,10 +141,9 @@ def evaluate_clip(task: EvalTask) -> dict:
                 raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
                                  f"the video {w}x{h}")
             mask = imp >= task.roi_threshold
-            cmask = mask[::2, ::2][:d[1].shape[0], :d[1].shape[1]]
             errs = [(p.astype(np.float32) - q.astype(np.float32)) ** 2 for p, q in zip(d, s)]
             planes[0].add(errs[0], None, peak=peak)
-            planes[1].add(errs[1], None if "444" not in pix else None, peak=peak)
+            planes[1].add(errs[1], None, peak=peak)
             planes[2].add(errs[2], None, peak=peak)
             smap = ssim_map(s[0], d[0], data_range=peak)
             _, sy = ssim_all.add(errs[0], None, smap, peak)
@@ -158,7 +158,6 @@ def evaluate_clip(task: EvalTask) -> dict:
             near_px += int(nm.sum())
             n += 1
             rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, float(mask.mean())])
-            del cmask
     finally:
         for r in (dec, src):
             try:
