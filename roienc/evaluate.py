@@ -17,6 +17,7 @@ import logging
 import math
 import subprocess
 import tempfile
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -57,9 +58,14 @@ class EvalTask:
 
 
 class FrameReader:
-    """Raw planar YUV frames from an FFmpeg process, one at a time."""
+    """Raw planar YUV frames from an FFmpeg process, one at a time.
 
-    def __init__(self, cmd: list[str], width: int, height: int, pix_fmt: str) -> None:
+    A thread reads ahead (up to ``prefetch`` frames), so FFmpeg keeps decoding while the caller
+    computes metrics instead of blocking on a full pipe: decode and metrics overlap.
+    """
+
+    def __init__(self, cmd: list[str], width: int, height: int, pix_fmt: str,
+                 prefetch: int = 2) -> None:
         self.cmd, self.w, self.h = cmd, width, height
         self.depth = 2 if pix_fmt.endswith(("10le", "12le", "16le")) else 1
         self.dtype = np.uint16 if self.depth == 2 else np.uint8
@@ -73,11 +79,37 @@ class FrameReader:
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
                                      stdin=subprocess.DEVNULL, bufsize=self.frame_bytes)
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._eof = False
+        self._thread = threading.Thread(target=self._read_ahead, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read_ahead(self) -> None:
+        try:
+            while not self._stop.is_set():
+                buf = self.proc.stdout.read(self.frame_bytes)
+                if not self._put(buf) or len(buf) < self.frame_bytes:
+                    return
+        except (OSError, ValueError) as exc:      # pipe closed under us by close()
+            self._put(exc)
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         while True:
-            buf = self.proc.stdout.read(self.frame_bytes)
+            buf = self._q.get()
+            if isinstance(buf, Exception):
+                raise ToolError(f"reading frames from {Path(self.cmd[0]).name} failed: {buf}", self.cmd)
             if not buf:
+                self._eof = True
                 break
             if len(buf) < self.frame_bytes:
                 raise ToolError(f"truncated frame from {Path(self.cmd[0]).name}", self.cmd)
@@ -90,13 +122,21 @@ class FrameReader:
             yield planes
 
     def close(self) -> None:
+        if not self._eof:
+            self._stop.set()
+        if not self._eof and self.proc.poll() is None:
+            self.proc.kill()                       # stopped early: do not wait for a full decode
+            killed = True
+        else:
+            killed = False
+        self._thread.join(timeout=10)
         if self.proc.stdout:
             self.proc.stdout.close()
         rc = self.proc.wait()
         self._err.seek(0)
         err = self._err.read()
         self._err.close()
-        if rc not in (0, None) and rc > 0:
+        if not killed and rc not in (0, None) and rc > 0:
             raise ToolError(f"{Path(self.cmd[0]).name} failed while decoding", self.cmd, rc, tail(err))
 
 
