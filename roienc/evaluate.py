@@ -31,7 +31,7 @@ from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import read_json, write_csv
 from .maps import load_importance, load_near_mask
-from .metrics import RegionAccumulator, WeightedAccumulator, psnr_from_mse, ssim_map
+from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, psnr_from_mse, ssim_map
 from .probe import bitrate_kbps, packet_sizes
 from .tools import find_ffmpeg, tail
 
@@ -168,6 +168,7 @@ def evaluate_clip(task: EvalTask) -> dict:
     weighted = WeightedAccumulator()
     ssim_all = RegionAccumulator()
     rows: list[list] = []
+    smap_buf = np.empty((h, w), np.float32)
     roi_px = near_px = 0
     n = 0
     fids = side["frame_ids"]
@@ -182,22 +183,32 @@ def evaluate_clip(task: EvalTask) -> dict:
                                  f"the video {w}x{h}")
             mask = imp >= task.roi_threshold
             errs = [(p.astype(np.float32) - q.astype(np.float32)) ** 2 for p, q in zip(d, s)]
-            planes[0].add(errs[0], None, peak=peak)
+            smap = ssim_map(s[0], d[0], data_range=peak, out=smap_buf)
+            # luma sums once: whole frame, ROI by dot product, non-ROI as the difference
+            e_all, s_all, n_all = float(errs[0].sum(dtype=np.float64)), float(smap.sum(dtype=np.float64)), h * w
+            n_roi = int(np.count_nonzero(mask))
+            if 2 * n_roi <= n_all:          # sum the smaller region directly, the other by difference
+                e_roi = masked_sum(errs[0], mask) if n_roi else 0.0
+                s_roi = masked_sum(smap, mask) if n_roi else 0.0
+            else:
+                inv = ~mask
+                e_roi = max(e_all - masked_sum(errs[0], inv), 0.0)
+                s_roi = s_all - masked_sum(smap, inv)
+            planes[0].add_sums(e_all, n_all, 0.0, peak)
             planes[1].add(errs[1], None, peak=peak)
             planes[2].add(errs[2], None, peak=peak)
-            smap = ssim_map(s[0], d[0], data_range=peak)
-            _, sy = ssim_all.add(errs[0], None, smap, peak)
-            pr, sr = roi.add(errs[0], mask, smap, peak)
-            pn, sn = nonroi.add(errs[0], ~mask, smap, peak)
+            _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
+            pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
+            pn, sn = nonroi.add_sums(max(e_all - e_roi, 0.0), n_all - n_roi, s_all - s_roi, peak)
             weighted.add(errs[0], imp)
             nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
             if nm is None:
                 nm = imp >= 1.0
             near.add(errs[0], nm, None, peak)
-            roi_px += int(mask.sum())
-            near_px += int(nm.sum())
+            roi_px += n_roi
+            near_px += int(np.count_nonzero(nm))
             n += 1
-            rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, float(mask.mean())])
+            rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, n_roi / n_all])
     finally:
         for r in (dec, src):
             try:

@@ -9,6 +9,7 @@ SSIM is computed on luma with the Wang et al. 7x7 uniform window (scikit-image's
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ def _box(a: np.ndarray, size: int) -> np.ndarray:
     return uniform_filter(a, size)
 
 
-def _masked_sum(a: np.ndarray, mask: np.ndarray) -> float:
+def masked_sum(a: np.ndarray, mask: np.ndarray) -> float:
     """``a[mask].sum()`` without the gather: a dot product with the mask as 0/1 weights."""
     return float(np.dot(a.ravel(), mask.ravel().astype(a.dtype)))
 
@@ -42,46 +43,79 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 
 
 def ssim_map(ref: np.ndarray, dist: np.ndarray, data_range: float = 255.0,
-             win_size: int = 7) -> np.ndarray:
+             win_size: int = 7, out: np.ndarray | None = None) -> np.ndarray:
     """Full SSIM map, equal to ``skimage.metrics.structural_similarity(..., full=True)[1]`` with
-    its defaults (uniform window, sample covariance), computed in float32 for speed."""
-    x = np.asarray(ref, dtype=np.float32)
-    y = np.asarray(dist, dtype=np.float32)
+    its defaults (uniform window, sample covariance), computed in float32 for speed.
+
+    ``out`` (float32, the frame's shape) receives the map; pass the same array frame after frame
+    to avoid allocating (and page-faulting) fresh 8 MB buffers at 2048x1024.
+    """
+    ref, dist = np.asarray(ref), np.asarray(dist)
+    if ref.shape != dist.shape:
+        raise ValueError(f"ssim_map: shapes differ {ref.shape} vs {dist.shape}")
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
     npix = win_size * win_size
-    cov_norm = npix / (npix - 1.0)
-    ux = _box(x, win_size)
-    uy = _box(y, win_size)
-    uxx = _box(x * x, win_size)
-    uyy = _box(y * y, win_size)
-    uxy = _box(x * y, win_size)
-    # in place where possible: at 2048x1024 every temporary is 8 MB
-    uxx -= ux * ux
-    uyy -= uy * uy
-    uxy -= ux * uy
-    vx, vy, vxy = uxx, uyy, uxy
-    vx *= cov_norm
-    vy *= cov_norm
-    vxy *= cov_norm
-    a1 = ux * uy
-    a1 *= 2
-    a1 += c1
-    a2 = vxy
-    a2 *= 2
-    a2 += c2
-    b1 = ux
-    b1 *= ux
-    uy *= uy
-    b1 += uy
-    b1 += c1
-    b2 = vx
-    b2 += vy
-    b2 += c2
-    a1 *= a2
-    b1 *= b2
-    a1 /= b1
-    return a1
+    cov_norm = np.float32(npix / (npix - 1.0))
+    if cv2 is None:                                         # pragma: no cover
+        return _ssim_map_scipy(ref, dist, c1, c2, cov_norm, win_size)
+    k, border = (win_size, win_size), cv2.BORDER_REFLECT
+    ws = _workspace(ref.shape, 5)
+    x, y, ux, uy, t = ws
+    np.copyto(x, ref, casting="unsafe")
+    np.copyto(y, dist, casting="unsafe")
+    cv2.boxFilter(x, -1, k, dst=ux, borderType=border)
+    cv2.boxFilter(y, -1, k, dst=uy, borderType=border)
+    np.multiply(x, y, out=t)
+    uxy = cv2.boxFilter(t, -1, k, dst=t, borderType=border)          # E[xy]
+    uxx = cv2.sqrBoxFilter(x, -1, k, dst=x, borderType=border)       # E[x^2] (x no longer needed)
+    uyy = cv2.sqrBoxFilter(y, -1, k, dst=y, borderType=border)       # E[y^2]
+    res = out if out is not None else np.empty(ref.shape, np.float32)
+    # a2 = 2*cov_norm*(E[xy] - ux*uy) + c2, into t
+    np.multiply(ux, uy, out=res)
+    uxy -= res
+    uxy *= 2 * cov_norm
+    uxy += c2
+    # a1 = 2*ux*uy + c1, into res
+    res *= 2
+    res += c1
+    res *= uxy                                                       # a1*a2
+    # b2 = cov_norm*(E[x^2] - ux^2 + E[y^2] - uy^2) + c2, into uxx; b1 = ux^2 + uy^2 + c1, into ux
+    np.square(ux, out=ux)
+    np.square(uy, out=uy)
+    uxx -= ux
+    uxx += uyy
+    uxx -= uy
+    uxx *= cov_norm
+    uxx += c2
+    ux += uy
+    ux += c1
+    ux *= uxx
+    res /= ux
+    return res
+
+
+_WS = threading.local()
+
+
+def _workspace(shape: tuple[int, ...], n: int) -> list[np.ndarray]:
+    """``n`` float32 scratch arrays of ``shape``, reused per thread."""
+    key = (shape, n)
+    ws = getattr(_WS, "arrays", None)
+    if ws is None or ws[0] != key:
+        ws = (key, [np.empty(shape, np.float32) for _ in range(n)])
+        _WS.arrays = ws
+    return ws[1]
+
+
+def _ssim_map_scipy(ref, dist, c1, c2, cov_norm, win_size):          # pragma: no cover
+    x = np.asarray(ref, dtype=np.float32)
+    y = np.asarray(dist, dtype=np.float32)
+    ux, uy = uniform_filter(x, win_size), uniform_filter(y, win_size)
+    vx = cov_norm * (uniform_filter(x * x, win_size) - ux * ux)
+    vy = cov_norm * (uniform_filter(y * y, win_size) - uy * uy)
+    vxy = cov_norm * (uniform_filter(x * y, win_size) - ux * uy)
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 @dataclass
@@ -101,14 +135,19 @@ class RegionAccumulator:
             ss = float(ssim.sum(dtype=np.float64)) if ssim is not None else 0.0
         else:
             n = int(np.count_nonzero(mask))
-            s = _masked_sum(err2, mask) if n else 0.0
-            ss = _masked_sum(ssim, mask) if (ssim is not None and n) else 0.0
-        self.sq += s
+            s = masked_sum(err2, mask) if n else 0.0
+            ss = masked_sum(ssim, mask) if (ssim is not None and n) else 0.0
+        return self.add_sums(s, n, ss, peak)
+
+    def add_sums(self, sq: float, n: int, ssim_sum: float = 0.0,
+                 peak: float = 255.0) -> tuple[float, float]:
+        """Add one frame given its region's sum of squared errors, pixel count and SSIM sum."""
+        self.sq += sq
         self.n += n
-        self.ssim_sum += ss
-        p = psnr_from_mse(s / n, peak) if n else float("nan")
+        self.ssim_sum += ssim_sum
+        p = psnr_from_mse(sq / n, peak) if n else float("nan")
         self.frame_psnr.append(p)
-        return p, (ss / n if n else float("nan"))
+        return p, (ssim_sum / n if n else float("nan"))
 
     def psnr(self, peak: float = 255.0) -> float:
         return psnr_from_mse(self.sq / self.n, peak) if self.n else float("nan")
