@@ -17,19 +17,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 
-
-def best_of(fn, n: int = 3) -> float:
-    out = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t)
-    return out
 
 
 def adapter_figures(label: str, grids: np.ndarray, block: int, width: int, height: int) -> None:

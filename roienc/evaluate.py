@@ -14,12 +14,10 @@ clip-pooled plane PSNRs.
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
 import tempfile
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import read_json, write_csv
 from .maps import load_importance, load_near_mask
-from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, psnr_from_mse, ssim_map
+from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, ssim_map
 from .probe import bitrate_kbps, packet_sizes
 from .tools import find_ffmpeg, tail
 

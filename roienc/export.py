@@ -9,7 +9,6 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import pandas as pd
 
 from .adapters import (ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
                        qp_range_for, qpfile_text, roi_rects, zones_string)

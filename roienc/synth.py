@@ -10,7 +10,6 @@ have real motion. Same arguments -> byte-identical files.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """The encoder obeys what the adapters say: real FFmpeg/x265 encodes of small generated clips."""
 import csv
 import re
-import subprocess
 
 import numpy as np
 import pytest
