@@ -70,7 +70,8 @@ def parse_bitrate(text: str) -> float:
     return val
 
 
-def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig) -> list[str]:
+def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
+                  two_pass: bool = False) -> list[str]:
     """Refuse impossible combinations with the reason; return warnings."""
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
@@ -86,6 +87,12 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig)
         raise InputError(f"--mode {mode} with constant QP makes no sense: per-frame QPs replace it; "
                          "use --crf or --bitrate")
     warnings: list[str] = []
+    if two_pass and rate.control != "bitrate":
+        raise InputError("--two-pass needs --bitrate: under CRF or constant QP a first pass "
+                         "changes nothing")
+    if two_pass and config.encoder == "x265":
+        raise InputError("--two-pass runs through FFmpeg (libx265/libx264); config "
+                         f"{config.name} drives the x265 CLI")
     if "roi" in mode:
         warnings += check_roi_compatible(codec, rate.control, config.params_string(),
                                          config.preset, config.tune or None)
@@ -106,6 +113,7 @@ class EncodeJob:
     skip_existing: bool = False
     zone_mode: str | None = None      # q | b (default: q under CRF, b under bitrate)
     cityscapes_root: str = ""
+    two_pass: bool = False            # bitrate mode: analysis pass, then the real encode
 
     @property
     def folder(self) -> Path:
@@ -248,7 +256,8 @@ def encode_clip(job: EncodeJob) -> dict:
     side: dict = {
         "clip": clip.clip_id, "split": clip.split, "city": clip.city, "source": clip.source,
         "codec": cfg.codec, "mode": job.mode, "rate_control": job.rate.control,
-        "rate_value": job.rate.value, "rate_label": job.rate.label, "frames": len(clip.frame_ids),
+        "rate_value": job.rate.value, "rate_label": job.rate.label, "two_pass": job.two_pass,
+        "frames": len(clip.frame_ids),
         "fps": clip.fps, "width": None, "height": None, "pix_fmt": cfg.pix_fmt, "bytes": None,
         "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
         "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
@@ -360,10 +369,38 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             filter_args = ffmpeg_filter_script_args(job.ffmpeg, script)
         else:
             adapter["note"] = "all-zero delta QP map: no ROI, command identical to baseline"
-    with atomic_path(job.mp4) as tmp:
-        cmd = build_ffmpeg_cmd(job, tmp, filter_args, extra)
-        side["commands"].append(cmd)
-        run(cmd, log_path=log_path)
+    if not job.two_pass:
+        with atomic_path(job.mp4) as tmp:
+            cmd = build_ffmpeg_cmd(job, tmp, filter_args, extra)
+            side["commands"].append(cmd)
+            run(cmd, log_path=log_path)
+        return
+    # two-pass: the same graph (ROI included) twice, the first pass writing only its statistics
+    with tempfile.TemporaryDirectory(prefix=f".{clip.clip_id}.2pass.", dir=job.folder) as stats_dir:
+        stats = Path(stats_dir) / "stats"
+        with atomic_path(job.mp4) as tmp:
+            cmds = [_with_pass(build_ffmpeg_cmd(job, tmp, filter_args, extra), cfg, n, stats)
+                    for n in (1, 2)]
+            side["commands"] += cmds
+            run(cmds[0], log_path=log_path)
+            run(cmds[1], log_path=log_path.with_name(f"{clip.clip_id}.pass2.log"))
+
+
+def _with_pass(cmd: list[str], cfg: EncoderConfig, n: int, stats: Path) -> list[str]:
+    """``cmd`` as pass ``n`` of a two-pass encode; pass 1 discards its video (``-f null``)."""
+    cmd = list(cmd)
+    if cfg.encoder == "libx265":
+        i = cmd.index("-x265-params") if "-x265-params" in cmd else None
+        extra = f"pass={n}:stats={stats}"
+        if i is None:
+            cmd[-1:-1] = ["-x265-params", extra]
+        else:
+            cmd[i + 1] = f"{cmd[i + 1]}:{extra}"
+    else:
+        cmd[-1:-1] = ["-pass", str(n), "-passlogfile", str(stats)]
+    if n == 1:
+        cmd[-1:] = ["-f", "null", "-"]
+    return cmd
 
 
 def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: str = "hevc",
@@ -372,7 +409,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
                 preset: str | None = None, executor: ExecutorSpec | None = None,
-                progress: bool = True) -> list[dict]:
+                progress: bool = True, two_pass: bool = False) -> list[dict]:
     """Encode every clip in every mode at every rate point; return the sidecars.
 
     Refusals (impossible mode/codec/rate combinations, missing x265) raise before anything runs;
@@ -394,7 +431,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
             cfg.preset = preset
         plans.append((mode, cfg))
         for rate in rates:
-            for w in validate_mode(codec, mode, rate, cfg):
+            for w in validate_mode(codec, mode, rate, cfg, two_pass):
                 log.warning("%s: %s", mode, w)
     needs_x265 = any(cfg.encoder == "x265" for _, cfg in plans)
     x = find_x265(x265) if needs_x265 else None
@@ -407,7 +444,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
-                      threads, skip_existing, zone_mode, str(cityscapes_root))
+                      threads, skip_existing, zone_mode, str(cityscapes_root), two_pass)
             for c in clips for mode, cfg in plans for rate in rates]
     spec = executor or ExecutorSpec("local", jobs)
     results: list[dict] = []

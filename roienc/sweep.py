@@ -40,7 +40,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               preset: str | None = None, jobs: int = 1, roi_threshold: float = 0.5,
               zone_mode: str | None = None, ffmpeg: str | None = None, x265: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
-              argv: list[str] | None = None) -> SweepResult:
+              argv: list[str] | None = None, two_pass: bool = False) -> SweepResult:
     """Run the sweep into ``out`` (RUN); see the module docstring."""
     rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if "baseline" not in modes:
@@ -57,7 +57,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               "cities": cities, "codec": codec, "modes": list(modes),
               "rates": [r.label for r in rates], "source": src, "sequence_ids": sequence_ids,
               "config": config, "preset": preset, "roi_threshold": roi_threshold,
-              "zone_mode": zone_mode,
+              "zone_mode": zone_mode, "two_pass": two_pass,
               "map_options": {k: (v.as_dict() if hasattr(v, "as_dict") else
                                   (v.__dict__ if hasattr(v, "__dict__") else v))
                               for k, v in opts.items()}}
@@ -69,7 +69,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     encodes = encode_many(clips, maps_dir, codec=codec, modes=modes, rates=rates, config=config,
                           out=run_dir / "enc", jobs=jobs, ffmpeg=ffmpeg, x265=x265,
                           skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
-                          preset=preset, progress=progress,
+                          preset=preset, progress=progress, two_pass=two_pass,
                           executor=ExecutorSpec("dask", jobs, executor.scheduler)
                           if executor is not None and executor.kind == "dask" else None)
     results = evaluate(run_dir / "enc", maps_dir, run_dir / "results.csv",

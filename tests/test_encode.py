@@ -140,3 +140,38 @@ def test_frames_source_is_one_clip_per_city(tmp_path):
     res = encode_many(clips, tmp_path / "m", modes=["roi"], rates=CRF, out=tmp_path / "e",
                       preset="fast", progress=False)
     assert res[0]["status"] == "ok" and res[0]["frames_encoded"] == 3
+
+
+@pytest.mark.parametrize("codec", ["hevc", "h264"])
+def test_two_pass_bitrate(seq_dataset, tmp_path, codec):
+    """Two passes over the same ROI graph; statistics files cleaned up; rate near the target."""
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    target = 150.0
+    res = encode_many(clips, maps, codec=codec, modes=["roi"], rates=[RatePoint("bitrate", target)],
+                      out=tmp_path, preset="fast", progress=False, two_pass=True)
+    (r,) = res
+    assert r["status"] == "ok", r["error"]
+    assert r["two_pass"] is True and len(r["commands"]) == 2
+    first, second = r["commands"]
+    if codec == "hevc":
+        assert "pass=1:stats=" in first[first.index("-x265-params") + 1]
+        assert "pass=2:stats=" in second[second.index("-x265-params") + 1]
+    else:
+        assert first[first.index("-pass") + 1] == "1" and second[second.index("-pass") + 1] == "2"
+    assert first[-3:] == ["-f", "null", "-"]
+    assert any(a.endswith(".filter.txt") for a in first) and any(a.endswith(".filter.txt") for a in second)
+    assert 0.6 * target < r["kbps"] < 1.4 * target, r["kbps"]
+    folder = tmp_path / codec / "roi" / "bitrate150k"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"lindau_000000{s}" for s in (".filter.txt", ".json", ".log", ".mp4", ".pass2.log"))
+
+
+def test_two_pass_refusals(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    with pytest.raises(InputError, match="--two-pass needs --bitrate"):
+        encode_many(clips, maps, modes=["roi"], rates=CRF, out=tmp_path, progress=False, two_pass=True)
+    with pytest.raises(InputError, match="x265 CLI"):
+        encode_many(clips, maps, modes=["qpfile"], rates=[RatePoint("bitrate", 100)], out=tmp_path,
+                    progress=False, two_pass=True)

@@ -18,6 +18,12 @@ def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
     g.add_argument("--qp", type=conv, help="constant QP (baseline only: ROI is ignored under CQP)")
 
 
+def add_two_pass_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--two-pass", action="store_true",
+                   help="with --bitrate: an analysis pass (same filters, ROI included), then the "
+                        "encode (libx265/libx264 through FFmpeg)")
+
+
 def rate_points(args: argparse.Namespace, default_crf: float = 28.0) -> list[RatePoint]:
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
@@ -47,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", required=True, type=csv_list,
                    help=f"one or more of {', '.join(MODES)} (comma list)")
     add_rate_options(p, multi=True)
+    add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
     p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                           ffmpeg=args.ffmpeg, x265=args.x265, skip_existing=args.skip_existing,
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
                           preset=args.preset, progress=not args.no_progress,
-                          executor=ExecutorSpec(args.executor, args.jobs, args.scheduler))
+                          executor=ExecutorSpec(args.executor, args.jobs, args.scheduler),
+                          two_pass=args.two_pass)
     ok = [r for r in results if r["status"] == "ok"]
     for r in results:
         line = f"{r['clip']:24s} {r['codec']} {r['mode']:10s} {r['rate_label']:14s} "

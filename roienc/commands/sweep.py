@@ -6,7 +6,7 @@ import sys
 
 from ..sweep import run_sweep
 from .build_maps import add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs
-from .encode import add_rate_options, add_tool_options, rate_points
+from .encode import add_rate_options, add_tool_options, add_two_pass_option, rate_points
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
     add_rate_options(p, multi=True)
+    add_two_pass_option(p)
     p.add_argument("--preset")
     p.add_argument("--config")
     p.add_argument("--zone-mode", choices=["q", "b"])
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
                     executor=executor_spec(args), progress=not args.no_progress,
+                    two_pass=args.two_pass,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
     print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, rd_*.png, report: {res.report}")
