@@ -13,11 +13,13 @@ clip-pooled plane PSNRs.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import tempfile
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,8 @@ RESULT_COLUMNS = ["clip", "codec", "mode", "rate_control", "rate_value", "frames
                   "psnr_nonroi", "psnr_weighted", "ssim_y", "ssim_roi", "ssim_nonroi",
                   "roi_fraction", "psnr_near_objects", "encode_seconds"]
 EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemean",
-                 "near_fraction", "rate_label", "sidecar"]
+                 "near_fraction", "rate_label", "sidecar", "eval_key"]
+REPORT_FLUSH_S = 5.0   # rewrite the partial report at most this often while a run goes on
 FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
                  "ssim_nonroi", "roi_fraction"]
 
@@ -231,12 +234,24 @@ def evaluate_clip(task: EvalTask) -> dict:
         "encode_seconds": side.get("encode_seconds"),
         "psnr_u": pu, "psnr_v": pv, "psnr_roi_framemean": roi.frame_mean_psnr(),
         "psnr_nonroi_framemean": nonroi.frame_mean_psnr(), "near_fraction": near_px / (n * w * h),
-        "rate_label": side.get("rate_label"), "sidecar": str(task.sidecar),
+        "rate_label": side.get("rate_label"), "sidecar": str(task.sidecar), "eval_key": eval_key(task),
     }
     if task.per_frame_dir is not None:
         name = f"{side['codec']}_{side['mode']}_{side.get('rate_label', '')}_{side['clip']}.csv"
         write_csv(Path(task.per_frame_dir) / name.replace("+", "_"), rows, header=FRAME_COLUMNS)
     return row
+
+
+def eval_key(task: EvalTask) -> str:
+    """What a results row depends on besides the code: the encoded file (size and mtime), the
+    sidecar, the maps and the ROI threshold. A row whose key still matches can be reused."""
+    side_st = task.sidecar.stat()
+    mp4 = task.sidecar.with_suffix(".mp4")
+    mp4_st = mp4.stat() if mp4.is_file() else None
+    parts = [side_st.st_size, side_st.st_mtime_ns, mp4_st.st_size if mp4_st else -1,
+             mp4_st.st_mtime_ns if mp4_st else -1, str(Path(task.maps_root).resolve()),
+             repr(float(task.roi_threshold))]
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
 def _safe_eval(task: EvalTask) -> dict:
@@ -264,8 +279,14 @@ def find_sidecars(encoded: str | Path) -> list[Path]:
 def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
              cityscapes_root: str | Path | None = None, roi_threshold: float = 0.5,
              per_frame_dir: str | Path | None = None, ffmpeg: str | None = None,
-             executor: ExecutorSpec | None = None, progress: bool = True) -> pd.DataFrame:
-    """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it."""
+             executor: ExecutorSpec | None = None, progress: bool = True,
+             skip_existing: bool = False) -> pd.DataFrame:
+    """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it.
+
+    The report is rewritten (atomically) as evaluations finish, so an interrupted run keeps what
+    it measured; with ``skip_existing`` rows of an existing report whose ``eval_key`` still
+    matches (same encode, maps and threshold) are reused instead of decoding again.
+    """
     if not 0.0 <= roi_threshold <= 1.0:
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
     sidecars = find_sidecars(encoded)
@@ -275,15 +296,49 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     tasks = [EvalTask(p, Path(maps_root), Path(cityscapes_root) if cityscapes_root else None,
                       roi_threshold, Path(per_frame_dir) if per_frame_dir else None, ff)
              for p in sidecars]
-    rows, errors = [], []
+    rows: list[dict] = []
+    if skip_existing and Path(report).is_file():
+        kept = _reusable_rows(Path(report), tasks)
+        rows = [kept[str(t.sidecar)] for t in tasks if str(t.sidecar) in kept]
+        tasks = [t for t in tasks if str(t.sidecar) not in kept]
+        if rows:
+            log.info("evaluate: %d results reused from %s, %d to measure", len(rows), report, len(tasks))
+    errors: list[dict] = []
+    last_flush = time.monotonic()
     for res in run_tasks(_safe_eval, tasks, executor or ExecutorSpec("local", 1),
                          desc="evaluate", unit="clip", progress=progress):
         (errors if "error" in res else rows).append(res)
+        if time.monotonic() - last_flush > REPORT_FLUSH_S:      # stream rows as they finish
+            _write_report(report, rows)
+            last_flush = time.monotonic()
     for e in errors:
         log.warning("evaluate %s: %s", e["sidecar"], e["error"].splitlines()[0])
-    df = pd.DataFrame(rows, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
-    df = df.sort_values(["clip", "codec", "mode", "rate_control", "rate_value"]).reset_index(drop=True)
-    write_csv(report, df.itertuples(index=False), header=list(df.columns))
+    df = _write_report(report, rows)
     if errors and not rows:
         raise RoiencError("every evaluation failed; first error:\n" + errors[0]["error"])
     return df
+
+
+def _write_report(report: str | Path, rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
+    df = df.sort_values(["clip", "codec", "mode", "rate_control", "rate_value"]).reset_index(drop=True)
+    write_csv(report, df.itertuples(index=False), header=list(df.columns))
+    return df
+
+
+def _reusable_rows(report: Path, tasks: list[EvalTask]) -> dict[str, dict]:
+    """Rows of an earlier report, by sidecar, whose ``eval_key`` matches the encode as it is now."""
+    try:
+        old = pd.read_csv(report)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        log.warning("evaluate: cannot reuse %s (%s); measuring everything", report, exc)
+        return {}
+    if not {"sidecar", "eval_key"} <= set(old.columns):
+        return {}
+    keys = {str(t.sidecar): eval_key(t) for t in tasks}
+    out = {}
+    for row in old.to_dict("records"):
+        sc = str(row.get("sidecar"))
+        if sc in keys and row.get("eval_key") == keys[sc]:
+            out[sc] = {c: row.get(c) for c in RESULT_COLUMNS + EXTRA_COLUMNS}
+    return out

@@ -74,7 +74,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                           if executor is not None and executor.kind == "dask" else None)
     results = evaluate(run_dir / "enc", maps_dir, run_dir / "results.csv",
                        cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
-                       executor=executor, progress=progress)
+                       executor=executor, progress=progress, skip_existing=True)
     bd = bd_table(results)
     write_csv(run_dir / "bdrate.csv", bd.itertuples(index=False), header=list(bd.columns))
     plots = [rd_plot(results, m, run_dir / f"rd_{m}.png") for m in METRICS]

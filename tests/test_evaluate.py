@@ -86,3 +86,27 @@ def test_cli_errors(tmp_path, capsys):
     assert cli(["evaluate", "--encoded", str(tmp_path / "none"), "--maps", str(tmp_path),
                 "--report", str(tmp_path / "r.csv")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_skip_existing_reuses_matching_rows_only(encoded, tmp_path):
+    """Rows are reused while their encode is unchanged, measured again once it changes."""
+    import os
+
+    root, maps, enc = encoded
+    report = tmp_path / "r.csv"
+    first = evaluate(enc, maps, report, progress=False)
+    assert first["eval_key"].notna().all()
+    marked = pd.read_csv(report)
+    marked["psnr_y"] = -1.0                      # a value no evaluation produces
+    marked.to_csv(report, index=False)
+    reused = evaluate(enc, maps, report, progress=False, skip_existing=True)
+    assert (reused["psnr_y"] == -1.0).all()      # nothing decoded again
+    roi_mp4 = next(enc.rglob("roi/*/*.mp4"))
+    st = roi_mp4.stat()
+    os.utime(roi_mp4, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # the encode "changed"
+    again = evaluate(enc, maps, report, progress=False, skip_existing=True)
+    by_mode = dict(zip(again["mode"], again["psnr_y"]))
+    assert by_mode["baseline"] == -1.0 and by_mode["roi"] > 15
+    other = evaluate(enc, maps, report, progress=False, skip_existing=True, roi_threshold=0.9)
+    assert (other["psnr_y"] > 15).all()          # another threshold: every row measured again
+    assert not (evaluate(enc, maps, report, progress=False)["psnr_y"] == -1.0).any()

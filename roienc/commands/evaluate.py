@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-frame", metavar="DIR", help="also write a per-frame CSV per clip")
     p.add_argument("--ffmpeg", metavar="PATH")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="reuse rows of an existing --report whose encode, maps and threshold are unchanged")
     add_executor_options(p)
     p.set_defaults(func=run, workers=1)
 
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     df = evaluate(args.encoded, args.maps, args.report, cityscapes_root=args.cityscapes_root,
                   roi_threshold=args.roi_threshold, per_frame_dir=args.per_frame,
-                  ffmpeg=args.ffmpeg, executor=executor_spec(args), progress=not args.no_progress)
+                  ffmpeg=args.ffmpeg, executor=executor_spec(args), progress=not args.no_progress,
+                  skip_existing=args.skip_existing)
     cols = ["clip", "codec", "mode", "rate_value", "kbps", "psnr_y", "psnr_roi", "psnr_nonroi",
             "ssim_roi"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
