@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -183,7 +184,7 @@ def evaluate_clip(task: EvalTask) -> dict:
                 raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
                                  f"the video {w}x{h}")
             mask = imp >= task.roi_threshold
-            errs = [(p.astype(np.float32) - q.astype(np.float32)) ** 2 for p, q in zip(d, s)]
+            errs = [np.square(cv2.absdiff(p, q), dtype=np.float32) for p, q in zip(d, s)]  # exact
             smap = ssim_map(s[0], d[0], data_range=peak, out=smap_buf)
             # luma sums once: whole frame, ROI by dot product, non-ROI as the difference
             e_all, s_all, n_all = float(errs[0].sum(dtype=np.float64)), float(smap.sum(dtype=np.float64)), h * w
