@@ -194,8 +194,6 @@ def find_clips(root: str | Path, split: str, cities: list[str] | None = None,
         for city in list_cities(root, "leftImg8bit_sequence", split, cities):
             folder = root / "leftImg8bit_sequence" / split / city
             for snippet, fids in sorted(_snippets(root, split, city).items()):
-                if sequence_ids and snippet not in sequence_ids:
-                    continue
                 nums = [parse_id(f)[2] for f in fids]
                 expected = range(nums[0], nums[-1] + 1)
                 missing = [f"{snippet}_{n:06d}" for n in expected if n not in set(nums)]
@@ -211,13 +209,20 @@ def find_clips(root: str | Path, split: str, cities: list[str] | None = None,
                                   [folder / f"{f}_leftImg8bit.png" for f in fids], FPS))
     else:
         raise InputError(f"--source must be 'sequence' or 'frames', got {source!r}")
-    if sequence_ids:
-        found = {c.clip_id for c in clips}
-        unknown = [s for s in sequence_ids if s not in found]
-        if unknown:
-            raise InputError(f"--sequence: no snippet {', '.join(unknown)} in {root} split "
-                             f"{split} (available: {', '.join(sorted(found)) or 'none'})")
-    return clips
+    return select_clips(clips, sequence_ids, f"{root} split {split}")
+
+
+def select_clips(clips: list[Clip], clip_ids: list[str] | None, where: str) -> list[Clip]:
+    """The clips named by ``--sequence`` (all when none are named); an unknown name is an
+    InputError that lists what ``where`` does hold."""
+    if not clip_ids:
+        return clips
+    known = {c.clip_id for c in clips}
+    unknown = [s for s in clip_ids if s not in known]
+    if unknown:
+        raise InputError(f"--sequence: no clip {', '.join(unknown)} in {where} "
+                         f"(available: {', '.join(sorted(known)) or 'none'})")
+    return [c for c in clips if c.clip_id in clip_ids]
 
 
 # ---------------------------------------------------------------- readers
@@ -246,11 +251,16 @@ def read_disparity_raw(path: Path) -> np.ndarray:
     return arr
 
 
-def read_label_ids(path: Path) -> np.ndarray:
-    im = _open_image(path, "labelIds")
+def _read_single_channel(path: Path, what: str) -> np.ndarray:
+    im = _open_image(path, what)
     arr = np.asarray(im)
     if arr.ndim != 2:
-        raise InputError(f"{path}: labelIds must be a single-channel image, got mode {im.mode}")
+        raise InputError(f"{path}: {what} must be a single-channel image, got mode {im.mode}")
+    return arr
+
+
+def read_label_ids(path: Path) -> np.ndarray:
+    arr = _read_single_channel(path, "labelIds")
     if arr.dtype != np.uint8:
         if arr.min() < 0 or arr.max() > 255:
             raise InputError(f"{path}: label ids outside 0..255")
@@ -259,11 +269,7 @@ def read_label_ids(path: Path) -> np.ndarray:
 
 
 def read_instance_ids(path: Path) -> np.ndarray:
-    im = _open_image(path, "instanceIds")
-    arr = np.asarray(im)
-    if arr.ndim != 2:
-        raise InputError(f"{path}: instanceIds must be a single-channel image, got mode {im.mode}")
-    return arr.astype(np.int32)
+    return _read_single_channel(path, "instanceIds").astype(np.int32)
 
 
 def read_camera(path: Path) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .adapters import (ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
                        qp_range_for, qpfile_text, roi_rects, zones_string)
 from .configs import load_config
-from .dataset import Clip, FPS
+from .dataset import FPS, Clip, select_clips
 from .encode import EncodeJob, RatePoint, _x265_cli_args, build_ffmpeg_cmd, input_args
 from .errors import InputError
 from .fileio import ensure_dir, write_json, write_text
@@ -109,14 +109,7 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
 def export(maps_root: str | Path, out: str | Path, fmt: str = "all",
            sequence_ids: list[str] | None = None, crf: float = 28.0,
            ffmpeg: str | None = None) -> dict[str, list[Path]]:
-    clips = clips_from_maps(maps_root)
-    if sequence_ids:
-        known = {c.clip_id for c in clips}
-        missing = [s for s in sequence_ids if s not in known]
-        if missing:
-            raise InputError(f"--sequence {', '.join(missing)}: no maps for that clip in {maps_root} "
-                             f"(available: {', '.join(sorted(known)) or 'none'})")
-        clips = [c for c in clips if c.clip_id in sequence_ids]
+    clips = select_clips(clips_from_maps(maps_root), sequence_ids, f"the maps in {maps_root}")
     if not clips:
         raise InputError(f"{maps_root}: no clip has complete maps (see maps_manifest.csv)")
     return {c.clip_id: export_clip(maps_root, c, out, fmt, crf, ffmpeg) for c in clips}

@@ -175,3 +175,11 @@ def test_two_pass_refusals(seq_dataset, tmp_path):
     with pytest.raises(InputError, match="x265 CLI"):
         encode_many(clips, maps, modes=["qpfile"], rates=[RatePoint("bitrate", 100)], out=tmp_path,
                     progress=False, two_pass=True)
+
+
+def test_sequence_filter_names_what_exists(tmp_path):
+    root = tmp_path / "cs"
+    synthesize(root, sequences_per_city=2, width=64, height=32)
+    assert [c.clip_id for c in find_clips(root, "val", sequence_ids=["lindau_000001"])] == ["lindau_000001"]
+    with pytest.raises(InputError, match=r"lindau_000009.*available: lindau_000000, lindau_000001"):
+        find_clips(root, "val", sequence_ids=["lindau_000001", "lindau_000009"])
