@@ -26,6 +26,10 @@ def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "
         g = g.sort_values("kbps")
         ax.plot(g["kbps"], g[metric], marker="o", label=f"{codec} {mode}")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))   # 20, 50, 100, not 2x10^1
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bitrate (kbit/s, log scale)")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(title or LABELS.get(metric, metric))
