@@ -66,3 +66,18 @@ def test_ssim_map_matches_scikit_image():
     _, ref = structural_similarity(a, b, data_range=255, full=True)
     assert np.abs(ssim_map(a, b) - ref).max() < 1e-4
     assert np.allclose(ssim_map(a, a), 1.0, atol=1e-5)
+
+
+def test_ssim_map_exact_on_smooth_and_flat_content():
+    """Smooth gradients are where single-precision moments cancel (E[x^2] - E[x]^2): the map
+    must still equal scikit-image's, and identical flat frames must score exactly 1."""
+    yy, xx = np.mgrid[0:96, 0:160]
+    a = (128 + 100 * np.sin(xx / 30) * np.cos(yy / 20)).astype(np.uint8)
+    b = np.clip(a.astype(int) + np.random.default_rng(2).integers(-2, 3, a.shape), 0, 255).astype(np.uint8)
+    _, ref = structural_similarity(a, b, data_range=255, full=True)
+    assert np.abs(ssim_map(a, b) - ref).max() < 1e-6
+    flat = np.full((32, 48), 200, np.uint8)
+    assert (ssim_map(flat, flat) == 1.0).all()
+    a10, b10 = a.astype(np.uint16) * 4, b.astype(np.uint16) * 4
+    _, ref10 = structural_similarity(a10, b10, data_range=1023, full=True)
+    assert np.abs(ssim_map(a10, b10, data_range=1023) - ref10).max() < 1e-6
