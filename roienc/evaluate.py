@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def evaluate_clip(task: EvalTask) -> dict:
     ssim_all = RegionAccumulator()
     rows: list[list] = []
     smap_buf = np.empty((h, w), np.float32)
+    ssim_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssim")
     roi_px = near_px = 0
     n = 0
     fids = side["frame_ids"]
@@ -183,35 +185,42 @@ def evaluate_clip(task: EvalTask) -> dict:
             if imp.shape != (h, w):
                 raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
                                  f"the video {w}x{h}")
+            # the SSIM map (the costliest metric) runs in a second thread meanwhile: OpenCV and
+            # numpy release the GIL, and FFmpeg decodes the next frames in its own processes
+            fut = ssim_pool.submit(ssim_map, s[0], d[0], peak, 7, smap_buf)
             mask = imp >= task.roi_threshold
             errs = [np.square(cv2.absdiff(p, q), dtype=np.float32) for p, q in zip(d, s)]  # exact
-            smap = ssim_map(s[0], d[0], data_range=peak, out=smap_buf)
-            # luma sums once: whole frame, ROI by dot product, non-ROI as the difference
-            e_all, s_all, n_all = float(errs[0].sum(dtype=np.float64)), float(smap.sum(dtype=np.float64)), h * w
-            n_roi = int(np.count_nonzero(mask))
-            if 2 * n_roi <= n_all:          # sum the smaller region directly, the other by difference
-                e_roi = masked_sum(errs[0], mask) if n_roi else 0.0
-                s_roi = masked_sum(smap, mask) if n_roi else 0.0
-            else:
-                inv = ~mask
-                e_roi = max(e_all - masked_sum(errs[0], inv), 0.0)
-                s_roi = s_all - masked_sum(smap, inv)
+            # luma sums once: the whole frame, the smaller of ROI / non-ROI by a dot product, the
+            # other by difference
+            n_all, n_roi = h * w, int(np.count_nonzero(mask))
+            small_is_roi = 2 * n_roi <= n_all
+            small = mask if small_is_roi else ~mask
+            e_all = float(errs[0].sum(dtype=np.float64))
+            e_small = masked_sum(errs[0], small)
             planes[0].add_sums(e_all, n_all, 0.0, peak)
             planes[1].add(errs[1], None, peak=peak)
             planes[2].add(errs[2], None, peak=peak)
-            _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
-            pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
-            pn, sn = nonroi.add_sums(max(e_all - e_roi, 0.0), n_all - n_roi, s_all - s_roi, peak)
             weighted.add(errs[0], imp)
             nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
             if nm is None:
                 nm = imp >= 1.0
             near.add(errs[0], nm, None, peak)
+            smap = fut.result()
+            s_all = float(smap.sum(dtype=np.float64))
+            s_small = masked_sum(smap, small)
+            if small_is_roi:
+                e_roi, s_roi = e_small, s_small
+            else:
+                e_roi, s_roi = max(e_all - e_small, 0.0), s_all - s_small
+            _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
+            pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
+            pn, sn = nonroi.add_sums(max(e_all - e_roi, 0.0), n_all - n_roi, s_all - s_roi, peak)
             roi_px += n_roi
             near_px += int(np.count_nonzero(nm))
             n += 1
             rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, n_roi / n_all])
     finally:
+        ssim_pool.shutdown(wait=True)
         for r in (dec, src):
             try:
                 r.close()
