@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .adapters import qpfile_text, zones_string
 from .errors import RoiencError
 from .tools import find_ffmpeg, find_ffprobe, find_x265, run
 
@@ -67,7 +68,7 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
 
         def zones():
             run(base + ["-c:v", "libx265", "-crf", "30", "-x265-params",
-                        "log-level=error:zones=0,0,q=25/1,1,q=35", str(Path(tmp) / "z.mp4")])
+                        f"log-level=error:zones={zones_string([25, 35])}", str(Path(tmp) / "z.mp4")])
             return "2-frame libx265 encode with -x265-params zones ok"
 
         checks.append(_trial("ROI (addroi + libx265)", roi))
@@ -79,7 +80,7 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
 
             def qpfile():
                 qpf = Path(tmp) / "q.txt"
-                qpf.write_text("0 I 25\n1 P 35\n")
+                qpf.write_text(qpfile_text([25, 35]))
                 run([x.path, "--input", str(src), "--qpfile", str(qpf), "--bframes", "0",
                      "--log-level", "error", "--output", str(Path(tmp) / "q.hevc")])
                 return "2-frame x265 encode with --qpfile ok"
