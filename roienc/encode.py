@@ -18,6 +18,7 @@ Modes:
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -237,23 +238,37 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
             raise ToolError(f"{Path(producer[0]).name} failed", producer, rc1, tail(err1))
 
 
+def job_signature(job: EncodeJob) -> dict:
+    """What an encode depends on besides the folder it lands in (codec, mode and rate point): the
+    resolved encoder config (preset included), the frames, the maps, zone mode and two-pass.
+    ``--skip-existing`` reuses an encode only when its recorded signature is equal."""
+    sig = {"config": job.config.as_dict(), "frame_ids": list(job.clip.frame_ids),
+           "maps": str(job.maps_root) if job.maps_root else None, "zone_mode": job.zone_mode,
+           "two_pass": job.two_pass}
+    return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
+
+
 def encode_clip(job: EncodeJob) -> dict:
     """Encode one clip in one mode at one rate point; return (and write) its sidecar.
 
     Never raises for an encoder failure: the sidecar records ``status='failed'``, the error with
     the command and the tail of stderr, and the caller goes on with the next clip.
     """
+    signature = job_signature(job)
     if job.skip_existing and job.sidecar.is_file() and job.mp4.is_file():
         try:
             old = read_json(job.sidecar)
-            if old.get("status") == "ok":
+            if old.get("status") == "ok" and old.get("signature") == signature:
                 old["skipped_existing"] = True
                 return old
+            if old.get("status") == "ok":
+                log.info("%s: settings changed since the existing encode, encoding again", job.sidecar)
         except InputError:
             pass
     ensure_dir(job.folder)
     clip, cfg = job.clip, job.config
     side: dict = {
+        "signature": signature,
         "clip": clip.clip_id, "split": clip.split, "city": clip.city, "source": clip.source,
         "codec": cfg.codec, "mode": job.mode, "rate_control": job.rate.control,
         "rate_value": job.rate.value, "rate_label": job.rate.label, "two_pass": job.two_pass,

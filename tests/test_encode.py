@@ -74,6 +74,15 @@ def test_h264_baseline_and_roi_and_skip_existing(seq_dataset, tmp_path):
                         rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="fast",
                         progress=False, skip_existing=True)
     assert again[0].get("skipped_existing")
+    # changed settings are not "existing": another preset or two-pass encodes again
+    other = encode_many(clips, maps, codec="h264", modes=["baseline"],
+                        rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="faster",
+                        progress=False, skip_existing=True)
+    assert not other[0].get("skipped_existing") and other[0]["config"]["preset"] == "faster"
+    two = encode_many(clips, maps, codec="h264", modes=["baseline"],
+                      rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="faster",
+                      progress=False, skip_existing=True, two_pass=True)
+    assert not two[0].get("skipped_existing") and len(two[0]["commands"]) == 2
 
 
 def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path):
