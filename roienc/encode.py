@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from . import __version__
 from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
                        perframe_filter_script, qp_range_for, qpfile_text, zones_string)
@@ -115,6 +117,7 @@ class EncodeJob:
     zone_mode: str | None = None      # q | b (default: q under CRF, b under bitrate)
     cityscapes_root: str = ""
     two_pass: bool = False            # bitrate mode: analysis pass, then the real encode
+    frame_progress: bool = False      # a tqdm bar over frames (in-process runs only)
 
     @property
     def folder(self) -> Path:
@@ -388,7 +391,7 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
         with atomic_path(job.mp4) as tmp:
             cmd = build_ffmpeg_cmd(job, tmp, filter_args, extra)
             side["commands"].append(cmd)
-            run(cmd, log_path=log_path)
+            _run_encoder(job, cmd, log_path, "")
         return
     # two-pass: the same graph (ROI included) twice, the first pass writing only its statistics
     with tempfile.TemporaryDirectory(prefix=f".{clip.clip_id}.2pass.", dir=job.folder) as stats_dir:
@@ -397,8 +400,39 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             cmds = [_with_pass(build_ffmpeg_cmd(job, tmp, filter_args, extra), cfg, n, stats)
                     for n in (1, 2)]
             side["commands"] += cmds
-            run(cmds[0], log_path=log_path)
-            run(cmds[1], log_path=log_path.with_name(f"{clip.clip_id}.pass2.log"))
+            _run_encoder(job, cmds[0], log_path, " pass 1")
+            _run_encoder(job, cmds[1], log_path.with_name(f"{clip.clip_id}.pass2.log"), " pass 2")
+
+
+class FrameProgress:
+    """A tqdm bar over a clip's frames, fed by FFmpeg's ``frame=`` statistics on stderr."""
+
+    PATTERN = re.compile(rb"frame=\s*(\d+)")
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="frame", leave=False, position=1,
+                        dynamic_ncols=True)
+
+    def __call__(self, chunk: bytes) -> None:
+        found = self.PATTERN.findall(chunk)
+        if found:
+            n = min(int(found[-1]), self.bar.total)
+            if n > self.bar.n:
+                self.bar.update(n - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_encoder(job: EncodeJob, cmd: list[str], log_path: Path, what: str) -> None:
+    if not job.frame_progress:
+        run(cmd, log_path=log_path)
+        return
+    bar = FrameProgress(len(job.clip.frame_ids), f"{job.clip.clip_id} {job.mode} {job.rate.label}{what}")
+    try:
+        run(cmd, log_path=log_path, capture_stdout=False, on_stderr=bar)
+    finally:
+        bar.close()
 
 
 def _with_pass(cmd: list[str], cfg: EncoderConfig, n: int, stats: Path) -> list[str]:
@@ -462,6 +496,9 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass)
             for c in clips for mode, cfg in plans for rate in rates]
     spec = executor or ExecutorSpec("local", jobs)
+    if progress and spec.kind == "local" and spec.resolved_workers() == 1:
+        for job in work:                  # encodes run in this process: show their frames too
+            job.frame_progress = True
     results: list[dict] = []
     for res in run_tasks(encode_clip, work, spec, desc="encode", unit="clip", progress=progress):
         results.append(res)

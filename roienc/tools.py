@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +55,19 @@ def tail(text: str | bytes | None, lines: int = STDERR_TAIL_LINES) -> str:
 
 def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
         cwd: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
-        capture_stdout: bool = True) -> subprocess.CompletedProcess:
+        capture_stdout: bool = True,
+        on_stderr: Callable[[bytes], None] | None = None) -> subprocess.CompletedProcess:
     """Run ``cmd`` (an argv list, never a shell string); raise ToolError on failure.
 
     stderr is always captured; when ``log_path`` is given it is also written there (whole).
+    ``on_stderr`` receives stderr chunks as they arrive (e.g. FFmpeg's ``frame=`` stats, for a
+    progress bar); it needs ``capture_stdout=False`` and no ``input``/``timeout``.
     """
     argv = [str(c) for c in cmd]
+    if on_stderr is not None:
+        if capture_stdout or input is not None or timeout is not None:
+            raise ValueError("run(on_stderr=...) streams stderr only: capture_stdout=False, no input/timeout")
+        return _run_streaming(argv, cwd, log_path, on_stderr)
     try:
         proc = subprocess.run(argv, input=input, timeout=timeout, cwd=cwd,
                               stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
@@ -75,6 +82,36 @@ def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None
     if proc.returncode != 0:
         raise ToolError(f"{Path(argv[0]).name} failed", argv, proc.returncode, tail(proc.stderr))
     return proc
+
+
+def _run_streaming(argv: list[str], cwd, log_path, on_stderr: Callable[[bytes], None]
+                   ) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise ToolError(f"{argv[0]} not found: {exc}", argv) from None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            on_stderr(chunk)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stderr.close()
+    rc = proc.wait()
+    err = b"".join(chunks)
+    if log_path is not None:
+        Path(log_path).write_bytes(err)
+    if rc != 0:
+        raise ToolError(f"{Path(argv[0]).name} failed", argv, rc, tail(err))
+    return subprocess.CompletedProcess(argv, rc, None, err)
 
 
 def _probe_ffmpeg(path: str, source: str) -> Tool:

@@ -192,3 +192,26 @@ def test_sequence_filter_names_what_exists(tmp_path):
     assert [c.clip_id for c in find_clips(root, "val", sequence_ids=["lindau_000001"])] == ["lindau_000001"]
     with pytest.raises(InputError, match=r"lindau_000009.*available: lindau_000000, lindau_000001"):
         find_clips(root, "val", sequence_ids=["lindau_000001", "lindau_000009"])
+
+
+def test_frame_progress_follows_ffmpeg(seq_dataset, tmp_path, capsys):
+    """In-process encodes show a bar over frames fed by FFmpeg's own statistics; the log keeps
+    the whole stderr."""
+    from roienc.encode import FrameProgress, input_args
+    from roienc.tools import find_ffmpeg, run
+
+    root, maps = seq_dataset
+    (clip,) = find_clips(root, "val")
+    ff = find_ffmpeg()
+    bar = FrameProgress(len(clip.frame_ids), "t")
+    seen = []
+    orig = bar.__call__
+    run([ff.path, "-hide_banner", "-y", *input_args(clip), "-c:v", "libx264", "-preset", "fast",
+         str(tmp_path / "p.mp4")], capture_stdout=False,
+        on_stderr=lambda c: (seen.append(c), orig(c)), log_path=tmp_path / "p.log")
+    assert bar.bar.n == len(clip.frame_ids) == 30
+    assert b"frame=" in b"".join(seen) and b"frame=" in (tmp_path / "p.log").read_bytes()
+    bar.close()
+    res = encode_many([clip], maps, modes=["roi"], rates=CRF, out=tmp_path / "e", preset="fast")
+    assert res[0]["status"] == "ok"
+    assert "frame" in capsys.readouterr().err          # the per-frame bar was drawn
