@@ -15,7 +15,9 @@ uses it unchanged.
   The first design, ``select='between(n,a,b)'`` + ``interleave``, is correct but ``interleave``
   waits for a frame on every input before it emits one, so it holds back up to the whole clip:
   measured with FFmpeg 5.1 at 1024x512, 300 one-frame runs, peak RSS 283 MiB with interleave vs
-  62 MiB with trim/concat (30 runs: 74 vs 57 MiB). See ``benchmarks/bench_encode.py``.
+  62 MiB with trim/concat (30 runs: 74 vs 57 MiB). Worse, its output time base (1/1000000) made
+  x265 rate-control the clip as if at ~1 MHz (average QP 37.9 vs 32.4 at the same CRF). The
+  trim/concat graph without its addroi filters gives the baseline's exact bitstream (a test).
 - **zones**: one frame-level QP per frame (mean block QP, rounded), equal neighbours collapsed into
   ``start,end,q=QP`` (or ``b=<ratio>``) zones for ``-x265-params zones=`` / ``x265 --zones``.
   x265 3.5 matches zones in encode order with ``framesDone + 1 >= start && framesDone < end``
