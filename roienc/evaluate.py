@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
-import tempfile
 import queue
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +30,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from . import __version__
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import read_json, write_csv
+from .fileio import read_json, write_csv, write_json
 from .maps import load_importance, load_near_mask
 from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, ssim_map
 from .probe import bitrate_kbps, packet_sizes
@@ -324,9 +326,34 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     for e in errors:
         log.warning("evaluate %s: %s", e["sidecar"], e["error"].splitlines()[0])
     df = _write_report(report, rows)
+    _write_provenance(report, encoded, maps_root, roi_threshold, ff, rows, errors)
     if errors and not rows:
         raise RoiencError("every evaluation failed; first error:\n" + errors[0]["error"])
     return df
+
+
+def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: float, ff: str,
+                      rows: list[dict], errors: list[dict]) -> None:
+    """``<report>.json`` beside the CSV: the parameters, tool versions and, per encode, the exact
+    decode commands, so every number in the report can be reproduced."""
+    commands = {}
+    for row in rows:
+        sc = Path(str(row["sidecar"]))
+        try:
+            side = read_json(sc)
+        except InputError:
+            continue
+        commands[str(sc)] = [_decode_cmd(ff, sc.with_suffix(".mp4"), side["pix_fmt"]),
+                             _source_cmd(ff, side)]
+    write_json(Path(report).with_suffix(".json"), {
+        "roienc_version": __version__, "argv": sys.argv, "encoded": str(encoded),
+        "maps": str(maps_root), "roi_threshold": roi_threshold, "ffmpeg": ff,
+        "ffmpeg_version": find_ffmpeg(ff).version, "report": str(report), "evaluated": len(rows),
+        "errors": errors, "decode_commands": commands,
+        "metrics": "PSNR pooled over each region's pixels across the clip; SSIM: 7x7 uniform "
+                   "window map (scikit-image defaults) averaged over the region; luma regions; "
+                   "psnr_yuv = (6*Y + U + V)/8",
+    })
 
 
 def _write_report(report: str | Path, rows: list[dict]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
 """The evaluator on real encodes of a synthesized snippet."""
+import json
 import math
 
 import numpy as np
@@ -31,6 +32,11 @@ def test_columns_and_values(encoded, tmp_path):
     assert list(df.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert list(pd.read_csv(tmp_path / "r.csv").columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert len(df) == 2 and set(df["mode"]) == {"baseline", "roi"}
+    prov = json.loads((tmp_path / "r.json").read_text())   # how to reproduce every row
+    assert prov["roi_threshold"] == 0.5 and prov["maps"] == str(maps) and prov["evaluated"] == 2
+    assert set(prov["decode_commands"]) == set(df["sidecar"])
+    for dec, srccmd in prov["decode_commands"].values():
+        assert dec[0] == srccmd[0] and "rawvideo" in dec and "rawvideo" in srccmd
     for row in df.itertuples():
         assert row.frames == 30 and row.width == 192 and row.height == 96
         assert row.bpp == pytest.approx(row.bytes * 8 / (30 * 192 * 96))
