@@ -96,6 +96,10 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
     if two_pass and config.encoder == "x265":
         raise InputError("--two-pass runs through FFmpeg (libx265/libx264); config "
                          f"{config.name} drives the x265 CLI")
+    if mode in ("zones", "roi+zones") and str(config.params.get("bframes", "")) != "0":
+        warnings.append(f"config {config.name} lets x265 use B-frames: zones then act in encode "
+                        "order and shift by up to a mini-GOP at zone changes; for frame-exact "
+                        "zones use bframes = 0 in the config of every mode compared")
     if "roi" in mode:
         warnings += check_roi_compatible(codec, rate.control, config.params_string(),
                                          config.preset, config.tune or None)

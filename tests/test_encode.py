@@ -215,3 +215,16 @@ def test_frame_progress_follows_ffmpeg(seq_dataset, tmp_path, capsys):
     res = encode_many([clip], maps, modes=["roi"], rates=CRF, out=tmp_path / "e", preset="fast")
     assert res[0]["status"] == "ok"
     assert "frame" in capsys.readouterr().err          # the per-frame bar was drawn
+
+
+def test_zones_with_bframes_warn():
+    from roienc.configs import load_config
+    from roienc.encode import validate_mode
+
+    hevc = load_config(None, "hevc")
+    warns = validate_mode("hevc", "zones", RatePoint("crf", 28), hevc)
+    assert any("B-frames" in w for w in warns)
+    hevc.params["bframes"] = 0
+    assert not any("B-frames" in w for w in validate_mode("hevc", "zones", RatePoint("crf", 28), hevc))
+    assert not any("B-frames" in w for w in validate_mode("hevc", "roi", RatePoint("crf", 28),
+                                                        load_config(None, "hevc")))
