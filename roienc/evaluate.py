@@ -210,13 +210,12 @@ def evaluate_clip(task: EvalTask) -> dict:
             smap = fut.result()
             s_all = float(smap.sum(dtype=np.float64))
             s_small = masked_sum(smap, small)
-            if small_is_roi:
-                e_roi, s_roi = e_small, s_small
-            else:
-                e_roi, s_roi = max(e_all - e_small, 0.0), s_all - s_small
+            e_big, s_big = max(e_all - e_small, 0.0), s_all - s_small
+            (e_roi, s_roi), (e_non, s_non) = (((e_small, s_small), (e_big, s_big)) if small_is_roi
+                                              else ((e_big, s_big), (e_small, s_small)))
             _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
             pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
-            pn, sn = nonroi.add_sums(max(e_all - e_roi, 0.0), n_all - n_roi, s_all - s_roi, peak)
+            pn, sn = nonroi.add_sums(e_non, n_all - n_roi, s_non, peak)
             roi_px += n_roi
             near_px += int(np.count_nonzero(nm))
             n += 1
