@@ -1,4 +1,9 @@
-"""BD-rate and BD-PSNR of each mode against the baseline (the ``bjontegaard`` package).
+"""BD-rate and BD-PSNR of each mode against the references (the ``bjontegaard`` package).
+
+Two references, named in every row: ``baseline`` (the plain encoder) for every mode, and, when
+the run has it, ``roi-settings`` (the ROI encode's own settings with zero offsets) for the ROI
+modes, which splits a gain into what the encoder settings bring (roi-settings vs baseline) and
+what the ROI itself brings (roi vs roi-settings).
 
 Per clip, each mode's RD points (at least 3; 4 or more as usual) (kbps, metric) are compared with the reference mode's with
 ``method='akima'``; the ``mean`` row averages the per-clip values. Negative BD-rate = fewer bits
@@ -47,12 +52,25 @@ def bd_pair(rate_ref, dist_ref, rate_test, dist_test, method: str = "akima") -> 
     return out[0], out[1], "; ".join(dict.fromkeys(notes))
 
 
+SETTINGS_REFERENCE = "roi-settings"
+ROI_MODES = ("roi", "roi+zones")
+
+
 def bd_table(results: pd.DataFrame, reference: str = "baseline",
              metrics: tuple[str, ...] = METRICS, method: str = "akima") -> pd.DataFrame:
-    """BD rows of every non-reference mode and metric, per clip and averaged (``clip='mean'``)."""
+    """BD rows of every mode against ``reference`` and, where the run has a ``roi-settings``
+    reference, of the ROI modes against it too; per clip and averaged (``clip='mean'``)."""
+    parts = [_bd_rows(results, reference, None, metrics, method)]
+    if reference == "baseline" and (results["mode"] == SETTINGS_REFERENCE).any():
+        parts.append(_bd_rows(results, SETTINGS_REFERENCE, ROI_MODES, metrics, method))
+    return pd.DataFrame([r for part in parts for r in part], columns=BD_COLUMNS)
+
+
+def _bd_rows(results: pd.DataFrame, reference: str, only: tuple[str, ...] | None,
+             metrics: tuple[str, ...], method: str) -> list[list]:
     rows = []
     for codec, by_codec in results.groupby("codec"):
-        modes = [m for m in by_codec["mode"].unique() if m != reference]
+        modes = [m for m in by_codec["mode"].unique() if m != reference and (only is None or m in only)]
         for mode in sorted(modes):
             for metric in metrics:
                 per_clip = []
@@ -70,4 +88,4 @@ def bd_table(results: pd.DataFrame, reference: str = "baseline",
                     rows.append([mode, reference, metric, float(np.mean(rs)) if rs else float("nan"),
                                  float(np.mean(ps)) if ps else float("nan"), "mean",
                                  f"{len(rs)} clips", "" if rs else "no clip had a defined BD value"])
-    return pd.DataFrame(rows, columns=BD_COLUMNS)
+    return rows

@@ -6,7 +6,12 @@ argv of every command, versions, the resolved config, the maps used and adapter 
 an encode can be rerun by hand.
 
 Modes:
-- ``baseline``: same encoder and settings, no ROI;
+- ``baseline``: the plain encoder: the config, preset and rate point as a user would run them,
+  nothing the ROI machinery adds (no ``qg-size``, no maps read): the argv is the same with or
+  without ``--maps``;
+- ``roi-settings``: the same-settings reference: every encoder setting the ``roi`` encode uses
+  (``qg-size`` = block size) with all offsets zero, so that a BD table can split a gain into
+  "encoder settings" (roi-settings vs baseline) and "ROI" (roi vs roi-settings);
 - ``roi``: per-frame addroi rectangles through a filter script (relative offsets, so they follow
   any rate point);
 - ``zones``: x265 zones with one QP per frame. Absolute QPs must follow the rate point: under CRF
@@ -45,7 +50,9 @@ from .tools import Tool, find_ffmpeg, find_x265, run, tail
 
 log = logging.getLogger(__name__)
 
-MODES = ("baseline", "roi", "zones", "roi+zones", "qpfile")
+MODES = ("baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile")
+# modes whose ROI offsets act per quantisation group: they carry qg-size = the maps' block size
+QG_MODES = ("roi", "roi+zones", "roi-settings")
 X265_ONLY = ("zones", "roi+zones", "qpfile")
 
 
@@ -164,11 +171,19 @@ def _frame_qp_offset(job: EncodeJob, base_qp: int) -> int:
     return int(round(job.rate.value)) - base_qp if job.rate.control == "crf" else 0
 
 
+def roi_settings(job: EncodeJob, maps: ClipMaps | None) -> dict:
+    """Encoder parameters the ROI machinery adds on top of the plain baseline (recorded in the
+    sidecar as ``adds_to_baseline``; ``roi-settings`` encodes carry exactly these, no offsets).
+    An all-zero delta map has no ROI and adds nothing: its encode is the baseline's bitstream."""
+    if (job.config.codec == "hevc" and maps is not None and job.mode in QG_MODES
+            and bool((maps.qp != maps.base_qp).any())):
+        return {"qg-size": max(8, min(64, maps.block_size))}
+    return {}
+
+
 def _encoder_params(job: EncodeJob, maps: ClipMaps | None, zones: str | None) -> dict:
-    extra: dict = {}
+    extra: dict = dict(roi_settings(job, maps))
     if job.config.codec == "hevc":
-        if maps is not None:
-            extra["qg-size"] = max(8, min(64, maps.block_size))
         if job.threads:
             extra["pools"] = job.threads
         if job.rate.control == "qp":
@@ -250,7 +265,7 @@ def job_signature(job: EncodeJob) -> dict:
     resolved encoder config (preset included), the frames, the maps, zone mode and two-pass.
     ``--skip-existing`` reuses an encode only when its recorded signature is equal."""
     sig = {"config": job.config.as_dict(), "frame_ids": list(job.clip.frame_ids),
-           "maps": str(job.maps_root) if job.maps_root else None, "zone_mode": job.zone_mode,
+           "maps": str(job.maps_root) if job.maps_root and job.mode != "baseline" else None, "zone_mode": job.zone_mode,
            "two_pass": job.two_pass}
     return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
 
@@ -285,7 +300,7 @@ def encode_clip(job: EncodeJob) -> dict:
         "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
-        "maps": str(job.maps_root) if job.maps_root else None,
+        "maps": signature["maps"],
         "cityscapes_root": job.cityscapes_root, "frame_ids": list(clip.frame_ids),
         "input_args": input_args(clip) if clip.image_paths else [], "adapter": {},
         "status": "ok", "error": None,
@@ -296,11 +311,10 @@ def encode_clip(job: EncodeJob) -> dict:
             raise InputError(f"snippet {clip.clip_id} lacks frames {', '.join(clip.missing[:5])}"
                              f"{' ...' if len(clip.missing) > 5 else ''}: a clip needs contiguous frames")
         maps = None
-        if job.mode != "baseline" or cfg.codec == "hevc":
-            if job.maps_root is not None:
-                maps = load_clip_maps(job.maps_root, clip)
-            elif job.mode != "baseline":
+        if job.mode != "baseline":          # the plain baseline reads no maps
+            if job.maps_root is None:
                 raise InputError(f"--mode {job.mode} needs --maps")
+            maps = load_clip_maps(job.maps_root, clip)
         from PIL import Image
         with Image.open(clip.image_paths[0]) as im:
             side.update(width=im.width, height=im.height)
@@ -336,6 +350,11 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     if maps is not None:
         fqps = frame_qps(maps.qp)
         adapter.update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta)
+    side["adds_to_baseline"] = {
+        "encoder_params": roi_settings(job, maps),
+        "roi": {"roi": "per-frame addroi offsets", "roi+zones": "per-frame addroi offsets and zones",
+                "zones": "x265 zones (frame QPs)", "qpfile": "x265 CLI with a qpfile (frame QPs)"
+                }.get(job.mode, "none")}
     if job.mode in ("zones", "roi+zones", "qpfile"):
         zmode = job.zone_mode or ("q" if job.rate.control == "crf" else "b")
         if job.mode != "qpfile":

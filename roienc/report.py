@@ -6,6 +6,7 @@ copied or served as it is.
 from __future__ import annotations
 
 import html
+import json
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,22 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
             f"x={x0}..{x1}, y={y0}..{y1} around the ROI.</p>" + row_html(cells) + row_html(crops))
 
 
+def _adds_to_baseline(results: pd.DataFrame) -> str:
+    """What each non-baseline mode adds on top of the plain baseline, from the sidecars."""
+    seen: dict[str, str] = {}
+    for _, r in results.iterrows():
+        if r["mode"] == "baseline" or r["mode"] in seen or not isinstance(r.get("sidecar"), str):
+            continue
+        try:
+            adds = json.loads(Path(r["sidecar"]).read_text("utf-8")).get("adds_to_baseline")
+        except (OSError, ValueError):
+            continue
+        if adds:
+            params = ":".join(f"{k}={v}" for k, v in adds.get("encoder_params", {}).items()) or "none"
+            seen[r["mode"]] = f"{r['mode']} adds encoder parameters {params}, offsets: {adds.get('roi')}"
+    return "; ".join(seen.values())
+
+
 def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
                  maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5) -> Path:
     """Write ``run_dir/report.html``."""
@@ -99,6 +116,7 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
     res_html = results[[c for c in cols if c in results]].to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
+    adds_html = html.escape(_adds_to_baseline(results))
     bd_html = bd_mean.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
     imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
                    for p in plots)
@@ -108,9 +126,13 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} .row{{display:flex;gap:12px;flex-wrap:wrap}}
 figure{{margin:0}} img{{max-width:440px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style></head>
 <body><h1>roienc sweep</h1>
-<p>Negative BD-rate = fewer bits than the baseline for the same quality. PSNR inside a region is
+<p>Negative BD-rate = fewer bits than the reference for the same quality. PSNR inside a region is
 pooled over the region's pixels across the clip. ROI = importance &ge; {roi_threshold}.</p>
-<h2>BD-rate against baseline (mean over clips)</h2>{bd_html}
+<p>References: <b>baseline</b> is the plain encoder (same config, preset and rate, nothing the ROI
+adds). <b>roi-settings</b>, when run, is the ROI encode's own encoder settings with every offset
+zero: roi-settings vs baseline is what the settings alone bring, roi vs roi-settings what the ROI
+itself brings. {adds_html}</p>
+<h2>BD-rate (mean over clips)</h2>{bd_html}
 <h2>Rate-distortion</h2><div class="row">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{res_html}

@@ -47,3 +47,18 @@ def test_table_columns_and_mean():
     mean = t[(t["clip"] == "mean") & (t["metric"] == "psnr_roi")].iloc[0]
     assert mean["mode"] == "roi" and mean["reference"] == "baseline"
     assert mean["bd_rate_pct"] == pytest.approx(-15.0, abs=0.5)
+
+
+def test_roi_settings_splits_the_gain():
+    """With a roi-settings run, roi is measured against both references: settings x ROI."""
+    rows = []
+    for r, q in zip(RATE, PSNR):
+        for mode, rr in (("baseline", r), ("roi-settings", r * 0.9), ("roi", r * 0.72)):
+            rows.append(dict(clip="a", codec="hevc", mode=mode, kbps=rr, psnr_roi=q,
+                             psnr_nonroi=q, psnr_y=q, psnr_weighted=q))
+    t = bd_table(pd.DataFrame(rows))
+    m = t[(t["clip"] == "mean") & (t["metric"] == "psnr_roi")].set_index(["mode", "reference"])
+    assert set(m.index) == {("roi", "baseline"), ("roi-settings", "baseline"), ("roi", "roi-settings")}
+    assert m.loc[("roi-settings", "baseline"), "bd_rate_pct"] == pytest.approx(-10.0, abs=0.5)
+    assert m.loc[("roi", "roi-settings"), "bd_rate_pct"] == pytest.approx(-20.0, abs=0.5)
+    assert m.loc[("roi", "baseline"), "bd_rate_pct"] == pytest.approx(-28.0, abs=0.5)

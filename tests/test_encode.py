@@ -20,14 +20,15 @@ def hevc_runs(seq_dataset, tmp_path_factory):
     root, maps = seq_dataset
     out = tmp_path_factory.mktemp("enc")
     clips = find_clips(root, "val", source="sequence")
-    res = encode_many(clips, maps, codec="hevc", modes=["baseline", "roi", "zones", "roi+zones", "qpfile"],
+    res = encode_many(clips, maps, codec="hevc", modes=["baseline", "roi-settings", "roi", "zones", "roi+zones",
+                                                   "qpfile"],
                       rates=CRF, out=out, preset="fast", progress=False, cityscapes_root=root)
     return root, maps, out, {r["mode"]: r for r in res}
 
 
 def test_every_hevc_mode_encodes(hevc_runs):
     root, maps, out, res = hevc_runs
-    assert set(res) == {"baseline", "roi", "zones", "roi+zones", "qpfile"}
+    assert set(res) == {"baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile"}
     for mode, r in res.items():
         assert r["status"] == "ok", (mode, r["error"])
         folder = out / "hevc" / mode / "crf30"
@@ -38,7 +39,8 @@ def test_every_hevc_mode_encodes(hevc_runs):
         assert side["width"] == 192 and side["height"] == 96 and side["pix_fmt"] == "yuv420p"
         assert side["kbps"] > 0 and side["bytes"] > 0 and side["encode_seconds"] > 0
         assert side["commands"] and all(isinstance(c, list) for c in side["commands"])
-        assert side["maps"] == str(maps) and len(side["frame_ids"]) == 30
+        assert side["maps"] == (None if mode == "baseline" else str(maps))
+        assert len(side["frame_ids"]) == 30
     assert not list(out.rglob("*.tmp*"))
     # the ROI command reads the filter script it wrote, with qg-size matching the 16-px blocks
     roi_cmd = res["roi"]["commands"][0]
@@ -50,6 +52,33 @@ def test_every_hevc_mode_encodes(hevc_runs):
     assert ad["qp_offset"] == 30 - 32 and ad["zones"].startswith("1,")
     assert res["qpfile"]["encoder"] == "x265"
     assert (out / "hevc" / "qpfile" / "crf30" / "lindau_000000.qpfile.txt").read_text().startswith("0 I ")
+
+
+def _argv_without_output(cmd: list[str]) -> list[str]:
+    return [a for a in cmd[:-1]]
+
+
+def test_baseline_is_the_plain_encoder(hevc_runs, tmp_path):
+    """The baseline's argv is the same with and without maps (no qg-size, nothing of the ROI);
+    roi-settings is exactly the baseline plus the ROI's qg-size, and says so in its sidecar."""
+    root, maps, out, res = hevc_runs
+    plain = encode_many(find_clips(root, "val", source="sequence"), None, codec="hevc",
+                        modes=["baseline"], rates=CRF, out=tmp_path, preset="fast",
+                        progress=False, cityscapes_root=root)[0]
+    with_maps = res["baseline"]
+    assert plain["status"] == "ok"
+    assert _argv_without_output(plain["commands"][0]) == _argv_without_output(with_maps["commands"][0])
+    assert not any("qg-size" in a for a in with_maps["commands"][0])
+    assert with_maps["adds_to_baseline"] == {"encoder_params": {}, "roi": "none"}
+    assert plain["bytes"] == with_maps["bytes"]
+    ref = res["roi-settings"]
+    assert ref["adds_to_baseline"] == {"encoder_params": {"qg-size": 16}, "roi": "none"}
+    assert res["roi"]["adds_to_baseline"]["encoder_params"] == {"qg-size": 16}
+    base_cmd, ref_cmd = with_maps["commands"][0], ref["commands"][0]
+    i = base_cmd.index("-x265-params")
+    assert ref_cmd[i + 1] == base_cmd[i + 1] + ":qg-size=16"
+    assert _argv_without_output(ref_cmd)[:i + 1] == _argv_without_output(base_cmd)[:i + 1]
+    assert ref["bytes"] != with_maps["bytes"]     # qg-size really changes the stream
 
 
 def test_zones_follow_the_rate_point(seq_dataset, tmp_path):

@@ -57,7 +57,8 @@ def summary_table(res) -> str:
     lines = [agg.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
     bd = res.bdrate[res.bdrate["clip"] == "mean"]
     if len(bd):
-        lines.append("\nBD-rate vs baseline (negative = fewer bits for the same quality):")
-        lines.append(bd[["mode", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
+        lines.append("\nBD-rate (negative = fewer bits for the same quality); baseline = the plain "
+                     "encoder, roi-settings = the ROI's encoder settings with zero offsets:")
+        lines.append(bd[["mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
             index=False, float_format=lambda v: f"{v:.2f}"))
     return "\n".join(lines)
