@@ -6,8 +6,11 @@ reason, or failed), and ``skip_existing`` resumes an interrupted run.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -34,8 +37,9 @@ MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "s
                     "label_source", "objects", "objects_inside_safe", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
-MAP_KEYS = ("importance", "classes", "qp", "speed", "speed_override", "camera_file", "fx",
-            "baseline")
+MAP_KEYS = ("cityscapes_root", "labels_root", "importance", "classes", "qp", "speed",
+            "speed_override", "camera_file", "fx", "baseline")
+MANIFEST_KEY = ["split", "source", "city", "frame_id"]
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,13 @@ def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
             raise InputError(f"no disparity PNG ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
         prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
         paths = output_paths(prefix, annotate)
-        if cfg.skip_existing and all(p.exists() for p in paths):
-            imp_shape = np.load(paths[0], mmap_mode="r").shape
-            row.update(height=imp_shape[0], width=imp_shape[1], reason="existing output kept")
-            objs = pd.read_csv(paths[3])
-            row.update(objects=len(objs), objects_inside_safe=int(objs["inside_safe"].sum()))
-            return row
+        if cfg.skip_existing:
+            kept = existing_outputs(paths, cfg.qp.block_size)
+            if kept is not None:
+                (h, w), objs = kept
+                row.update(height=h, width=w, reason="existing output kept", objects=len(objs),
+                           objects_inside_safe=int(objs["inside_safe"].sum()))
+                return row
 
         labels = read_label_ids(ref.labels)
         instances = read_instance_ids(ref.instances) if ref.instances is not None else None
@@ -181,6 +186,29 @@ def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
         log.debug("frame %s failed:\n%s", ref.frame_id, traceback.format_exc())
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
     return row
+
+
+def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd.DataFrame] | None:
+    """``((h, w), objects)`` when every output of a frame exists and reads back whole (arrays of
+    consistent shapes, the object table parses, images open), else None: recompute the frame.
+    Outputs are written atomically, so an incomplete one means outside damage, not our crash."""
+    if not all(p.is_file() and p.stat().st_size > 0 for p in paths):
+        return None
+    try:
+        imp = np.load(paths[0], mmap_mode="r")
+        qp = np.load(paths[5], mmap_mode="r")
+        h, w = imp.shape
+        if imp.dtype != np.float32 or qp.shape != (-(-h // block), -(-w // block)):
+            return None
+        objs = pd.read_csv(paths[3])
+        if "inside_safe" not in objs:
+            return None
+        for png in (paths[1], paths[2], paths[4], paths[7], *paths[8:]):
+            with Image.open(png) as im:
+                im.verify()
+        return (int(h), int(w)), objs
+    except Exception:            # truncated npy, bad CSV, corrupt PNG: all mean "build again"
+        return None
 
 
 def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
@@ -213,14 +241,41 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
                                       title=annotate_ref.frame_id))
 
 
+@contextlib.contextmanager
+def _locked(out: Path):
+    """An exclusive lock on ``out/.maps.lock`` while the manifest is read, merged and written, so
+    concurrent build-maps runs into one folder keep each other's rows."""
+    with open(out / ".maps.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_manifest(out: Path, rows: list[dict]) -> pd.DataFrame:
-    """Write the manifest of the rows so far (sorted, atomically) and return it."""
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    for col in ("width", "height", "objects", "objects_inside_safe"):
-        manifest[col] = manifest[col].astype("Int64")
-    if len(manifest):
-        manifest = manifest.sort_values(["source", "frame_id"], kind="stable")
-    write_csv(out / "maps_manifest.csv", manifest.itertuples(index=False), header=MANIFEST_COLUMNS)
+    """Merge the rows so far into the manifest on disk (rows of frames this run did not touch are
+    kept, rows of frames it did are replaced), write it sorted and atomically, return it."""
+    with _locked(out):
+        path = out / "maps_manifest.csv"
+        new = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        frames = [new]
+        if path.is_file():
+            try:
+                old = read_manifest(out)
+            except Exception as exc:   # unreadable: say so, rebuild from this run's rows
+                log.warning("%s unreadable (%s): rewritten from this run's rows", path, exc)
+                old = None
+            if old is not None and len(old):
+                mine = set(map(tuple, new[MANIFEST_KEY].astype(str).to_numpy()))
+                keep = [tuple(k) not in mine for k in old[MANIFEST_KEY].astype(str).to_numpy()]
+                frames.insert(0, old[keep].reindex(columns=MANIFEST_COLUMNS))
+        manifest = pd.concat(frames, ignore_index=True) if len(frames) > 1 else new
+        for col in ("width", "height", "objects", "objects_inside_safe"):
+            manifest[col] = pd.to_numeric(manifest[col], errors="coerce").astype("Int64")
+        if len(manifest):
+            manifest = manifest.sort_values(["split", "source", "frame_id"], kind="stable")
+        write_csv(path, manifest.itertuples(index=False), header=MANIFEST_COLUMNS)
     return manifest
 
 
@@ -249,6 +304,18 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
     }
 
 
+def _remove_maps(out: Path, old_params: dict) -> None:
+    """Delete what build-maps wrote into ``out`` (``--overwrite``): split folders, manifest, params."""
+    splits = {old_params.get("split")}
+    with contextlib.suppress(Exception):
+        splits |= set(read_manifest(out)["split"].astype(str))
+    for split in filter(None, splits):
+        if (out / split).is_dir():
+            shutil.rmtree(out / split)
+    for name in ("maps_manifest.csv", "params.json"):
+        (out / name).unlink(missing_ok=True)
+
+
 def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "val",
                cities: list[str] | None = None, sequences: bool = False,
                annotated: bool = True, labels_root: str | Path | None = None,
@@ -257,7 +324,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                speed_override: float | None = None, camera: str | Path | None = None,
                fx: float | None = None, baseline: float | None = None,
                visualize_every: int = 30, skip_existing: bool = False,
-               workers: int | None = None, executor: ExecutorSpec | None = None,
+               overwrite: bool = False, workers: int | None = None, executor: ExecutorSpec | None = None,
                progress: bool = True) -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README."""
@@ -288,14 +355,23 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
 
     params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg)
     params_path = out / "params.json"
-    if skip_existing and params_path.exists():
-        old = read_json(params_path)
-        changed = [k for k in MAP_KEYS if old.get(k) != params.get(k)]
-        if changed:
-            raise InputError(f"{params_path} was written with different {', '.join(changed)}; "
-                             "--skip-existing would mix maps of two settings. Use a new --out "
-                             "or drop --skip-existing.")
-    write_json(params_path, params)
+    with _locked(out):
+        if params_path.exists():
+            old = read_json(params_path)
+            changed = [k for k in MAP_KEYS if old.get(k) != params.get(k)]
+            if changed and not overwrite:
+                raise InputError(
+                    f"{out} holds maps built with different {', '.join(changed)}; adding frames "
+                    "built with other settings would mix two kinds of maps in one folder (encodes "
+                    "would read grids of one block size with the parameters of another). Use a "
+                    "new --out, or --overwrite to delete the old maps first.")
+            if changed:
+                _remove_maps(out, old)
+            else:   # same settings: this run adds to the folder; record every city it holds
+                params["cities"] = (None if old.get("cities") is None or cities is None
+                                    else sorted(set(old["cities"]) | set(cities)))
+                params["sequences"] = bool(old.get("sequences")) or sequences
+        write_json(params_path, params)
 
     every = cfg.visualize_every
     tasks = [(r, cfg, bool(every) and i % every == 0) for i, r in enumerate(refs)]

@@ -91,7 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_map_options(p)
     p.add_argument("--visualize-every", type=int, default=30, metavar="N",
                    help="distance annotation for every N-th frame (default 30, 0 = none)")
-    p.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resume: keep finished frames (each is checked to read back whole)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT holds maps of other settings: delete them first (else refused)")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any frame is skipped or failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_executor_options(p)
@@ -101,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
                         visualize_every=args.visualize_every, skip_existing=args.skip_existing,
+                        overwrite=args.overwrite,
                         executor=executor_spec(args), progress=not args.no_progress,
                         **map_kwargs(args))
     counts = report.counts
