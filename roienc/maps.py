@@ -50,14 +50,24 @@ class QPParams:
     gamma: float = 1.0
     block_stat: str = "mean"
     qp_normalize: str = "none"
+    background: int | None = None   # QP offset of importance 0 (None: = delta, symmetric)
+
+    @property
+    def bg(self) -> int:
+        return self.delta if self.background is None else self.background
 
     def __post_init__(self) -> None:
+        if self.background is None:         # recorded as the value it stands for
+            object.__setattr__(self, "background", self.delta)
         if self.block_size < 1:
             raise InputError(f"--block-size must be >= 1, got {self.block_size}")
         if not 0 <= self.base_qp <= 51:
             raise InputError(f"--base-qp must be in 0..51, got {self.base_qp}")
         if self.delta < 0 or self.base_qp - self.delta < 0 or self.base_qp + self.delta > 51:
             raise InputError(f"--delta {self.delta} with --base-qp {self.base_qp} leaves 0..51")
+        if self.bg < 0 or self.base_qp + self.bg > 51:
+            raise InputError(f"--background {self.background} with --base-qp {self.base_qp} "
+                             "leaves 0..51 (it must be >= 0)")
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise InputError(f"--gamma must be positive, got {self.gamma}")
         if self.block_stat not in ("mean", "max"):
@@ -232,8 +242,8 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
     q = cfg.qp
     qp = qp_map_from_importance(fi.importance, block=q.block_size, stat=q.block_stat,
                                 base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
-                                normalize=q.qp_normalize)
-    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=q.delta)
+                                normalize=q.qp_normalize, background=q.bg)
+    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.bg))
     if annotate_ref is not None:
         img = read_rgb(annotate_ref.image)
         write_png(prefix.with_name(name + "_distance_annotation.png"),
@@ -301,6 +311,7 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "block_size": cfg.qp.block_size,
         "base_qp": cfg.qp.base_qp,
         "delta": cfg.qp.delta,
+        "background": cfg.qp.bg,
     }
 
 

@@ -1,7 +1,9 @@
 """Importance map -> per-block QP grid (pure numpy), and the grid's files.
 
-``qp = base_qp + delta - 2*delta*(imp_block ** gamma)``, rounded: importance 1 gets
-``base_qp - delta``, importance 0 gets ``base_qp + delta``. Block importance is the mean (or max)
+``qp = base_qp + background - (background + delta) * imp_block**gamma``, rounded: importance 1
+gets ``base_qp - delta`` (the ROI's gain), importance 0 gets ``base_qp + background`` (what the
+background gives up). ``background`` defaults to ``delta`` (the symmetric mapping
+``base_qp + delta - 2*delta*imp**gamma``); ``background = 0`` gives ROI-only offsets. Block importance is the mean (or max)
 over each ``block x block`` tile; edge tiles of frames whose size is not a multiple of the block
 are partial and use only their real pixels, so the grid is ``ceil(H/b) x ceil(W/b)``.
 """
@@ -47,11 +49,12 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
 
 
 def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 1.0,
-                     normalize: str = "none") -> np.ndarray:
-    """int8 QP grid in ``[base_qp - delta, base_qp + delta]``; high importance -> low QP."""
-    if delta < 0 or base_qp - delta < 0 or base_qp + delta > 63:
-        raise InputError(f"base QP {base_qp} with delta {delta} leaves the QP range 0..63 "
-                         "(8-bit encoders accept 0..51)")
+                     normalize: str = "none", background: int | None = None) -> np.ndarray:
+    """int8 QP grid in ``[base_qp - delta, base_qp + background]``; high importance -> low QP."""
+    bg = delta if background is None else background
+    if delta < 0 or bg < 0 or base_qp - delta < 0 or base_qp + bg > 63:
+        raise InputError(f"base QP {base_qp} with delta {delta} and background {bg} leaves the QP "
+                         "range 0..63 (8-bit encoders accept 0..51)")
     if not (np.isfinite(gamma) and gamma > 0):
         raise InputError(f"gamma must be a positive number, got {gamma}")
     g = np.asarray(grid, dtype=np.float64)
@@ -63,15 +66,16 @@ def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
     elif normalize != "none":
         raise InputError(f"qp normalisation must be 'none' or 'frame', got {normalize!r}")
-    qp = np.rint(base_qp + delta - 2.0 * delta * g ** gamma)
-    return np.clip(qp, base_qp - delta, base_qp + delta).astype(np.int8)
+    qp = np.rint(base_qp + bg - float(bg + delta) * g ** gamma)
+    return np.clip(qp, base_qp - delta, base_qp + bg).astype(np.int8)
 
 
 def qp_map_from_importance(importance: np.ndarray, *, block: int = 16, stat: str = "mean",
                            base_qp: int = 32, delta: int = 3, gamma: float = 1.0,
-                           normalize: str = "none") -> np.ndarray:
+                           normalize: str = "none", background: int | None = None) -> np.ndarray:
     """Block reduction then QP mapping in one call."""
-    return importance_to_qp(block_reduce(importance, block, stat), base_qp, delta, gamma, normalize)
+    return importance_to_qp(block_reduce(importance, block, stat), base_qp, delta, gamma, normalize,
+                            background)
 
 
 def _qp_colours(base_qp: int, delta: int) -> np.ndarray:

@@ -49,3 +49,19 @@ def test_outputs(tmp_path):
     assert "#" not in (tmp_path / "f_qp_map.csv").read_text()
     vis = Image.open(tmp_path / "f_qp_map_vis.png")
     assert vis.mode == "RGB" and vis.width > vis.height
+
+
+def test_background_offset_is_its_own_parameter():
+    from roienc.qpmap import importance_to_qp
+
+    g = np.array([[0.0, 0.1, 0.5, 1.0]])
+    # symmetric default: background = delta
+    assert importance_to_qp(g, 32, 3).tolist() == [[35, 34, 32, 29]]
+    # ROI-only offsets: the background keeps the base QP, importance 1 still gets -delta
+    assert importance_to_qp(g, 32, 4, background=0).tolist() == [[32, 32, 30, 28]]
+    assert importance_to_qp(g, 32, 6, background=2).tolist() == [[34, 33, 30, 26]]
+    from roienc.errors import InputError
+    from roienc.maps import QPParams
+    with pytest.raises(InputError, match="background"):
+        QPParams(base_qp=48, delta=3, background=4)
+    assert QPParams(delta=4).background == 4
