@@ -1,0 +1,383 @@
+"""Label propagation through a Cityscapes sequence snippet by dense optical flow.
+
+Only frame ``_000019`` of a 30-frame snippet has labels. This module carries its labelIds and
+instanceIds to the other 29 frames: dense optical flow (OpenCV DIS, or Farneback) between
+consecutive RGB frames, chained outward from the annotated frame in both directions, warping with
+NEAREST sampling so label and instance ids stay exact values.
+
+Flow convention (used everywhere here): ``flow = compute_flow(src, dst)`` is a *backward* flow on
+the pixel grid of ``dst``: ``dst[y, x] ~ src[y + flow[y, x, 1], x + flow[y, x, 0]]``. So
+``warp_nearest(src_labels, flow)`` gives labels on the grid of ``dst``. Propagating to later frames
+``src`` is frame t-1 and ``dst`` frame t; to earlier frames ``src`` is t+1 and ``dst`` t.
+
+Per step (one consecutive pair, flow computed once per pair):
+
+* ``mode="compose"`` (default): the step's flow is composed with the accumulated flow back to the
+  annotated frame (bilinear, at flow resolution) and the annotated labels are warped once, so
+  nearest-neighbour resampling does not erode objects step after step. ``mode="chain"`` warps the
+  previous frame's labels instead.
+* forward-backward consistency: the flow ``dst -> src`` is checked against ``src -> dst`` (a
+  second flow of the same pair); pixels whose round trip misses by more than
+  ``fb_threshold + fb_relative * |flow|`` full-resolution pixels are *unreliable* (occlusions,
+  objects entering, flow failures). Policy (``unreliable``): ``"keep_dynamic"`` (default) -- an
+  unreliable pixel that the previous frame's output labelled dynamic (person..bicycle) at the same
+  position keeps that label and instance id, so an object whose flow fails is held rather than
+  lost; ``"unwarped"`` -- unreliable pixels take the previous frame's output label whatever it is;
+  ``"warp"`` -- ignore the check.
+* safety margin: each propagated dynamic object is grown by
+  ``min(margin_px + margin_growth_px * |steps|, margin_max_px)`` full-resolution pixels (the margin
+  is applied to each output only, never fed back into the chain). Ring pixels get the label and
+  instance id of the nearest dynamic pixel, so downstream they are part of that object (same
+  importance, same per-instance distance). Static and void pixels are only warped.
+
+The annotated frame itself is returned unchanged (``steps == 0``, no margin).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+METHODS = ("dis", "farneback")
+MODES = ("compose", "chain")
+UNRELIABLE_POLICIES = ("keep_dynamic", "unwarped", "warp")
+
+
+@dataclass(frozen=True)
+class PropagationParams:
+    """How labels are propagated. Defaults chosen by ``benchmarks/bench_propagate_masks.py`` on
+    three real aachen snippets (see the module docstring for the policies).
+
+    scale: flow is computed on frames resized by this factor (0 < scale <= 1), then upsampled.
+    method: ``"dis"`` (OpenCV DIS optical flow) or ``"farneback"``.
+    preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"`` (ignored by Farneback).
+    mode: ``"compose"`` (warp the annotated labels by the flow composed back to the annotated
+        frame) or ``"chain"`` (warp the previous frame's labels step by step).
+    fb_check: compute the reverse flow of each pair and run the forward-backward check (doubles
+        the flow cost); without it no pixel is unreliable.
+    fb_threshold: full-resolution pixels of round-trip error above which a pixel is unreliable.
+    fb_relative: plus this fraction of the flow magnitude (large motions are less precise).
+    unreliable: policy for unreliable pixels: ``"keep_dynamic"``, ``"unwarped"`` or ``"warp"``.
+    margin_px: dilation (full-resolution pixels) of propagated dynamic objects at one step away.
+    margin_growth_px: extra dilation per step away from the annotated frame.
+    margin_max_px: cap of the dilation.
+    """
+
+    scale: float = 0.5
+    method: str = "dis"
+    preset: str = "fast"
+    mode: str = "compose"
+    fb_check: bool = True
+    fb_threshold: float = 2.0
+    fb_relative: float = 0.1
+    unreliable: str = "keep_dynamic"
+    margin_px: int = 8
+    margin_growth_px: float = 2.0
+    margin_max_px: int = 48
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise InputError(f"propagation parameters: {msg}")
+        if not (isinstance(self.scale, (int, float)) and 0.0 < self.scale <= 1.0):
+            bad(f"scale must be in (0, 1], got {self.scale!r}")
+        if self.method not in METHODS:
+            bad(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.preset not in DIS_PRESETS:
+            bad(f"preset must be one of {', '.join(DIS_PRESETS)}, got {self.preset!r}")
+        if self.mode not in MODES:
+            bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.unreliable not in UNRELIABLE_POLICIES:
+            bad(f"unreliable must be one of {', '.join(UNRELIABLE_POLICIES)}, got {self.unreliable!r}")
+        for name in ("fb_threshold", "fb_relative", "margin_growth_px"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+                bad(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("margin_px", "margin_max_px"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                bad(f"{name} must be an integer >= 0, got {v!r}")
+        if self.margin_max_px < self.margin_px:
+            bad(f"margin_max_px ({self.margin_max_px}) must be >= margin_px ({self.margin_px})")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def margin_at(self, steps: int) -> int:
+        """Dilation radius (full-resolution px) of an output ``steps`` frames from the annotation."""
+        if steps == 0:
+            return 0
+        return int(round(min(self.margin_px + self.margin_growth_px * abs(steps), self.margin_max_px)))
+
+
+@dataclass
+class PropagatedFrame:
+    """One frame's propagated labels.
+
+    labels: uint8 HxW labelIds (margin included).
+    instances: int32 HxW instanceIds (margin included) or None when none were given.
+    steps: signed offset from the annotated frame (frame index - annotated index).
+    unreliable_fraction: fraction of pixels that failed the forward-backward check at this step.
+    margin_px: dilation radius applied to dynamic objects in this frame.
+    margin_fraction: fraction of pixels that the margin turned dynamic.
+    """
+
+    labels: np.ndarray
+    instances: np.ndarray | None
+    steps: int
+    unreliable_fraction: float = 0.0
+    margin_px: int = 0
+    margin_fraction: float = 0.0
+
+
+# --------------------------------------------------------------------------------------- flow
+
+def _gray_small(rgb: np.ndarray, scale: float) -> np.ndarray:
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise InputError(f"propagate: expected an HxWx3 RGB frame, got shape {rgb.shape}")
+    g = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY)
+    if scale != 1.0:
+        h, w = g.shape
+        g = cv2.resize(g, (max(8, int(round(w * scale))), max(8, int(round(h * scale)))),
+                       interpolation=cv2.INTER_AREA)
+    return g
+
+
+class _Flow:
+    """Flow engine at flow resolution (gray, downscaled frames)."""
+
+    def __init__(self, params: PropagationParams) -> None:
+        self.p = params
+        self.dis = (cv2.DISOpticalFlow_create(DIS_PRESETS[params.preset])
+                    if params.method == "dis" else None)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Flow on the grid of ``a`` with ``a(x) ~ b(x + flow)`` (flow-resolution pixels)."""
+        if self.dis is not None:
+            return self.dis.calc(a, b, None)
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return xx, yy
+
+
+def _sample_bilinear(field: np.ndarray, flow: np.ndarray, grid) -> np.ndarray:
+    xx, yy = grid
+    return cv2.remap(field, xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def _upsample(flow_small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    sh, sw = flow_small.shape[:2]
+    if (sh, sw) == (h, w):
+        return flow_small.astype(np.float32, copy=False)
+    up = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    up[..., 0] *= w / sw
+    up[..., 1] *= h / sh
+    return up
+
+
+def compute_flow(prev_rgb: np.ndarray, next_rgb: np.ndarray,
+                 params: PropagationParams | None = None) -> np.ndarray:
+    """Backward flow HxWx2 float32 (full resolution, x then y) on the grid of ``next_rgb``:
+    ``next[y, x] ~ prev[y + flow[..., 1], x + flow[..., 0]]``; so ``warp_nearest(prev_labels,
+    flow)`` moves labels of ``prev`` onto ``next``. ``prev`` is the frame the labels come from
+    (for propagation to earlier frames, pass the later frame as ``prev``)."""
+    p = params or PropagationParams()
+    if prev_rgb.shape != next_rgb.shape:
+        raise InputError(f"propagate: frame sizes differ ({prev_rgb.shape} vs {next_rgb.shape})")
+    f = _Flow(p)(_gray_small(next_rgb, p.scale), _gray_small(prev_rgb, p.scale))
+    return _upsample(f, prev_rgb.shape[:2])
+
+
+def _nearest_index(flow: np.ndarray) -> np.ndarray:
+    """Flat source index of every pixel for a nearest-neighbour backward warp (border clamp)."""
+    h, w = flow.shape[:2]
+    xs = np.rint(flow[..., 0] + np.arange(w, dtype=np.float32)[None, :])
+    ys = np.rint(flow[..., 1] + np.arange(h, dtype=np.float32)[:, None])
+    xi = np.clip(xs, 0, w - 1).astype(np.int32)
+    yi = np.clip(ys, 0, h - 1).astype(np.int32)
+    yi *= w
+    yi += xi
+    return yi
+
+
+def warp_nearest(arr: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour backward warp: ``out[y, x] = arr[round(y + fy), round(x + fx)]``, with
+    coordinates clamped to the image (border replicate). Keeps dtype and exact values (label and
+    instance ids are never blended). ``arr`` is HxW or HxWxC, ``flow`` HxWx2 at the same size."""
+    if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[:2] != arr.shape[:2]:
+        raise InputError(f"warp_nearest: flow shape {flow.shape} does not match array {arr.shape}")
+    idx = _nearest_index(flow)
+    flat = arr.reshape(arr.shape[0] * arr.shape[1], *arr.shape[2:])
+    return flat[idx]
+
+
+# --------------------------------------------------------------------------------- the margin
+
+def dilate_dynamic(labels: np.ndarray, instances: np.ndarray | None, dynamic: np.ndarray,
+                   radius: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Grow the dynamic pixels (``dynamic`` bool HxW) by ``radius`` px (Euclidean); ring pixels take
+    the label (and instance id) of the nearest dynamic pixel. Returns (labels, instances, number of
+    pixels added)."""
+    if radius <= 0 or not dynamic.any():
+        return labels, instances, 0
+    h, w = labels.shape
+    ys, xs = np.nonzero(dynamic)
+    y0, y1 = max(0, ys.min() - radius), min(h, ys.max() + radius + 1)
+    x0, x1 = max(0, xs.min() - radius), min(w, xs.max() + radius + 1)
+    sub = dynamic[y0:y1, x0:x1]
+    dist, lab = cv2.distanceTransformWithLabels((~sub).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ring = (dist <= radius) & ~sub
+    n = int(ring.sum())
+    if n == 0:
+        return labels, instances, 0
+    src = np.flatnonzero(sub.ravel())[lab[ring] - 1]
+    labels = labels.copy()
+    lsub = labels[y0:y1, x0:x1]
+    lsub[ring] = lsub.ravel()[src]
+    if instances is not None:
+        instances = instances.copy()
+        isub = instances[y0:y1, x0:x1]
+        isub[ring] = isub.ravel()[src]
+    return labels, instances, n
+
+
+# ---------------------------------------------------------------------------- propagation
+
+def _check_inputs(labels: np.ndarray, instances: np.ndarray | None, group_lut: np.ndarray) -> None:
+    if labels.ndim != 2:
+        raise InputError(f"propagate: labels must be HxW, got shape {labels.shape}")
+    if instances is not None and instances.shape != labels.shape:
+        raise InputError(f"propagate: instances shape {instances.shape} != labels {labels.shape}")
+    if group_lut.ndim != 1 or group_lut.size < 256:
+        raise InputError("propagate: group_lut must be a 256-entry lookup table")
+
+
+def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
+                      annotated_index: int, labels: np.ndarray, instances: np.ndarray | None,
+                      params: PropagationParams | None, group_lut: np.ndarray,
+                      n_frames: int | None = None,
+                      timings: dict | None = None) -> list[PropagatedFrame]:
+    """Propagate ``labels``/``instances`` of frame ``annotated_index`` to every frame.
+
+    images: a sequence of HxWx3 RGB frames, or a callable index -> frame (loaded lazily: only two
+        frames are held at a time; then ``n_frames`` is required).
+    group_lut: uint8 label id -> group (``roienc.labels.load_class_groups().group_lut()``); pixels
+        whose group is ``roienc.labels.DYNAMIC`` get the unreliable-pixel policy and the margin.
+    timings: if given, gets ``{"flow_s": ..., "warp_s": ...}`` (seconds, summed) added.
+    Returns one PropagatedFrame per frame, in frame order.
+    """
+    import time
+
+    from .labels import DYNAMIC
+
+    p = params or PropagationParams()
+    if callable(images) and not isinstance(images, Sequence):
+        if n_frames is None:
+            raise InputError("propagate: n_frames is required when images is a callable")
+        get, n = images, int(n_frames)
+    else:
+        get, n = (lambda i: images[i]), len(images)
+    if not 0 <= annotated_index < n:
+        raise InputError(f"propagate: annotated_index {annotated_index} outside 0..{n - 1}")
+    group_lut = np.asarray(group_lut)
+    _check_inputs(labels, instances, group_lut)
+    labels = labels.astype(np.uint8, copy=False)
+    inst = instances.astype(np.int32, copy=False) if instances is not None else None
+    is_dyn = (group_lut == DYNAMIC)
+    h, w = labels.shape
+    engine = _Flow(p)
+    t_flow = t_warp = 0.0
+
+    out: list[PropagatedFrame | None] = [None] * n
+    out[annotated_index] = PropagatedFrame(labels.copy(), None if inst is None else inst.copy(), 0)
+    for direction in (1, -1):
+        if not 0 <= annotated_index + direction < n:
+            continue
+        t0 = time.perf_counter()
+        g_prev = _gray_small(get(annotated_index), p.scale)
+        t_flow += time.perf_counter() - t0
+        grid = _grid(*g_prev.shape)
+        acc = None                      # composed flow back to the annotated frame (flow res)
+        prev_l, prev_i = labels, inst   # previous output without margin (chain state)
+        t = annotated_index + direction
+        while 0 <= t < n:
+            t0 = time.perf_counter()
+            g = _gray_small(get(t), p.scale)
+            if g.shape != g_prev.shape:
+                raise InputError(f"propagate: frame {t} size differs from frame {t - direction}")
+            back = engine(g, g_prev)                    # grid of t -> t-direction
+            bad = None
+            if p.fb_check:
+                fwd = engine(g_prev, g)                 # grid of t-direction -> t
+                err = back + _sample_bilinear(fwd, back, grid)
+                s = w / g.shape[1]
+                err_px = np.sqrt(err[..., 0] ** 2 + err[..., 1] ** 2) * s
+                mag = np.sqrt(back[..., 0] ** 2 + back[..., 1] ** 2) * s
+                bad = err_px > (p.fb_threshold + p.fb_relative * mag)
+            t1 = time.perf_counter()
+            t_flow += t1 - t0
+            if p.mode == "compose":
+                acc = back if acc is None else back + _sample_bilinear(acc, back, grid)
+                idx = _nearest_index(_upsample(acc, (h, w)))
+                new_l = labels.ravel()[idx]
+                new_i = None if inst is None else inst.ravel()[idx]
+            else:
+                idx = _nearest_index(_upsample(back, (h, w)))
+                new_l = prev_l.ravel()[idx]
+                new_i = None if prev_i is None else prev_i.ravel()[idx]
+            frac = 0.0
+            if bad is not None:
+                frac = float(bad.mean())
+                if p.unreliable != "warp" and frac > 0:
+                    bad_full = cv2.resize(bad.view(np.uint8), (w, h),
+                                          interpolation=cv2.INTER_NEAREST).view(bool)
+                    if p.unreliable == "keep_dynamic":
+                        take = bad_full & is_dyn[prev_l] & ~is_dyn[new_l]
+                    else:
+                        take = bad_full
+                    new_l[take] = prev_l[take]
+                    if new_i is not None:
+                        new_i[take] = prev_i[take]
+            prev_l, prev_i = new_l, new_i
+            steps = t - annotated_index
+            r = p.margin_at(steps)
+            ml, mi, added = dilate_dynamic(new_l, new_i, is_dyn[new_l], r)
+            t_warp += time.perf_counter() - t1
+            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(h * w))
+            g_prev = g
+            t += direction
+    if timings is not None:
+        timings["flow_s"] = timings.get("flow_s", 0.0) + t_flow
+        timings["warp_s"] = timings.get("warp_s", 0.0) + t_warp
+    return out  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ file helpers
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """HxWx3 uint8 RGB of an image file."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path}: cannot read image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """A labelIds (uint8) or instanceIds (int32) PNG as stored."""
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise InputError(f"{path}: cannot read label image")
+    return a.astype(np.int32) if a.dtype == np.uint16 else a

@@ -1,0 +1,165 @@
+"""Label propagation (roienc.propagate) on synthetic sequences with known per-frame truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roienc.errors import InputError
+from roienc.labels import DYNAMIC, load_class_groups
+from roienc.propagate import (PropagationParams, compute_flow, dilate_dynamic, propagate_snippet,
+                              read_label_png, read_rgb, warp_nearest)
+from roienc.synth import synthesize
+
+W, H, ANN, N = 384, 192, 19, 30
+LUT = load_class_groups().group_lut()
+IS_DYN = LUT == DYNAMIC
+# the test frames are small (384x192): flow at full resolution (DIS medium works at 1/2 of it)
+FLOW = dict(scale=1.0, preset="medium")
+NO_MARGIN = PropagationParams(margin_px=0, margin_growth_px=0.0, **FLOW)
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory):
+    """A 30-frame sequence built from a synthesized annotated frame: its static scene, plus its
+    two nearest dynamic objects (the near car and the person, with their own pixels) cut out and
+    moved rigidly at known speeds (px per frame), pasted back in every frame -> exact per-frame
+    labels and instance ids. The objects' texture is kept, as luminance.
+
+    (The synth sequences themselves keep the objects' texture fixed to the image while their
+    outline moves and grows, which no optical flow can follow; so rigid motion of real pixels is
+    used as the truth here.)"""
+    root = tmp_path_factory.mktemp("synth")
+    synthesize(root, cities=("lindau",), width=W, height=H)
+    stem = root / "gtFine/val/lindau/lindau_000000_000019_gtFine_"
+    labels = read_label_png(f"{stem}labelIds.png")
+    inst = read_label_png(f"{stem}instanceIds.png")
+    rgb = read_rgb(root / "leftImg8bit_sequence/val/lindau/lindau_000000_000019_leftImg8bit.png")
+    # background: dynamic pixels replaced by the road/sidewalk row just below them
+    bg_rgb, bg_lab = rgb.copy(), labels.copy()
+    bg_lab[IS_DYN[labels]] = 7                      # road
+    bg_rgb[IS_DYN[labels]] = rgb[-20, W // 2]
+    bg_inst = bg_lab.astype(np.int32)
+    movers, rng = [], np.random.default_rng(0)
+    for iid, v in ((26000, (-2, 1)), (24000, (-1, 0))):   # near car, person (never overlap)
+        m = inst == iid
+        assert m.sum() > 100, iid
+        ys, xs = np.nonzero(m)
+        # the synth's object texture is faint in luminance (a car is (0, 0, 142)); give the
+        # objects a clear texture (4-px cells of random grey) that moves with them
+        cells = rng.integers(30, 230, size=(H // 4 + 1, W // 4 + 1))
+        pix = np.repeat(cells[ys // 4, xs // 4][:, None], 3, axis=1).astype(np.uint8)
+        movers.append((ys, xs, pix, labels[m], iid, v))
+    frames, truth_l, truth_i = [], [], []
+    for t in range(N):
+        f, lab, ins = bg_rgb.copy(), bg_lab.copy(), bg_inst.copy()
+        for ys, xs, pix, lid, iid, (vx, vy) in movers:
+            y, x = ys + vy * (t - ANN), xs + vx * (t - ANN)
+            ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+            f[y[ok], x[ok]] = pix[ok]
+            lab[y[ok], x[ok]] = lid[ok]
+            ins[y[ok], x[ok]] = iid
+        frames.append(f)
+        truth_l.append(lab)
+        truth_i.append(ins)
+    return frames, truth_l, truth_i
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_propagated_mask_matches_truth_every_frame(moving):
+    frames, truth_l, truth_i = moving
+    out = propagate_snippet(frames, ANN, truth_l[ANN], truth_i[ANN], NO_MARGIN, LUT)
+    assert [o.steps for o in out] == list(range(-ANN, N - ANN))
+    ious = [_iou(IS_DYN[o.labels], IS_DYN[truth_l[t]]) for t, o in enumerate(out)]
+    hold = [_iou(IS_DYN[truth_l[ANN]], IS_DYN[truth_l[t]]) for t in range(N)]
+    # measured (DIS medium, full res): IoU >= 0.95 one frame away, 0.87-0.90 two, ~0.39 at 19 frames: DIS
+    # under-estimates the motion of these small objects by ~10% (smoothing with the static
+    # background at their edges), which accumulates; the margin (next test) covers that.
+    near = [iou for t, iou in enumerate(ious) if abs(t - ANN) <= 1]
+    assert min(near) >= 0.9, np.round(ious, 2)
+    assert min(ious) >= 0.35, np.round(ious, 2)
+    assert all(ious[t] > hold[t] + 0.03 for t in range(N) if t != ANN), (np.round(ious, 2), np.round(hold, 2))
+    for t, o in enumerate(out):
+        for iid in (26000, 24000):       # each instance stays where its truth is
+            assert (o.instances == iid).any() and (o.instances[truth_i[t] == iid] == iid).mean() > 0.3, (t, iid)
+    assert min(hold) < 0.2            # the objects really move
+
+
+def test_margin_covers_truth_and_keeps_ids(moving):
+    frames, truth_l, truth_i = moving
+    p = PropagationParams(**FLOW)
+    out = propagate_snippet(lambda i: frames[i], ANN, truth_l[ANN], truth_i[ANN], p, LUT,
+                            n_frames=N)
+    ids19 = set(np.unique(truth_i[ANN]).tolist())
+    for t, o in enumerate(out):
+        assert o.labels.dtype == np.uint8 and o.instances.dtype == np.int32
+        assert set(np.unique(o.instances).tolist()) <= ids19
+        pred, ref = IS_DYN[o.labels], IS_DYN[truth_l[t]]
+        assert (pred & ref).sum() >= 0.98 * ref.sum()          # margin: (almost) nothing missed
+        assert o.margin_px == p.margin_at(t - ANN)
+        # ring pixels carry an instance id consistent with their label
+        iid = o.instances[pred]
+        assert np.all((iid // 1000 == o.labels[pred]) | (iid == o.labels[pred]))
+    assert out[ANN].margin_px == 0 and np.array_equal(out[ANN].labels, truth_l[ANN])
+
+
+def test_warp_nearest_keeps_dtype_and_values():
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 40000, size=(40, 60)).astype(np.int32)
+    flow = rng.normal(0, 3, size=(40, 60, 2)).astype(np.float32)
+    out = warp_nearest(arr, flow)
+    assert out.dtype == np.int32 and out.shape == arr.shape
+    assert set(np.unique(out)) <= set(np.unique(arr))
+    lab = arr.astype(np.uint8)
+    assert warp_nearest(lab, flow).dtype == np.uint8
+    shift = np.zeros((40, 60, 2), np.float32)
+    shift[..., 0] = 2.0
+    assert np.array_equal(warp_nearest(lab, shift)[:, :-2], lab[:, 2:])
+    with pytest.raises(InputError):
+        warp_nearest(lab, shift[:10])
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+def test_flow_recovers_integer_shift(moving, scale):
+    img = moving[0][ANN]
+    dx, dy = 5, -3
+    nxt = np.roll(img, (dy, dx), axis=(0, 1))       # next[y, x] = prev[y - dy, x - dx]
+    flow = compute_flow(img, nxt, PropagationParams(scale=scale, preset="medium"))
+    assert flow.shape == (H, W, 2) and flow.dtype == np.float32
+    inner = flow[20:-20, 20:-20].reshape(-1, 2)
+    med = np.median(inner, axis=0)
+    assert abs(med[0] + dx) < 0.5 and abs(med[1] + dy) < 0.5, med
+
+
+def test_dilate_dynamic_nearest_instance():
+    lab = np.zeros((50, 50), np.uint8)
+    ins = np.zeros((50, 50), np.int32)
+    lab[10:20, 10:20], ins[10:20, 10:20] = 26, 26001
+    lab[10:20, 30:40], ins[10:20, 30:40] = 24, 24000
+    l2, i2, added = dilate_dynamic(lab, ins, IS_DYN[lab], 4)
+    assert added > 0 and l2[10, 23] == 26 and i2[10, 23] == 26001 and i2[10, 27] == 24000
+    assert l2[30, 15] == 0 and lab[10, 23] == 0      # input untouched
+
+
+@pytest.mark.parametrize("kw", [dict(scale=0), dict(scale=1.5), dict(preset="slow"),
+                                dict(method="lk"), dict(mode="x"), dict(unreliable="drop"),
+                                dict(fb_threshold=-1), dict(margin_px=-2), dict(margin_px=1.5),
+                                dict(margin_px=10, margin_max_px=5), dict(fb_relative=float("nan"))])
+def test_params_validation(kw):
+    with pytest.raises(InputError):
+        PropagationParams(**kw)
+
+
+def test_params_as_dict_and_bad_inputs():
+    d = PropagationParams().as_dict()
+    assert d["scale"] == 0.5 and "margin_px" in d
+    img = np.zeros((32, 32, 3), np.uint8)
+    lab = np.zeros((32, 32), np.uint8)
+    with pytest.raises(InputError):
+        propagate_snippet([img, img], 5, lab, None, None, LUT)
+    with pytest.raises(InputError):
+        propagate_snippet(lambda i: img, 0, lab, None, None, LUT)
+    out = propagate_snippet([img, img, img], 1, lab, None, None, LUT)
+    assert [o.steps for o in out] == [-1, 0, 1] and out[0].instances is None
