@@ -9,7 +9,6 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-
 from .adapters import (ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
                        qp_range_for, qpfile_text, roi_rects, zones_string)
 from .configs import load_config
@@ -18,9 +17,48 @@ from .encode import EncodeJob, RatePoint, _x265_cli_args, build_ffmpeg_cmd, inpu
 from .errors import InputError
 from .fileio import ensure_dir, write_json, write_text
 from .maps import load_clip_maps, load_params, read_manifest
-from .tools import find_ffmpeg
+from .errors import ToolError
+from .tools import Tool, find_ffmpeg, find_x265
 
 FORMATS = ("addroi", "zones", "qpfile", "all")
+
+
+def _sh(cmd: list[str], ff: Tool | None = None, x265: Tool | None = None) -> str:
+    """``cmd`` as shell text with the binaries (and the filter-script option) as variables."""
+    words = []
+    for i, a in enumerate(cmd):
+        if i == 0 and ff is not None and a == ff.path:
+            words.append('"$FFMPEG"')
+        elif i == 0 and x265 is not None and a == x265.path:
+            words.append('"$X265"')
+        elif a in ("-filter_complex_script", "-/filter_complex") and ff is not None:
+            words.append('"$FILTER_SCRIPT_OPT"')
+        else:
+            words.append(shlex.quote(str(a)))
+    return " ".join(words)
+
+
+def _default(var: str, path: str) -> str:
+    """``"${VAR:-path}"``, the path quoted for the shell when it needs it."""
+    q = shlex.quote(path)
+    return f'"${{{var}:-{path}}}"' if q == path else f"${{{var}:-{q}}}"
+
+
+def _script_head(ff: Tool, x265: Tool | None) -> list[str]:
+    """Shell lines choosing the binaries: the ones roienc found, overridable like roienc's own."""
+    fopt = "-/filter_complex" if (ff.major or 0) >= 7 else "-filter_complex_script"
+    lines = [
+        "# binaries: the ones roienc found at export; override with ROIENC_FFMPEG / ROIENC_X265",
+        f"FFMPEG={_default('ROIENC_FFMPEG', ff.path)}",
+        f"X265={_default('ROIENC_X265', x265.path if x265 else 'x265')}",
+        "# a filter graph file is read by -/filter_complex on FFmpeg 7+, -filter_complex_script before",
+        f"FILTER_SCRIPT_OPT={fopt}",
+        r'if [[ $("$FFMPEG" -hide_banner -version) =~ ^ffmpeg\ version\ n?([0-9]+)\. ]]; then',
+        '  if (( BASH_REMATCH[1] >= 7 )); then FILTER_SCRIPT_OPT=-/filter_complex; '
+        'else FILTER_SCRIPT_OPT=-filter_complex_script; fi',
+        "fi",
+        ""]
+    return lines
 
 
 def clips_from_maps(maps_root: str | Path) -> list[Clip]:
@@ -51,7 +89,7 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
     """Write the adapter files of ``clip``; return their paths."""
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    out = ensure_dir(out)
+    out = ensure_dir(Path(out).resolve())      # the script runs from any directory
     maps = load_clip_maps(maps_root, clip)
     want = set(FORMATS[:3]) if fmt == "all" else {fmt}
     cid = clip.clip_id
@@ -61,9 +99,13 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
     job = EncodeJob(clip, Path(maps_root), "roi", RatePoint("crf", crf), cfg, out, ff)
     qps = frame_qps(maps.qp)
     off = int(round(crf)) - maps.base_qp
+    try:
+        x265: Tool | None = find_x265()
+    except ToolError:
+        x265 = None
     sh = ["#!/usr/bin/env bash", f"# roienc export of clip {cid} (maps: {maps_root})",
           f"# HEVC at CRF {crf:g}; QP blocks of {maps.block_size} px -> x265 qg-size={maps.block_size}",
-          "set -euo pipefail", ""]
+          "set -euo pipefail", "", *_script_head(ff, x265)]
     params = {"qg-size": max(8, min(64, maps.block_size))}
     if "addroi" in want:
         qpr = qp_range_for(cfg.pix_fmt)
@@ -80,26 +122,30 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
         written.append(script)
         cmd = build_ffmpeg_cmd(job, out / f"{cid}.roi.mp4",
                                ffmpeg_filter_script_args(ff, script), params)
-        sh += ["# per-frame ROI (addroi through the filter script)", shlex.join(cmd), ""]
+        sh += ["# per-frame ROI (addroi through the filter script)", _sh(cmd, ff), ""]
     if "zones" in want:
         zones = zones_string(qps, "q", qp_offset=off)
         written.append(write_text(out / f"{cid}.zones.txt", zones + "\n"))
         zjob = EncodeJob(clip, Path(maps_root), "zones", RatePoint("crf", crf), cfg, out, ff)
         cmd = build_ffmpeg_cmd(zjob, out / f"{cid}.zones.mp4", None, {**params, "zones": zones})
-        sh += ["# x265 zones (frame QP = round(crf) + frame delta)", shlex.join(cmd), ""]
+        sh += ["# x265 zones (frame QP = round(crf) + frame delta)", _sh(cmd, ff), ""]
     if "qpfile" in want:
         xcfg = load_config("hevc_x265cli")
         qpf = write_text(out / f"{cid}.qpfile.txt",
                          qpfile_text(qps, qp_offset=off, keyint=int(xcfg.params.get("keyint", 250))))
         written.append(qpf)
-        from .tools import Tool
-        xjob = EncodeJob(clip, Path(maps_root), "qpfile", RatePoint("crf", crf), xcfg, out, ff,
-                         Tool("x265", "x265", "", "PATH"))
+        xtool = x265 or Tool("x265", "x265", "", "PATH")
+        xjob = EncodeJob(clip, Path(maps_root), "qpfile", RatePoint("crf", crf), xcfg, out, ff, xtool)
         dec = [ff.path, "-hide_banner", "-nostdin", *input_args(clip), "-vf",
                f"format={xcfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
         enc = _x265_cli_args(xjob, qpf, out / f"{cid}.qpfile.hevc", params)
         sh += ["# x265 CLI with a qpfile (FFmpeg's libx265 wrapper rejects qpfile)",
-               shlex.join(dec) + " \\\n  | " + shlex.join(enc), ""]
+               'if command -v "$X265" >/dev/null; then',
+               "  " + _sh(dec, ff) + " \\\n    | " + _sh(enc, x265=xtool),
+               "else",
+               '  echo "x265 CLI not found ($X265): qpfile encode skipped (apt-get install x265, '
+               'or set ROIENC_X265)" >&2',
+               "fi", ""]
     script_path = write_text(out / f"{cid}.ffmpeg.sh", "\n".join(sh) + "\n")
     script_path.chmod(0o755)
     written.append(script_path)
