@@ -23,6 +23,7 @@ Modes:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -143,17 +144,72 @@ class EncodeJob:
         return self.folder / f"{self.clip.clip_id}.json"
 
 
-def input_args(clip: Clip) -> list[str]:
-    """FFmpeg input options reading the clip's PNG frames at 17 fps."""
+def image2_escape(path: str) -> str:
+    """``path`` as a literal inside an FFmpeg image2 pattern (``%`` doubled)."""
+    return path.replace("%", "%%")
+
+
+def source_relpath(clip: Clip, frame_id: str) -> str:
+    """Where a frame of ``clip`` lives under a Cityscapes root."""
+    folder = "leftImg8bit_sequence" if clip.source == "sequence" else "leftImg8bit"
+    return f"{folder}/{clip.split}/{clip.city}/{frame_id}_leftImg8bit.png"
+
+
+def concat_list_text(paths: Sequence[Path]) -> str:
+    """An ffconcat list naming exactly ``paths`` (absolute), in order."""
+    lines = ["ffconcat version 1.0"]
+    for p in paths:
+        lines.append("file '" + str(Path(p).absolute()).replace("'", "'\\''") + "'")
+    return "\n".join(lines) + "\n"
+
+
+def sources_sha1(paths: Sequence[Path]) -> str:
+    """Fingerprint of the source frames' bytes, in order (recorded by encode, checked by
+    evaluate and by ``--skip-existing``)."""
+    h = hashlib.sha1()
+    for p in paths:
+        try:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as exc:
+            raise InputError(f"cannot read source frame {p}: {exc.strerror}") from None
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def input_args(clip: Clip, frame_list: Path | None = None) -> list[str]:
+    """FFmpeg input options reading exactly the clip's PNG frames at 17 fps.
+
+    A snippet (consecutive frame numbers) is read with an image2 pattern, ``%`` escaped; any other
+    frame list through the ``ffconcat`` list ``frame_list`` (see :func:`concat_list_text`; ``-r``
+    gives the same 1/17 time base and bitstream as the image2 demuxer's ``-framerate``).
+    """
     first = clip.image_paths[0]
     if clip.source == "sequence":
         city, seq, start = parse_id(clip.frame_ids[0])
-        pattern = first.parent / f"{city}_{seq:06d}_%06d_leftImg8bit.png"
-        return ["-framerate", f"{clip.fps:g}", "-start_number", str(start), "-i", str(pattern),
+        pattern = (image2_escape(str(first.parent.absolute())) + "/"
+                   + image2_escape(f"{city}_{seq:06d}_") + "%06d_leftImg8bit.png")
+        return ["-framerate", f"{clip.fps:g}", "-start_number", str(start), "-i", pattern,
                 "-frames:v", str(len(clip.frame_ids))]
-    folder = str(first.parent).replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
-    return ["-framerate", f"{clip.fps:g}", "-pattern_type", "glob", "-i",
-            f"{folder}/*_leftImg8bit.png", "-frames:v", str(len(clip.frame_ids))]
+    if frame_list is None:     # legacy form (export): a glob, which also reads stray files
+        folder = str(first.parent).replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
+        return ["-framerate", f"{clip.fps:g}", "-pattern_type", "glob", "-i",
+                f"{folder}/*_leftImg8bit.png", "-frames:v", str(len(clip.frame_ids))]
+    return ["-r", f"{clip.fps:g}", "-f", "concat", "-safe", "0", "-i", str(frame_list),
+            "-frames:v", str(len(clip.frame_ids))]
+
+
+def job_input_args(job: "EncodeJob") -> list[str]:
+    """:func:`input_args` of ``job``'s clip; writes the ffconcat list beside the encode when the
+    clip needs one (``<clip>.frames.ffconcat``)."""
+    if job.clip.source == "sequence":
+        return input_args(job.clip)
+    lst = job.folder / f"{job.clip.clip_id}.frames.ffconcat"
+    text = concat_list_text(job.clip.image_paths)
+    if not lst.is_file() or lst.read_bytes() != text.encode("utf-8", "surrogateescape"):
+        write_text(lst, text)
+    return input_args(job.clip, lst)
 
 
 def _rate_args(job: EncodeJob) -> list[str]:
@@ -196,7 +252,7 @@ def _encoder_params(job: EncodeJob, maps: ClipMaps | None, zones: str | None) ->
 def build_ffmpeg_cmd(job: EncodeJob, tmp_out: Path, filter_args: list[str] | None,
                      extra_params: dict) -> list[str]:
     cfg = job.config
-    cmd = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", *input_args(job.clip)]
+    cmd = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", *job_input_args(job)]
     if filter_args:
         cmd += [*filter_args, "-map", "[vout]"]
     else:
@@ -270,6 +326,26 @@ def job_signature(job: EncodeJob) -> dict:
     return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
 
 
+def _reuse_problem(job: EncodeJob, signature: dict, src_sha1: str | None) -> str | None:
+    """Why the existing encode of ``job`` cannot be reused (None: it can): its sidecar must say
+    ok with the same settings signature and source frames, and the file must have the size the
+    sidecar recorded (a truncated or replaced file is encoded again)."""
+    try:
+        old = read_json(job.sidecar)
+    except InputError as exc:
+        return f"unreadable sidecar ({exc})"
+    if not isinstance(old, dict) or old.get("status") != "ok":
+        return "the existing encode did not succeed"
+    if old.get("signature") != signature:
+        return "settings changed since the existing encode"
+    if src_sha1 is None or old.get("source_sha1") != src_sha1:
+        return "the source frames differ from the ones encoded (or were not recorded)"
+    size = job.mp4.stat().st_size
+    if old.get("bytes") != size:
+        return f"{job.mp4.name} has {size} bytes, the sidecar recorded {old.get('bytes')} (truncated or replaced)"
+    return None
+
+
 def encode_clip(job: EncodeJob) -> dict:
     """Encode one clip in one mode at one rate point; return (and write) its sidecar.
 
@@ -277,16 +353,19 @@ def encode_clip(job: EncodeJob) -> dict:
     the command and the tail of stderr, and the caller goes on with the next clip.
     """
     signature = job_signature(job)
-    if job.skip_existing and job.sidecar.is_file() and job.mp4.is_file():
+    src_sha1 = None
+    if not job.clip.missing:
         try:
-            old = read_json(job.sidecar)
-            if old.get("status") == "ok" and old.get("signature") == signature:
-                old["skipped_existing"] = True
-                return old
-            if old.get("status") == "ok":
-                log.info("%s: settings changed since the existing encode, encoding again", job.sidecar)
+            src_sha1 = sources_sha1(job.clip.image_paths)
         except InputError:
-            pass
+            pass                          # recorded below as the encode's failure
+    if job.skip_existing and job.sidecar.is_file() and job.mp4.is_file():
+        why = _reuse_problem(job, signature, src_sha1)
+        if why is None:
+            old = read_json(job.sidecar)
+            old["skipped_existing"] = True
+            return old
+        log.info("%s: %s, encoding again", job.sidecar, why)
     ensure_dir(job.folder)
     clip, cfg = job.clip, job.config
     side: dict = {
@@ -301,8 +380,14 @@ def encode_clip(job: EncodeJob) -> dict:
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
         "maps": signature["maps"],
-        "cityscapes_root": job.cityscapes_root, "frame_ids": list(clip.frame_ids),
-        "input_args": input_args(clip) if clip.image_paths else [], "adapter": {},
+        "cityscapes_root": str(Path(job.cityscapes_root).absolute()) if job.cityscapes_root else "",
+        "frame_ids": list(clip.frame_ids),
+        # what evaluate compares the encode with: the exact files (absolute), where they sit
+        # under a Cityscapes root (for --cityscapes-root elsewhere) and a hash of their bytes
+        "source_files": [str(Path(p).absolute()) for p in clip.image_paths],
+        "source_relpaths": [source_relpath(clip, f) for f in clip.frame_ids],
+        "source_sha1": src_sha1,
+        "input_args": job_input_args(job) if clip.image_paths else [], "adapter": {},
         "status": "ok", "error": None,
     }
     t0 = time.perf_counter()
@@ -310,6 +395,8 @@ def encode_clip(job: EncodeJob) -> dict:
         if clip.missing:
             raise InputError(f"snippet {clip.clip_id} lacks frames {', '.join(clip.missing[:5])}"
                              f"{' ...' if len(clip.missing) > 5 else ''}: a clip needs contiguous frames")
+        if src_sha1 is None:
+            side["source_sha1"] = sources_sha1(clip.image_paths)      # raises naming the file
         maps = None
         if job.mode != "baseline":          # the plain baseline reads no maps
             if job.maps_root is None:
@@ -384,7 +471,7 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
                            qp_rule="frame QP = round(crf) + (frame_qp - base_qp); types I every "
                                    "keyint frames, P elsewhere (bframes=0)")
         with atomic_path(job.mp4) as tmp_mp4, atomic_path(job.folder / f"{clip.clip_id}.hevc") as tmp_hevc:
-            dec = [job.ffmpeg.path, "-hide_banner", "-nostdin", *input_args(clip),
+            dec = [job.ffmpeg.path, "-hide_banner", "-nostdin", *job_input_args(job),
                    "-vf", f"format={cfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
             enc = _x265_cli_args(job, qpf, tmp_hevc, {k: v for k, v in extra.items() if k != "pools"}
                                  | ({"pools": job.threads} if job.threads else {}))
@@ -448,7 +535,8 @@ class FrameProgress:
 
 
 def _run_encoder(job: EncodeJob, cmd: list[str], log_path: Path, what: str) -> None:
-    if not job.frame_progress:
+    from .executor import interactive_progress
+    if not job.frame_progress or not interactive_progress():   # no nested bar in logs/pipes
         run(cmd, log_path=log_path)
         return
     bar = FrameProgress(len(job.clip.frame_ids), f"{job.clip.clip_id} {job.mode} {job.rate.label}{what}")

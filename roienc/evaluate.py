@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .dataset import Clip
+from .encode import concat_list_text, input_args, sources_sha1
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import read_json, write_csv, write_json
@@ -145,9 +147,46 @@ class FrameReader:
             raise ToolError(f"{Path(self.cmd[0]).name} failed while decoding", self.cmd, rc, tail(err))
 
 
-def _source_cmd(ffmpeg: str, side: dict) -> list[str]:
-    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *side["input_args"],
+def _source_cmd(ffmpeg: str, side: dict, input_args: list[str] | None = None) -> list[str]:
+    args = input_args if input_args is not None else side["input_args"]
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *args,
             "-vf", f"format={side['pix_fmt']}", "-f", "rawvideo", "-pix_fmt", side["pix_fmt"], "-"]
+
+
+def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir: Path) -> list[str]:
+    """FFmpeg input options reading the source frames of an encode, built the way the encode
+    built its own (:func:`roienc.encode.input_args`): the sidecar's absolute frame paths, or,
+    with ``--cityscapes-root``, the same frames under that root. The frames must be the ones
+    encoded: every file present and the hash of their bytes equal to the sidecar's."""
+    if not side.get("source_sha1") or "source_relpaths" not in side:
+        # sidecar of roienc < 0.x: no recorded files, only the encoder's input options
+        log.warning("%s: sidecar records no source files; comparing with its input options as "
+                    "they stand (re-encode to get the source check)", sidecar)
+        return list(side["input_args"])
+    if cityscapes_root is not None:
+        files = [Path(cityscapes_root) / rel for rel in side["source_relpaths"]]
+        where = f"--cityscapes-root {cityscapes_root}"
+    else:
+        files = [Path(f) for f in side["source_files"]]
+        where = f"the sidecar's paths (encoded from {side.get('cityscapes_root') or 'an unrecorded root'})"
+    if len(files) != len(side["frame_ids"]):
+        raise InputError(f"{sidecar}: {len(files)} source files for {len(side['frame_ids'])} frames")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"{sidecar}: source frame {missing[0]} not found (looked in {where}"
+                         f"{'' if cityscapes_root else '; pass --cityscapes-root'}), "
+                         f"{len(missing)} of {len(files)} missing")
+    if sources_sha1(files) != side["source_sha1"]:
+        raise InputError(f"{sidecar}: the source frames in {where} are not the ones encoded "
+                         f"(their bytes differ); pass the --cityscapes-root the encode used "
+                         f"({side.get('cityscapes_root') or 'not recorded'})")
+    clip = Clip(side["clip"], side["split"], side["city"], side["source"], list(side["frame_ids"]),
+                files, float(side["fps"]))
+    if clip.source == "sequence":
+        return input_args(clip)
+    lst = Path(tmpdir) / f"{clip.clip_id}.frames.ffconcat"
+    lst.write_bytes(concat_list_text(files).encode("utf-8", "surrogateescape"))
+    return input_args(clip, lst)
 
 
 def _decode_cmd(ffmpeg: str, path: Path, pix_fmt: str) -> list[str]:
@@ -166,8 +205,21 @@ def evaluate_clip(task: EvalTask) -> dict:
     w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
     peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
     ff = task.ffmpeg
-    dec = FrameReader(_decode_cmd(ff, mp4, pix), w, h, pix)
-    src = FrameReader(_source_cmd(ff, side), w, h, pix)
+    with tempfile.TemporaryDirectory(prefix="roienc-eval-") as tmpdir:
+        src_cmd = _source_cmd(ff, side, source_input(side, task.sidecar, task.cityscapes_root,
+                                                     Path(tmpdir)))
+        dec_cmd = _decode_cmd(ff, mp4, pix)
+        row = _measure(task, side, mp4, dec_cmd, src_cmd)
+    row["_commands"] = [dec_cmd, src_cmd]
+    return row
+
+
+def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd: list[str]) -> dict:
+    w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
+    peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
+    ff = task.ffmpeg
+    dec = FrameReader(dec_cmd, w, h, pix)
+    src = FrameReader(src_cmd, w, h, pix)
     planes = [RegionAccumulator() for _ in range(3)]
     roi, nonroi, near = RegionAccumulator(), RegionAccumulator(), RegionAccumulator()
     weighted = WeightedAccumulator()
@@ -338,12 +390,15 @@ def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: flo
     commands = {}
     for row in rows:
         sc = Path(str(row["sidecar"]))
-        try:
-            side = read_json(sc)
-        except InputError:
+        if row.get("_commands"):
+            commands[str(sc)] = row["_commands"]
             continue
-        commands[str(sc)] = [_decode_cmd(ff, sc.with_suffix(".mp4"), side["pix_fmt"]),
-                             _source_cmd(ff, side)]
+        try:                                   # a row reused from an earlier report
+            side = read_json(sc)
+            commands[str(sc)] = [_decode_cmd(ff, sc.with_suffix(".mp4"), side["pix_fmt"]),
+                                 _source_cmd(ff, side)]
+        except (InputError, KeyError, TypeError):
+            continue
     write_json(Path(report).with_suffix(".json"), {
         "roienc_version": __version__, "argv": sys.argv, "encoded": str(encoded),
         "maps": str(maps_root), "roi_threshold": roi_threshold, "ffmpeg": ff,

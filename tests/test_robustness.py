@@ -1,0 +1,137 @@
+"""Issue 11: reruns, resumes, interruptions and bad inputs never give silently wrong results.
+
+Real FFmpeg/x265 encodes of tiny synthesized clips (192x96); mocks only where a failure cannot be
+produced for real.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from roienc.cli import main as cli
+from roienc.dataset import find_clips
+from roienc.encode import RatePoint, encode_many
+from roienc.evaluate import evaluate
+from roienc.synth import synthesize
+
+from conftest import decode_luma, psnr
+
+pytestmark = pytest.mark.encode
+FAST = dict(preset="ultrafast", progress=False)          # baseline-only encodes
+CRF30 = [RatePoint("crf", 30)]
+
+
+def _src_luma(png: Path) -> np.ndarray:
+    """The luma FFmpeg makes of a PNG for a yuv420p encode."""
+    with Image.open(png) as im:
+        return decode_luma(png, im.width, im.height)[0]
+
+
+@pytest.fixture(scope="module")
+def frames_root(tmp_path_factory):
+    """Two annotated frames per city, no sequences: the `--source frames` layout."""
+    root = tmp_path_factory.mktemp("framescs") / "cs"
+    synthesize(root, split="val", cities=("lindau",), sequences_per_city=2, width=192, height=96,
+               seed=3, with_sequences=False)
+    return root
+
+
+# ---------------------------------------------------------------- item 4
+
+def test_evaluate_compares_with_the_frames_encoded_not_the_cwd_dataset(seq_dataset, tmp_path,
+                                                                       monkeypatch):
+    root, maps = seq_dataset
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(root, a / "cs")
+    synthesize(b / "cs", split="val", cities=("lindau",), width=192, height=96, seed=5)
+    enc = tmp_path / "enc"
+    monkeypatch.chdir(a)                      # encode with a relative root
+    assert cli(["encode", "--cityscapes-root", "cs", "--mode", "baseline", "--crf", "30",
+                "--preset", "ultrafast", "--out", str(enc), "--no-progress"]) == 0
+    assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report",
+                str(tmp_path / "ra.csv"), "--no-progress"]) == 0
+    monkeypatch.chdir(b)                      # another cs/ in the current directory
+    assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report",
+                str(tmp_path / "rb.csv"), "--no-progress"]) == 0
+    ra, rb = pd.read_csv(tmp_path / "ra.csv"), pd.read_csv(tmp_path / "rb.csv")
+    assert ra["psnr_y"].iloc[0] == rb["psnr_y"].iloc[0]
+    side = json.loads(next(enc.rglob("lindau_000000.json")).read_text())
+    assert Path(side["cityscapes_root"]).is_absolute() and all(Path(f).is_absolute()
+                                                              for f in side["source_files"])
+    # the dataset moved: --cityscapes-root finds the same frames there
+    shutil.move(str(a / "cs"), str(tmp_path / "moved"))
+    assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--cityscapes-root",
+                str(tmp_path / "moved"), "--report", str(tmp_path / "rc.csv"), "--no-progress"]) == 0
+    assert pd.read_csv(tmp_path / "rc.csv")["psnr_y"].iloc[0] == ra["psnr_y"].iloc[0]
+    # another dataset under --cityscapes-root, or none at the recorded place: refused, no row
+    for extra in (["--cityscapes-root", str(b / "cs")], []):
+        rep = tmp_path / "rd.csv"
+        assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), *extra,
+                    "--report", str(rep), "--no-progress"]) != 0
+        assert not rep.exists() or len(pd.read_csv(rep)) == 0
+
+
+# ---------------------------------------------------------------- items 5 and 16
+
+def test_frames_source_encodes_exactly_the_listed_frames(frames_root, tmp_path):
+    folder = frames_root / "leftImg8bit" / "val" / "lindau"
+    stray = folder / "aaa_copy_leftImg8bit.png"
+    Image.new("RGB", (192, 96), (255, 255, 255)).save(stray)
+    try:
+        clips = find_clips(frames_root, "val", source="frames")
+        assert len(clips) == 1 and len(clips[0].frame_ids) == 2
+        res = encode_many(clips, None, modes=["baseline"], rates=CRF30, out=tmp_path,
+                          cityscapes_root=frames_root, **FAST)[0]
+        assert res["status"] == "ok", res["error"]
+        dec = decode_luma(tmp_path / "hevc/baseline/crf30/lindau_frames.mp4", 192, 96)
+        assert len(dec) == 2
+        for i, png in enumerate(clips[0].image_paths):
+            assert psnr(dec[i], _src_luma(png)) > 30
+    finally:
+        stray.unlink()
+
+
+@pytest.mark.parametrize("name", ["100% real", "it's a:b"])
+def test_odd_characters_in_the_dataset_path(seq_dataset, frames_root, tmp_path, name):
+    root, maps = seq_dataset
+    cs = tmp_path / name / "cs"
+    shutil.copytree(root, cs)
+    shutil.copytree(frames_root / "leftImg8bit", cs / "leftImg8bit", dirs_exist_ok=True)
+    enc = tmp_path / name / "enc"
+    for source in ("sequence", "frames"):
+        res = encode_many(find_clips(cs, "val", source=source), None, modes=["baseline"],
+                          rates=CRF30, out=enc, cityscapes_root=cs, **FAST)
+        assert [r["status"] for r in res] == ["ok"] * len(res), [r["error"] for r in res]
+    df = evaluate(enc, maps, tmp_path / "r.csv", progress=False)
+    seq = df[df["clip"] == "lindau_000000"]
+    assert len(seq) == 1 and 25 < seq["psnr_y"].iloc[0] < 60
+
+
+# ---------------------------------------------------------------- item 6
+
+def test_skip_existing_does_not_trust_a_truncated_or_stale_encode(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    cs = tmp_path / "cs"
+    shutil.copytree(root, cs)
+    clips = find_clips(cs, "val")
+    kw = dict(modes=["baseline"], rates=CRF30, out=tmp_path / "enc", cityscapes_root=cs,
+              skip_existing=True, **FAST)
+    first = encode_many(clips, None, **kw)[0]
+    mp4 = tmp_path / "enc/hevc/baseline/crf30/lindau_000000.mp4"
+    assert encode_many(clips, None, **kw)[0].get("skipped_existing")
+    data = mp4.read_bytes()
+    mp4.write_bytes(data[:len(data) // 2])                 # a truncated file
+    again = encode_many(clips, None, **kw)[0]
+    assert not again.get("skipped_existing") and again["status"] == "ok"
+    assert mp4.stat().st_size == again["bytes"] == first["bytes"]
+    # the source frames changed since: encoded again
+    frame = clips[0].image_paths[3]
+    Image.new("RGB", (192, 96), (0, 0, 0)).save(frame)
+    third = encode_many(clips, None, **kw)[0]
+    assert not third.get("skipped_existing") and third["source_sha1"] != first["source_sha1"]
