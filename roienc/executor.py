@@ -7,6 +7,8 @@ so a retried task leaves no corruption. Results are yielded as tasks finish.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,12 +34,54 @@ class ExecutorSpec:
         return max(1, self.workers or os.cpu_count() or 1)
 
 
+def interactive_progress() -> bool:
+    """Redrawn progress bars only when both stdout and stderr are terminals; otherwise (CI, logs,
+    ``| tee``, ``| cat``) :class:`LineProgress` prints plain lines."""
+    try:
+        return sys.stderr.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class LineProgress:
+    """tqdm's ``update``/``close`` as plain lines on stderr: one at most every ``interval``
+    seconds while tasks finish, and one when the last has finished (nothing is redrawn)."""
+
+    def __init__(self, total: int, desc: str = "", unit: str = "it", disable: bool = False,
+                 interval: float = 10.0, file=None) -> None:
+        self.total, self.desc, self.unit, self.disable = total, desc, unit, disable
+        self.interval, self.file = interval, file
+        self.n = 0
+        self.t0 = self.last = time.monotonic()
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        now = time.monotonic()
+        if not self.disable and (self.n >= self.total or now - self.last >= self.interval):
+            self.last = now
+            el = now - self.t0
+            rate = f", {self.n / el:.2f} {self.unit}/s" if el > 0 else ""
+            print(f"{self.desc or 'progress'}: {self.n}/{self.total} {self.unit}s "
+                  f"({100 * self.n / max(self.total, 1):.0f}%) in {el:.1f} s{rate}",
+                  file=self.file or sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str = "", unit: str = "it", disable: bool = False, **tqdm_kw):
+    """A tqdm bar on a terminal, else a :class:`LineProgress`."""
+    if interactive_progress():
+        return tqdm(total=total, desc=desc, unit=unit, disable=disable, **tqdm_kw)
+    return LineProgress(total, desc, unit, disable)
+
+
 def run_tasks(fn: Callable[..., T], items: Iterable[Any], spec: ExecutorSpec = ExecutorSpec(),
               desc: str = "", progress: bool = True, unit: str = "it") -> Iterator[T]:
     """Apply ``fn`` to every item, yielding results in completion order with a progress bar."""
     items = list(items)
-    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(len(items), desc, unit, disable=not progress or not items,
+                       dynamic_ncols=True, leave=False)
     try:
         if spec.kind == "dask":
             yield from _run_dask(fn, items, spec, bar)
