@@ -6,6 +6,8 @@ format, container, rate-control defaults and the encoder's own parameters (``-x2
 """
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -15,6 +17,36 @@ from .errors import InputError
 
 ENCODERS = {"libx265": "hevc", "libx264": "h264", "x265": "hevc"}
 DEFAULT_CONFIG = {"hevc": "hevc", "h264": "h264"}
+RATE_CONTROLS = ("crf", "bitrate", "qp")
+QP_MAX = 51                 # x264/x265 CRF and QP range for 8-bit output
+
+
+def parse_kbps(text) -> float:
+    """``'4M'`` -> 4000.0 kbps, ``'800k'`` -> 800.0, ``'1500'`` / ``1500`` -> 1500.0 (kbps)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmM]?)\s*(bps|b)?\s*", str(text))
+    if not m or isinstance(text, bool):
+        raise InputError(f"--bitrate {text!r}: use e.g. 4M, 800k or a number of kbit/s")
+    val = float(m.group(1)) * (1000.0 if m.group(2) in ("M", "m") else 1.0)
+    if not (math.isfinite(val) and val > 0):
+        raise InputError(f"--bitrate must be a positive, finite rate, got {text!r}")
+    return val
+
+
+def check_rate(control: str, value, where: str = "") -> float:
+    """``value`` as a valid rate of ``control`` (CRF/QP in 0..51, bitrate > 0 kbps), or InputError."""
+    if control not in RATE_CONTROLS:
+        raise InputError(f"{where}rate control must be one of {', '.join(RATE_CONTROLS)}, got {control!r}")
+    if control == "bitrate":
+        return parse_kbps(value)
+    if isinstance(value, bool):
+        raise InputError(f"{where}--{control} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}--{control} must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and 0 <= v <= QP_MAX):
+        raise InputError(f"{where}--{control} must be between 0 and {QP_MAX}, got {value!r}")
+    return v
 
 
 @dataclass
@@ -38,6 +70,14 @@ class EncoderConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def default_rate(self) -> tuple[str, float]:
+        """The ``[rate]`` section's rate point, used when no --crf/--bitrate/--qp is given:
+        ``control`` (crf when absent) and that control's value (CRF 28 when absent)."""
+        control = self.rate.get("control", "crf")
+        if control not in self.rate and control != "crf":
+            raise InputError(f"{self.path}: [rate] control = {control!r} needs a {control} value")
+        return control, check_rate(control, self.rate.get(control, 28), f"{self.path}: [rate] ")
 
 
 def _fmt(v) -> str:
@@ -79,8 +119,16 @@ def load_config(name_or_path: str | Path | None, codec: str | None = None) -> En
     unknown = set(doc) - known
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
-    return EncoderConfig(name=doc.get("name", path.stem), codec=cfg_codec, encoder=enc,
+    rate = doc.get("rate", {})
+    if not isinstance(rate, dict) or set(rate) - {"control", *RATE_CONTROLS}:
+        raise InputError(f"{path}: [rate] takes control ({'|'.join(RATE_CONTROLS)}) and "
+                         f"{', '.join(RATE_CONTROLS)}; got {', '.join(sorted(rate)) if isinstance(rate, dict) else rate!r}")
+    params = doc.get("params", {})
+    if not isinstance(params, dict):
+        raise InputError(f"{path}: [params] must be a table of encoder options")
+    cfg = EncoderConfig(name=doc.get("name", path.stem), codec=cfg_codec, encoder=enc,
                          preset=doc.get("preset", "medium"), tune=doc.get("tune", ""),
                          pix_fmt=doc.get("pix_fmt", "yuv420p"), container=doc.get("container", "mp4"),
-                         tag=doc.get("tag", ""), rate=dict(doc.get("rate", {})),
-                         params=dict(doc.get("params", {})), path=str(path))
+                         tag=doc.get("tag", ""), rate=dict(rate), params=dict(params), path=str(path))
+    cfg.default_rate()                     # a bad [rate] section fails here, naming the file
+    return cfg

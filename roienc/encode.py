@@ -40,7 +40,7 @@ from tqdm import tqdm
 from . import __version__
 from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
                        perframe_filter_script, qp_range_for, qpfile_text, zones_string)
-from .configs import EncoderConfig, load_config
+from .configs import EncoderConfig, check_rate, load_config, parse_kbps
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
@@ -72,13 +72,7 @@ class RatePoint:
 
 def parse_bitrate(text: str) -> float:
     """``'4M'`` -> 4000.0 kbps, ``'800k'`` -> 800.0, ``'1500'`` -> 1500.0 (kbps)."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmM]?)\s*(bps|b)?\s*", str(text))
-    if not m:
-        raise InputError(f"--bitrate {text!r}: use e.g. 4M, 800k or a number of kbit/s")
-    val = float(m.group(1)) * (1000.0 if m.group(2) in ("M", "m") else 1.0)
-    if val <= 0:
-        raise InputError(f"--bitrate must be positive, got {text!r}")
-    return val
+    return parse_kbps(text)
 
 
 def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
@@ -86,6 +80,7 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
     """Refuse impossible combinations with the reason; return warnings."""
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
+    check_rate(rate.control, rate.value)
     if codec == "h264" and mode in X265_ONLY:
         raise InputError(f"--mode {mode} is x265-only (zones and qpfile are x265 features); with "
                          "--codec h264 use baseline or roi")
@@ -564,7 +559,7 @@ def _with_pass(cmd: list[str], cfg: EncoderConfig, n: int, stats: Path) -> list[
 
 
 def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: str = "hevc",
-                modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] = (RatePoint("crf", 28),),
+                modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] | None = None,
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
@@ -579,9 +574,13 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     """
     if not clips:
         raise InputError("no clips to encode (check --split/--cities/--sequence)")
+    if not modes:
+        raise InputError(f"--mode is empty: give one or more of {', '.join(MODES)}")
+    if rates is not None and not rates:
+        raise InputError("no rate point given (empty --crf/--bitrate/--qp list)")
     out = ensure_dir(out)
     ff = find_ffmpeg(ffmpeg)
-    plans: list[tuple[str, EncoderConfig]] = []
+    plans: list[tuple[str, EncoderConfig, list[RatePoint]]] = []
     for mode in modes:
         cfg = load_config(config if config is not None else
                           ("hevc_x265cli" if mode == "qpfile" else None), codec)
@@ -589,14 +588,16 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
             log.info("qpfile mode: using the packaged hevc_x265cli config")
         if preset:
             cfg.preset = preset
-        plans.append((mode, cfg))
-        for rate in rates:
+        # no rate point given: the config's [rate] section (its control and value)
+        mode_rates = list(rates) if rates is not None else [RatePoint(*cfg.default_rate())]
+        plans.append((mode, cfg, mode_rates))
+        for rate in mode_rates:
             for w in validate_mode(codec, mode, rate, cfg, two_pass):
                 log.warning("%s: %s", mode, w)
-    needs_x265 = any(cfg.encoder == "x265" for _, cfg in plans)
+    needs_x265 = any(cfg.encoder == "x265" for _, cfg, _ in plans)
     x = find_x265(x265) if needs_x265 else None
     enc_name = {"hevc": "libx265", "h264": "libx264"}[codec]
-    if any(cfg.encoder == enc_name for _, cfg in plans) and enc_name not in ff.encoders:
+    if any(cfg.encoder == enc_name for _, cfg, _ in plans) and enc_name not in ff.encoders:
         raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "
                         "with it or unset ROIENC_FFMPEG to use the bundled one")
     if maps_root is not None:
@@ -605,7 +606,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass)
-            for c in clips for mode, cfg in plans for rate in rates]
+            for c in clips for mode, cfg, mode_rates in plans for rate in mode_rates]
     spec = executor or ExecutorSpec("local", jobs)
     if progress and spec.kind == "local" and spec.resolved_workers() == 1:
         for job in work:                  # encodes run in this process: show their frames too

@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from roienc.cli import main as cli
+from roienc.configs import load_config
 from roienc.dataset import find_clips
 from roienc.encode import RatePoint, encode_many
+from roienc.errors import InputError
 from roienc.evaluate import evaluate
 from roienc.synth import synthesize
 
@@ -135,3 +137,63 @@ def test_skip_existing_does_not_trust_a_truncated_or_stale_encode(seq_dataset, t
     Image.new("RGB", (192, 96), (0, 0, 0)).save(frame)
     third = encode_many(clips, None, **kw)[0]
     assert not third.get("skipped_existing") and third["source_sha1"] != first["source_sha1"]
+
+
+# ---------------------------------------------------------------- item 7
+
+def _config(tmp_path: Path, rate: str, params: str = "log-level = \"error\"") -> Path:
+    p = tmp_path / "my.toml"
+    p.write_text(f'encoder = "libx265"\npreset = "ultrafast"\n[rate]\n{rate}\n[params]\n{params}\n')
+    return p
+
+
+def test_config_rate_section_is_the_default_rate_point(seq_dataset, tmp_path):
+    root, _ = seq_dataset
+    clips = find_clips(root, "val")
+    cfg = _config(tmp_path, "crf = 18")
+    assert cli(["encode", "--cityscapes-root", str(root), "--mode", "baseline", "--config", str(cfg),
+                "--out", str(tmp_path / "e1"), "--no-progress"]) == 0
+    side = json.loads((tmp_path / "e1/hevc/baseline/crf18/lindau_000000.json").read_text())
+    assert side["rate_value"] == 18 and side["commands"][0][side["commands"][0].index("-crf") + 1] == "18"
+    cfg = _config(tmp_path, 'control = "bitrate"\nbitrate = "150k"')
+    res = encode_many(clips, None, modes=["baseline"], config=cfg, out=tmp_path / "e2",
+                      progress=False)[0]
+    assert res["rate_control"] == "bitrate" and res["rate_value"] == 150 and "-b:v" in res["commands"][0]
+    # an explicit rate point still wins; a bad [rate] section is refused naming the file
+    res = encode_many(clips, None, modes=["baseline"], config=cfg, rates=CRF30, out=tmp_path / "e3",
+                      progress=False)[0]
+    assert res["rate_label"] == "crf30"
+    for bad in ("crf = 99", 'control = "cbr"', "crf = true", "crf = nan", "speed = 3"):
+        with pytest.raises(InputError, match="my.toml"):
+            load_config(_config(tmp_path, bad))
+
+
+# ---------------------------------------------------------------- items 14 and 21
+
+@pytest.mark.parametrize("opt", [["--bitrate", "0"], ["--bitrate", "-5"], ["--bitrate", "abc"],
+                                 ["--bitrate", "inf"], ["--crf", "52"], ["--crf", "-1"],
+                                 ["--crf", "nan"], ["--crf", "inf"], ["--crf", ""],
+                                 ["--crf", "28,abc"], ["--qp", "99"], ["--mode", ""]])
+def test_bad_rate_and_mode_options_are_one_line_usage_errors(seq_dataset, tmp_path, capsys, opt):
+    root, maps = seq_dataset
+    args = ["encode", "--cityscapes-root", str(root), "--maps", str(maps), "--mode", "baseline",
+            "--out", str(tmp_path / "e"), "--no-progress"]
+    if opt[0] == "--mode":
+        args[args.index("--mode") + 1] = opt[1]
+    else:
+        args += opt
+    with pytest.raises(SystemExit) as ei:
+        cli(args)
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("roienc encode: error:")
+    assert not (tmp_path / "e").exists()
+
+
+def test_library_refuses_empty_modes_rates_and_out_of_range_crf(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    for kw in (dict(modes=[]), dict(rates=[]), dict(rates=[RatePoint("crf", float("nan"))]),
+               dict(rates=[RatePoint("crf", 60)]), dict(rates=[RatePoint("bitrate", 0)])):
+        with pytest.raises(InputError):
+            encode_many(clips, maps, out=tmp_path / "e", progress=False, **{"modes": ["baseline"], **kw})

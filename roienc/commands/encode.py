@@ -5,17 +5,38 @@ import argparse
 
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
-from ..encode import MODES, RatePoint, encode_many, parse_bitrate
+from ..configs import check_rate
+from ..encode import MODES, RatePoint, encode_many
+from ..errors import InputError
 from .build_maps import csv_list
 
 
+def _arg_type(control: str, multi: bool):
+    """An argparse type for ``--crf``/``--bitrate``/``--qp``: a bad value is argparse's one-line
+    usage error (exit 2), not a traceback."""
+    def one(text: str) -> float:
+        try:
+            return check_rate(control, text if control == "bitrate" else text.strip())
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def many(text: str) -> list[float]:
+        vals = [one(x) for x in csv_list(text)]
+        if not vals:
+            raise argparse.ArgumentTypeError(f"--{control} needs at least one value")
+        return vals
+    many.__name__ = one.__name__ = control
+    return many if multi else one
+
+
 def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
-    conv = (lambda s: [float(x) for x in csv_list(s)]) if multi else float
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--crf", type=conv, help="constant rate factor" + (" (comma list)" if multi else ""))
-    g.add_argument("--bitrate", type=(lambda s: [parse_bitrate(x) for x in csv_list(s)]) if multi
-                   else parse_bitrate, help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
-    g.add_argument("--qp", type=conv, help="constant QP (baseline only: ROI is ignored under CQP)")
+    g.add_argument("--crf", type=_arg_type("crf", multi),
+                   help="constant rate factor, 0-51" + (" (comma list)" if multi else ""))
+    g.add_argument("--bitrate", type=_arg_type("bitrate", multi),
+                   help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
+    g.add_argument("--qp", type=_arg_type("qp", multi),
+                   help="constant QP (baseline only: ROI is ignored under CQP)")
 
 
 def add_two_pass_option(p: argparse.ArgumentParser) -> None:
@@ -24,13 +45,22 @@ def add_two_pass_option(p: argparse.ArgumentParser) -> None:
                         "encode (libx265/libx264 through FFmpeg)")
 
 
-def rate_points(args: argparse.Namespace, default_crf: float = 28.0) -> list[RatePoint]:
+def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list[RatePoint] | None:
+    """The rate points asked for; none asked: ``default_crf``, or None (the encoder config's
+    ``[rate]`` section decides)."""
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
         if val is not None:
             vals = val if isinstance(val, list) else [val]
             return [RatePoint(control, float(v)) for v in vals]
-    return [RatePoint("crf", default_crf)]
+    return None if default_crf is None else [RatePoint("crf", default_crf)]
+
+
+def _mode_list(text: str) -> list[str]:
+    modes = csv_list(text)
+    if not modes:
+        raise argparse.ArgumentTypeError(f"give one or more of {', '.join(MODES)}")
+    return modes
 
 
 def add_tool_options(p: argparse.ArgumentParser) -> None:
@@ -50,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
                         "annotated frames of a city as one clip")
     p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. lindau_000000")
-    p.add_argument("--mode", required=True, type=csv_list,
+    p.add_argument("--mode", required=True, type=_mode_list,
                    help=f"one or more of {', '.join(MODES)} (comma list)")
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
