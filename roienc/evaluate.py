@@ -35,7 +35,7 @@ from .dataset import Clip
 from .encode import concat_list_text, input_args, sources_sha1
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import read_json, write_csv, write_json
+from .fileio import ensure_dir, read_json, write_csv, write_json
 from .maps import load_importance, load_near_mask
 from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, ssim_map
 from .probe import bitrate_kbps, packet_sizes
@@ -317,26 +317,72 @@ def eval_key(task: EvalTask) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+SIDECAR_KEYS = ("clip", "split", "city", "codec", "mode", "rate_control", "rate_value", "frames",
+                "frame_ids", "fps", "width", "height", "pix_fmt")
+MEDIA_SUFFIXES = (".mp4", ".mkv", ".mov", ".hevc", ".log")
+
+
 def _safe_eval(task: EvalTask) -> dict:
     try:
         return evaluate_clip(task)
     except RoiencError as exc:
         return {"sidecar": str(task.sidecar), "error": str(exc)}
+    except (KeyError, TypeError, ValueError) as exc:     # a sidecar with malformed values
+        return {"sidecar": str(task.sidecar),
+                "error": f"{task.sidecar}: cannot evaluate ({type(exc).__name__}: {exc})"}
 
 
-def find_sidecars(encoded: str | Path) -> list[Path]:
+def _sidecar_problem(path: Path) -> tuple[bool, str | None]:
+    """``(is_sidecar, problem)`` of a JSON file under ``--encoded``: an encode's sidecar (JSON
+    beside its video or log, or with the sidecar's keys) to evaluate, and what is wrong with it."""
+    beside = any(path.with_suffix(s).exists() for s in MEDIA_SUFFIXES)
+    try:
+        side = read_json(path)
+    except InputError as exc:
+        return beside, str(exc)
+    if not isinstance(side, dict):
+        return beside, f"{path}: not a sidecar (a JSON {type(side).__name__}, not an object)"
+    if not beside and "frame_ids" not in side:
+        return False, None                  # some other JSON (a report's provenance, ...)
+    if side.get("status") != "ok":
+        return False, None                  # a failed/skipped encode: encode reported it
+    missing = [k for k in SIDECAR_KEYS if k not in side]
+    if missing:
+        return True, f"{path}: sidecar lacks {', '.join(missing)} (re-encode this clip)"
+    if not isinstance(side["frame_ids"], list) or len(side["frame_ids"]) != side["frames"]:
+        return True, f"{path}: sidecar frame_ids do not match its {side['frames']} frames"
+    return True, None
+
+
+def find_sidecars(encoded: str | Path, errors: list[dict] | None = None) -> list[Path]:
+    """Sidecars of the successful encodes under ``encoded``; damaged sidecars (unreadable,
+    missing keys) are appended to ``errors`` instead of being skipped silently."""
     root = Path(encoded)
     if not root.is_dir():
         raise InputError(f"--encoded {root}: no such directory (run `roienc encode` first)")
     out = []
     for p in sorted(root.rglob("*.json")):
-        try:
-            side = read_json(p)
-        except InputError:
+        is_side, problem = _sidecar_problem(p)
+        if problem is not None and is_side:
+            if errors is not None:
+                errors.append({"sidecar": str(p), "error": problem})
             continue
-        if isinstance(side, dict) and "frame_ids" in side and side.get("status") == "ok":
+        if is_side:
             out.append(p)
     return out
+
+
+def check_report_path(report: str | Path) -> Path:
+    """``--report`` must name a CSV file in a writable folder; its provenance goes to
+    ``<report>.json`` beside it, which must not be the report itself."""
+    rp = Path(report)
+    if rp.is_dir():
+        raise InputError(f"--report {rp} is a directory: name a CSV file, e.g. {rp / 'results.csv'}")
+    if rp.suffix.lower() == ".json":
+        raise InputError(f"--report {rp}: the report is a CSV and its parameters are written to "
+                         "<report>.json beside it; name it e.g. results.csv")
+    ensure_dir(rp.parent if str(rp.parent) else Path("."))
+    return rp
 
 
 def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
@@ -352,8 +398,10 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     """
     if not 0.0 <= roi_threshold <= 1.0:
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
-    sidecars = find_sidecars(encoded)
-    if not sidecars:
+    check_report_path(report)
+    errors: list[dict] = []
+    sidecars = find_sidecars(encoded, errors)
+    if not sidecars and not errors:
         raise InputError(f"no successful encodes (sidecar JSON with status ok) under {encoded}")
     ff = find_ffmpeg(ffmpeg).path
     tasks = [EvalTask(p, Path(maps_root), Path(cityscapes_root) if cityscapes_root else None,
@@ -366,20 +414,26 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
         tasks = [t for t in tasks if str(t.sidecar) not in kept]
         if rows:
             log.info("evaluate: %d results reused from %s, %d to measure", len(rows), report, len(tasks))
-    errors: list[dict] = []
     last_flush = time.monotonic()
-    for res in run_tasks(_safe_eval, tasks, executor or ExecutorSpec("local", 1),
-                         desc="evaluate", unit="clip", progress=progress):
-        (errors if "error" in res else rows).append(res)
-        if time.monotonic() - last_flush > REPORT_FLUSH_S:      # stream rows as they finish
+    finished = False
+    try:
+        for res in run_tasks(_safe_eval, tasks, executor or ExecutorSpec("local", 1),
+                             desc="evaluate", unit="clip", progress=progress):
+            (errors if "error" in res else rows).append(res)
+            if time.monotonic() - last_flush > REPORT_FLUSH_S:      # stream rows as they finish
+                _write_report(report, rows)
+                last_flush = time.monotonic()
+        finished = True
+    finally:
+        if not finished and rows:             # interrupted: keep what was measured
             _write_report(report, rows)
-            last_flush = time.monotonic()
     for e in errors:
         log.warning("evaluate %s: %s", e["sidecar"], e["error"].splitlines()[0])
     df = _write_report(report, rows)
     _write_provenance(report, encoded, maps_root, roi_threshold, ff, rows, errors)
     if errors and not rows:
         raise RoiencError("every evaluation failed; first error:\n" + errors[0]["error"])
+    df.attrs["errors"] = errors               # the caller decides the exit status
     return df
 
 

@@ -197,3 +197,69 @@ def test_library_refuses_empty_modes_rates_and_out_of_range_crf(seq_dataset, tmp
                dict(rates=[RatePoint("crf", 60)]), dict(rates=[RatePoint("bitrate", 0)])):
         with pytest.raises(InputError):
             encode_many(clips, maps, out=tmp_path / "e", progress=False, **{"modes": ["baseline"], **kw})
+
+
+# ---------------------------------------------------------------- items 8, 18, 19 (evaluate)
+
+@pytest.fixture
+def two_encodes(seq_dataset, tmp_path):
+    root, maps = seq_dataset
+    enc = tmp_path / "enc"
+    res = encode_many(find_clips(root, "val"), None, modes=["baseline"],
+                      rates=[RatePoint("crf", 30), RatePoint("crf", 40)], out=enc,
+                      cityscapes_root=root, **FAST)
+    assert [r["status"] for r in res] == ["ok", "ok"]
+    return maps, enc, enc / "hevc/baseline/crf30/lindau_000000.json"
+
+
+def _evaluate_cli(maps, enc, report) -> int:
+    return cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report", str(report),
+                "--no-progress"])
+
+
+@pytest.mark.parametrize("damage", ["not json", "missing key", "truncated mp4"])
+def test_evaluate_failures_are_reported_and_exit_nonzero(two_encodes, tmp_path, capsys, caplog,
+                                                        damage):
+    maps, enc, side = two_encodes
+    if damage == "not json":
+        side.write_text("{ this is not json")
+    elif damage == "missing key":
+        d = json.loads(side.read_text())
+        del d["width"]
+        side.write_text(json.dumps(d))
+    else:
+        mp4 = side.with_suffix(".mp4")
+        mp4.write_bytes(mp4.read_bytes()[:2000])
+    report = tmp_path / "r.csv"
+    assert _evaluate_cli(maps, enc, report) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "1 FAILED" in out.out and str(side) in caplog.text
+    df = pd.read_csv(report)
+    assert list(df["rate_value"]) == [40]
+    prov = json.loads(report.with_suffix(".json").read_text())
+    assert [e["sidecar"] for e in prov["errors"]] == [str(side)]
+
+
+def test_evaluate_report_path_checked_before_any_work(two_encodes, tmp_path, capsys):
+    maps, enc, side = two_encodes
+    for bad in (tmp_path / "x.json", tmp_path):
+        assert _evaluate_cli(maps, enc, bad) == 2
+        assert "--report" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_evaluate_interrupted_keeps_what_it_measured(two_encodes, tmp_path, monkeypatch):
+    import roienc.evaluate as ev
+    maps, enc, side = two_encodes
+    real, calls = ev._safe_eval, []
+
+    def interrupted_after_one(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt              # Ctrl-C during the second evaluation
+        return real(task)
+
+    monkeypatch.setattr(ev, "_safe_eval", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(enc, maps, tmp_path / "r.csv", progress=False)
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 1

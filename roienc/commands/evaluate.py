@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="PSNR/SSIM inside vs outside the ROI, bitrate",
                        description=__doc__)
     p.add_argument("--encoded", required=True, metavar="ENC")
-    p.add_argument("--cityscapes-root", metavar="ROOT", help="(recorded; sources come from the sidecars)")
+    p.add_argument("--cityscapes-root", metavar="ROOT", help="where the source frames are (default: the absolute paths in the sidecars); they must be the frames encoded")
     p.add_argument("--maps", required=True, metavar="OUT")
     p.add_argument("--report", required=True, metavar="results.csv")
     p.add_argument("--roi-threshold", type=float, default=0.5,
@@ -33,5 +33,7 @@ def run(args: argparse.Namespace) -> int:
     cols = ["clip", "codec", "mode", "rate_value", "kbps", "psnr_y", "psnr_roi", "psnr_nonroi",
             "ssim_roi"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"evaluate: {len(df)} encodes -> {args.report}")
-    return 0
+    errors = df.attrs.get("errors", [])
+    print(f"evaluate: {len(df)} encodes -> {args.report}"
+          + (f"; {len(errors)} FAILED (see the warnings above and {args.report}'s .json)" if errors else ""))
+    return 1 if errors else 0
