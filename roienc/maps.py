@@ -441,12 +441,30 @@ def read_manifest(maps_root: str | Path) -> pd.DataFrame:
                        na_values={"distance_m": [""]})
 
 
+def _read_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
+    """A map array; a truncated, empty or foreign file is an InputError naming it (the encode
+    or evaluation of that clip fails, the run goes on)."""
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: damaged {what} ({exc}); rebuild it with `roienc build-maps "
+                         "--skip-existing` (damaged outputs are recomputed)") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or 0 in arr.shape:
+        raise InputError(f"{path}: {what} must be a non-empty 2-D array, got shape "
+                         f"{getattr(arr, 'shape', None)}; rebuild it with `roienc build-maps`")
+    return arr
+
+
 def load_importance(maps_root: str | Path, split: str, city: str, frame_id: str) -> np.ndarray:
     p = frame_prefix(Path(maps_root), split, city, frame_id).with_name(f"{frame_id}_importance.npy")
     if not p.is_file():
         raise InputError(f"{p} not found: build the maps of this frame (`roienc build-maps"
                          f"{' --sequences' if not frame_id.endswith('_000019') else ''}`)")
-    return np.load(p)
+    imp = _read_npy(p, "importance map")
+    if imp.dtype.kind != "f" or not np.isfinite(imp).all() or imp.min() < 0 or imp.max() > 1:
+        raise InputError(f"{p}: an importance map holds finite floats in [0, 1] (got {imp.dtype}); "
+                         "rebuild it with `roienc build-maps`")
+    return imp
 
 
 def load_near_mask(maps_root: str | Path, split: str, city: str, frame_id: str) -> np.ndarray | None:
@@ -454,7 +472,12 @@ def load_near_mask(maps_root: str | Path, split: str, city: str, frame_id: str) 
     p = frame_prefix(Path(maps_root), split, city, frame_id).with_name(f"{frame_id}_near_mask.png")
     if not p.is_file():
         return None
-    return np.asarray(Image.open(p)) > 0
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im) > 0
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{p}: damaged near-object mask ({exc}); rebuild it with "
+                         "`roienc build-maps --skip-existing`") from None
 
 
 def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
@@ -469,12 +492,22 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
             raise InputError(f"{qp_path} not found: the maps of clip {clip.clip_id} are incomplete; "
                              f"run `roienc build-maps{hint}` (see {Path(maps_root) / 'maps_manifest.csv'}"
                              " for skipped frames)")
-        grids.append(np.load(qp_path))
+        grid = _read_npy(qp_path, "QP map")
+        if grid.dtype.kind not in "iu":
+            raise InputError(f"{qp_path}: a QP map holds integers, got {grid.dtype}; rebuild it")
+        grids.append(grid)
         imp_paths.append(prefix.with_name(f"{fid}_importance.npy"))
     shapes = {g.shape for g in grids}
     if len(shapes) != 1:
         raise InputError(f"clip {clip.clip_id}: QP maps of different sizes {sorted(shapes)}")
-    h, w = np.load(imp_paths[0], mmap_mode="r").shape
+    if not imp_paths[0].is_file():
+        raise InputError(f"{imp_paths[0]} not found: the maps of clip {clip.clip_id} are incomplete")
+    h, w = _read_npy(imp_paths[0], "importance map", mmap=True).shape
+    block = int(params["block_size"])
+    if grids[0].shape != (-(-h // block), -(-w // block)):
+        raise InputError(f"clip {clip.clip_id}: QP grids are {grids[0].shape[1]}x{grids[0].shape[0]} "
+                         f"blocks, but {w}x{h} frames at block size {block} need "
+                         f"{-(-w // block)}x{-(-h // block)}: maps of another setting; rebuild them")
     return ClipMaps(clip.clip_id, list(clip.frame_ids), np.stack(grids).astype(np.int8), imp_paths,
                     int(params["base_qp"]), int(params["block_size"]), int(params["delta"]),
                     int(w), int(h))

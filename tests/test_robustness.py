@@ -263,3 +263,34 @@ def test_evaluate_interrupted_keeps_what_it_measured(two_encodes, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         evaluate(enc, maps, tmp_path / "r.csv", progress=False)
     assert len(pd.read_csv(tmp_path / "r.csv")) == 1
+
+
+# ---------------------------------------------------------------- item 9 (readers: encode, evaluate)
+
+def test_a_corrupt_map_file_fails_its_clip_with_a_reason_not_a_traceback(seq_dataset, tmp_path,
+                                                                         capsys, caplog):
+    root, maps = seq_dataset
+    m = tmp_path / "maps"
+    shutil.copytree(maps, m)
+    qp = next(m.rglob("lindau_000000_000005_qp_map.npy"))
+    qp.write_bytes(qp.read_bytes()[:70])                     # truncated
+    enc = tmp_path / "enc"
+    assert cli(["encode", "--cityscapes-root", str(root), "--maps", str(m), "--mode", "roi",
+                "--crf", "30", "--preset", "fast", "--out", str(enc), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "damaged QP map" in out.out and "encode: 0/1 ok" in out.out
+    side = json.loads((enc / "hevc/roi/crf30/lindau_000000.json").read_text())
+    assert side["status"] == "skipped" and str(qp) in side["error"]
+    # evaluate with an empty / non-finite importance map: that encode fails, the others are kept
+    encode_many(find_clips(root, "val"), None, modes=["baseline"], rates=CRF30, out=enc,
+                cityscapes_root=root, **FAST)
+    imp = next(m.rglob("lindau_000000_000007_importance.npy"))
+    for damage in (b"", None):
+        if damage is None:
+            np.save(imp, np.full((96, 192), np.nan, np.float32))
+        else:
+            imp.write_bytes(damage)
+        caplog.clear()
+        assert _evaluate_cli(m, enc, tmp_path / "r.csv") == 2        # its only encode failed
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and str(imp) in err + caplog.text
