@@ -294,3 +294,34 @@ def test_a_corrupt_map_file_fails_its_clip_with_a_reason_not_a_traceback(seq_dat
         assert _evaluate_cli(m, enc, tmp_path / "r.csv") == 2        # its only encode failed
         err = capsys.readouterr().err
         assert "Traceback" not in err and str(imp) in err + caplog.text
+
+
+# ---------------------------------------------------------------- item 10
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_outputs_get_the_umask_mode(tmp_path, umask):
+    import os
+    from roienc.fileio import write_json
+    old = os.umask(umask)
+    try:
+        p = write_json(tmp_path / "x.json", {"a": 1})
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_encode_outputs_are_readable_by_others(seq_dataset, tmp_path):
+    import os
+    root, _ = seq_dataset
+    old = os.umask(0o022)
+    try:
+        encode_many(find_clips(root, "val"), None, modes=["baseline"], rates=CRF30,
+                    out=tmp_path, cityscapes_root=root, **FAST)
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".mp4", ".json", ".log"}
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in files), [
+        (p.name, oct(p.stat().st_mode)) for p in files]
