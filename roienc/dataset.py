@@ -43,7 +43,13 @@ class FrameRef:
     instances: Path | None
     camera: Path | None
     vehicle: Path | None
-    label_source: str = "gtFine"      # where the labels come from (gtFine, gtFine:<id>, labels-root)
+    label_source: str = "gtFine"      # gtFine | hold:<ann id> | propagate:<ann id> | labels-root
+    annotated: str = ""               # sequence frames: the snippet's annotated frame id
+    annotated_disparity: Path | None = None   # ... and its disparity (distances without our own)
+
+    @property
+    def snippet(self) -> str:
+        return self.frame_id.rsplit("_", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -136,19 +142,43 @@ def _annotated_of(root: Path, split: str, city: str, snippet: str, frame_ids: li
     return frame_ids[min(ANNOTATED_INDEX, len(frame_ids) - 1)]
 
 
-def _find_labels(labels_root: Path, split: str, city: str, fid: str) -> tuple[Path | None, Path | None]:
+LABEL_SOURCES = ("propagate", "hold")
+
+
+def _pattern(pattern: str, what: str) -> str:
+    if "{frame_id}" not in pattern or "/" in pattern:
+        raise InputError(f"--{what} {pattern!r}: a file name with a {{frame_id}} placeholder, e.g. "
+                         "{frame_id}_labelIds.png")
+    try:
+        pattern.format(frame_id="x")
+    except (KeyError, IndexError, ValueError):
+        raise InputError(f"--{what} {pattern!r}: only the {{frame_id}} placeholder is known") from None
+    return pattern
+
+
+def _find_labels(labels_root: Path, split: str, city: str, fid: str,
+                 labels_pattern: str = "{frame_id}_labelIds.png",
+                 instances_pattern: str = "{frame_id}_instanceIds.png") -> tuple[Path | None, Path | None]:
     for folder in (labels_root / split / city, labels_root / city, labels_root):
-        lab = folder / f"{fid}_labelIds.png"
+        lab = folder / labels_pattern.format(frame_id=fid)
         if lab.is_file():
-            return lab, _exists(folder / f"{fid}_instanceIds.png")
+            return lab, _exists(folder / instances_pattern.format(frame_id=fid))
     return None, None
 
 
 def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None = None,
-                         labels_root: str | Path | None = None) -> list[FrameRef]:
+                         labels_root: str | Path | None = None, *,
+                         labels_pattern: str = "{frame_id}_labelIds.png",
+                         instances_pattern: str = "{frame_id}_instanceIds.png",
+                         label_source: str = "propagate") -> list[FrameRef]:
     """Every frame of the 30-frame snippets, with per-frame disparity/speed and labels from
-    ``labels_root`` (predicted) or else from the snippet's annotated gtFine frame."""
+    ``labels_root`` (per-frame, e.g. predicted), else from the snippet's annotated gtFine frame,
+    ``propagate``d along optical flow or ``hold``; the annotated frame keeps its own labels."""
     root = check_root(root, split, ("leftImg8bit_sequence",))
+    if label_source not in LABEL_SOURCES:
+        raise InputError(f"--label-source must be one of {', '.join(LABEL_SOURCES)}, got {label_source!r}")
+    labels_pattern = _pattern(labels_pattern, "labels-pattern")
+    instances_pattern = _pattern(instances_pattern, "instances-pattern")
     lroot = Path(labels_root) if labels_root else None
     if lroot is not None and not lroot.is_dir():
         raise InputError(f"--labels-root {lroot}: no such directory")
@@ -158,21 +188,24 @@ def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None 
             ann = _annotated_of(root, split, city, snippet, fids)
             gt = root / "gtFine" / split / city
             cam = _exists(root / "camera" / split / city / f"{ann}_camera.json")
+            ann_disp = (_exists(root / "disparity_sequence" / split / city / f"{ann}_disparity.png")
+                        or _exists(root / "disparity" / split / city / f"{ann}_disparity.png"))
             for fid in fids:
                 if lroot is not None:
-                    labels, instances = _find_labels(lroot, split, city, fid)
+                    labels, instances = _find_labels(lroot, split, city, fid, labels_pattern,
+                                                     instances_pattern)
                     lsrc = "labels-root"
                 else:
                     labels = _exists(gt / f"{ann}_gtFine_labelIds.png")
                     instances = _exists(gt / f"{ann}_gtFine_instanceIds.png")
-                    lsrc = f"gtFine:{ann}"
+                    lsrc = "gtFine" if fid == ann else f"{label_source}:{ann}"
                 out.append(FrameRef(
                     split, city, fid, "sequence",
                     image=root / "leftImg8bit_sequence" / split / city / f"{fid}_leftImg8bit.png",
                     disparity=_exists(root / "disparity_sequence" / split / city / f"{fid}_disparity.png"),
                     labels=labels, instances=instances, camera=cam,
                     vehicle=_exists(root / "vehicle_sequence" / split / city / f"{fid}_vehicle.json"),
-                    label_source=lsrc,
+                    label_source=lsrc, annotated=ann, annotated_disparity=ann_disp,
                 ))
     return out
 

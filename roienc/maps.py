@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import math
+import os
 import shutil
 import time
 import traceback
@@ -21,23 +22,25 @@ import pandas as pd
 from PIL import Image
 
 from . import __version__
-from .dataset import (Clip, FrameRef, find_annotated_frames, find_sequence_frames, read_camera,
+from .dataset import (Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
                       read_disparity_raw, read_instance_ids, read_label_ids, read_rgb, read_speed)
 from .errors import InputError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import ensure_dir, read_json, write_csv, write_json, write_npy, write_png
 from .importance import ImportanceParams, compute_importance
 from .labels import ClassGroups, load_class_groups
+from .propagate import PropagationParams
 from .vis import distance_annotation, importance_to_uint8, importance_vis
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "speed_mps",
                     "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
-                    "label_source", "objects", "objects_inside_safe", "status", "reason"]
+                    "label_source", "annotated_frame", "label_steps", "distance_source",
+                    "objects", "objects_inside_safe", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
-MAP_KEYS = ("cityscapes_root", "labels_root", "importance", "classes", "qp", "speed",
+MAP_KEYS = ("cityscapes_root", "labels_root", "labels", "importance", "classes", "qp", "speed",
             "speed_override", "camera_file", "fx", "baseline")
 MANIFEST_KEY = ["split", "source", "city", "frame_id"]
 
@@ -91,6 +94,8 @@ class BuildConfig:
     baseline: float | None = None
     visualize_every: int = 30
     skip_existing: bool = False
+    propagation: PropagationParams = PropagationParams()
+    labels_pattern: str = "{frame_id}_labelIds.png"
 
 
 @dataclass
@@ -141,61 +146,249 @@ def _resolve_camera(ref: FrameRef, cfg: BuildConfig) -> tuple[float, float, str]
                      "and no --camera FILE or --fx/--baseline: give the calibration explicitly")
 
 
-def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
-    """Build every output of one frame; return its manifest row (never raises)."""
-    ref, cfg, annotate = task
+def _new_row(ref: FrameRef) -> dict:
     row: dict = {c: None for c in MANIFEST_COLUMNS}
     row.update(split=ref.split, city=ref.city, frame_id=ref.frame_id, source=ref.source,
-               label_source=ref.label_source, status="ok", reason="")
-    try:
-        speed, row["speed_source"] = _resolve_speed(ref, cfg)
-        fx, baseline, row["camera_source"] = _resolve_camera(ref, cfg)
-        row.update(speed_mps=speed, fx=fx, baseline=baseline)
-        ip = cfg.importance
-        row["d_safe_m"] = max(ip.min_safe_distance, speed * ip.t_react + speed ** 2 / (2 * ip.decel))
-        if ref.labels is None:
-            where = (f"<labels-root>/.../{ref.frame_id}_labelIds.png" if ref.label_source == "labels-root"
-                     else f"gtFine/{ref.split}/{ref.city}/{ref.label_source.partition(':')[2] or ref.frame_id}"
-                     "_gtFine_labelIds.png")
-            raise InputError(f"no labels: {where} not found; build-maps needs gtFine labels or "
-                             "--labels-root DIR with <id>_labelIds.png (e.g. from a segmentation model)")
-        if ref.disparity is None:
-            folder = "disparity_sequence" if ref.source == "sequence" else "disparity"
-            raise InputError(f"no disparity PNG ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
-        prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
-        paths = output_paths(prefix, annotate)
-        if cfg.skip_existing:
-            kept = existing_outputs(paths, cfg.qp.block_size)
-            if kept is not None:
-                (h, w), objs = kept
-                row.update(height=h, width=w, reason="existing output kept", objects=len(objs),
-                           objects_inside_safe=int(objs["inside_safe"].sum()))
-                return row
+               label_source=ref.label_source, annotated_frame=ref.annotated or None,
+               label_steps=_steps(ref), status="ok", reason="")
+    return row
 
-        labels = read_label_ids(ref.labels)
-        instances = read_instance_ids(ref.instances) if ref.instances is not None else None
-        disp = read_disparity_raw(ref.disparity)
-        with Image.open(ref.image) as im:
-            img_size = im.size
-        if img_size != labels.shape[::-1]:
-            raise InputError(f"{ref.image}: image size {img_size[0]}x{img_size[1]} differs from "
-                             f"labelIds {labels.shape[1]}x{labels.shape[0]} ({ref.labels})")
-        if disp.shape != labels.shape:
-            raise InputError(f"{ref.disparity}: disparity size {disp.shape[1]}x{disp.shape[0]} "
-                             f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
-        if instances is not None and instances.shape != labels.shape:
-            raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
-        fi = compute_importance(labels, instances, disp, fx, baseline, speed, cfg.groups, ip)
-        row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
-                   objects=len(fi.objects),
-                   objects_inside_safe=int(fi.objects["inside_safe"].sum()))
-        write_frame_outputs(prefix, fi, cfg, ref if annotate else None, speed)
+
+def _steps(ref: FrameRef) -> int | None:
+    if not ref.annotated:
+        return None
+    return parse_id(ref.frame_id)[2] - parse_id(ref.annotated)[2]
+
+
+def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list[Path] | None:
+    """Speed, camera and d_safe into ``row``; the output paths, or None when ``skip_existing``
+    finds them complete (the row then says so). InputError for what the frame lacks."""
+    speed, row["speed_source"] = _resolve_speed(ref, cfg)
+    fx, baseline, row["camera_source"] = _resolve_camera(ref, cfg)
+    row.update(speed_mps=speed, fx=fx, baseline=baseline)
+    ip = cfg.importance
+    row["d_safe_m"] = max(ip.min_safe_distance, speed * ip.t_react + speed ** 2 / (2 * ip.decel))
+    if ref.labels is None:
+        where = (f"<labels-root>/.../{cfg.labels_pattern.format(frame_id=ref.frame_id)}"
+                 if ref.label_source == "labels-root" else
+                 f"gtFine/{ref.split}/{ref.city}/{ref.annotated or ref.frame_id}_gtFine_labelIds.png")
+        raise InputError(f"no labels: {where} not found; build-maps needs gtFine labels or "
+                         "--labels-root DIR with per-frame labelIds (e.g. from a segmentation model)")
+    if ref.disparity is None and ref.source != "sequence":
+        raise InputError(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
+    paths = output_paths(frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id), annotate)
+    if cfg.skip_existing:
+        kept = existing_outputs(paths, cfg.qp.block_size)
+        if kept is not None:
+            (h, w), objs = kept
+            row.update(height=h, width=w, reason="existing output kept", objects=len(objs),
+                       objects_inside_safe=int(objs["inside_safe"].sum()))
+            return None
+    return paths
+
+
+def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: np.ndarray,
+           instances: np.ndarray | None, disp: np.ndarray, distance_source: str,
+           disp_path: Path | None) -> None:
+    """Check sizes, compute importance, write the outputs, complete ``row``."""
+    with Image.open(ref.image) as im:
+        img_size = im.size
+    if img_size != labels.shape[::-1]:
+        raise InputError(f"{ref.image}: image size {img_size[0]}x{img_size[1]} differs from "
+                         f"labelIds {labels.shape[1]}x{labels.shape[0]} ({ref.labels})")
+    if disp.shape != labels.shape:
+        raise InputError(f"{disp_path}: disparity size {disp.shape[1]}x{disp.shape[0]} "
+                         f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
+    if instances is not None and instances.shape != labels.shape:
+        raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
+    fi = compute_importance(labels, instances, disp, row["fx"], row["baseline"], row["speed_mps"],
+                            cfg.groups, cfg.importance)
+    row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
+               objects=len(fi.objects), objects_inside_safe=int(fi.objects["inside_safe"].sum()),
+               distance_source=distance_source)
+    prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
+    write_frame_outputs(prefix, fi, cfg, ref if annotate else None, row["speed_mps"])
+
+
+def _guard(row: dict, ref: FrameRef, fn) -> None:
+    """Run ``fn()``; record an InputError as a skip and anything else as a failure in ``row``."""
+    try:
+        fn()
     except InputError as exc:
         row.update(status="skipped", reason=str(exc))
     except Exception as exc:  # a bug or an unforeseen file problem: record it, keep going
         log.debug("frame %s failed:\n%s", ref.frame_id, traceback.format_exc())
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+
+
+def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
+    """Build every output of one annotated frame; return its manifest row (never raises)."""
+    ref, cfg, annotate = task
+    row = _new_row(ref)
+
+    def work() -> None:
+        if _prepare(ref, cfg, annotate, row) is None:
+            return
+        labels = read_label_ids(ref.labels)
+        instances = read_instance_ids(ref.instances) if ref.instances is not None else None
+        _build(ref, cfg, annotate, row, labels, instances, read_disparity_raw(ref.disparity),
+               "own disparity", ref.disparity)
+    _guard(row, ref, work)
     return row
+
+
+def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> list[dict]:
+    """Build the outputs of the frames of one snippet; return their rows (never raises).
+
+    Labels: per-frame (``--labels-root``), else the annotated frame's, propagated along optical
+    flow (``label_source='propagate'``, :mod:`roienc.propagate`, flow computed once per snippet
+    and only when a frame still needs it) or held. Distances: the frame's own disparity when the
+    dataset has it; else carried from the annotated frame: with propagated labels every object
+    keeps the median disparity it had on the annotated frame (objects travel with their instance
+    ids; components without instances get ids of their own before propagation); with per-frame
+    labels the annotated disparity is warped along the flow; held labels use it as it is.
+    """
+    refs, cfg, flags = task
+    rows = [_new_row(r) for r in refs]
+    todo: list[int] = []
+    for i, (ref, row) in enumerate(zip(refs, rows)):
+        _guard(row, ref, lambda ref=ref, row=row, i=i: todo.append(i)
+               if _prepare(ref, cfg, flags[i], row) is not None else None)
+    if not todo:
+        return rows
+    ann_idx = next((i for i, r in enumerate(refs) if r.frame_id == r.annotated), None)
+    state: dict = {}
+
+    def annotated() -> dict:
+        """The annotated frame's arrays and, once, the propagation through the snippet."""
+        if state:
+            return state
+        if ann_idx is None:
+            raise InputError(f"snippet {refs[0].snippet}: its annotated frame {refs[0].annotated} "
+                             "is not among the sequence frames; use --label-source hold")
+        a = refs[ann_idx]
+        if a.labels is None:
+            raise InputError(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
+        labels = read_label_ids(a.labels)
+        inst = read_instance_ids(a.instances) if a.instances is not None else None
+        disp_path = a.disparity or a.annotated_disparity
+        disp = read_disparity_raw(disp_path) if disp_path is not None else None
+        got = dict(labels=labels, instances=inst, disp=disp, disp_path=disp_path)
+        need_flow = any(refs[i].label_source.startswith("propagate") or
+                        (refs[i].label_source == "labels-root" and refs[i].disparity is None
+                         and i != ann_idx) for i in todo)
+        if need_flow:
+            from .propagate import propagate_snippet
+            pseudo = object_instances(labels, inst, cfg.groups.group_lut())
+            extra = {"disparity": disp} if disp is not None else {}
+            frames = propagate_snippet(lambda k: read_rgb(refs[k].image), ann_idx, labels, pseudo,
+                                       cfg.propagation, cfg.groups.group_lut(), n_frames=len(refs),
+                                       extra=extra)
+            got.update(frames=frames, pseudo=pseudo,
+                       carried=carried_disparity_lut(pseudo, disp) if disp is not None else None)
+        state.update(got)        # only once complete: a failure is raised again for every frame
+        return state
+
+    for i in todo:
+        ref, row = refs[i], rows[i]
+
+        def work(ref=ref, row=row, i=i) -> None:
+            own = read_disparity_raw(ref.disparity) if ref.disparity is not None else None
+            src = ref.label_source
+            if src == "labels-root" or i == ann_idx:
+                labels = read_label_ids(ref.labels)
+                inst = read_instance_ids(ref.instances) if ref.instances is not None else None
+                if own is not None:
+                    disp, how, dpath = own, "own disparity", ref.disparity
+                else:
+                    st = annotated()
+                    if st["disp"] is None:
+                        disp, how, dpath = None, "unknown", None
+                    elif i == ann_idx:
+                        disp, how, dpath = st["disp"], "own disparity", st["disp_path"]
+                    else:
+                        disp = st["frames"][i].extra["disparity"]
+                        how, dpath = f"warped from {ref.annotated}", st["disp_path"]
+            else:
+                st = annotated()
+                if src.startswith("propagate"):
+                    pf = st["frames"][i]
+                    labels, inst = pf.labels, pf.instances
+                    row["label_steps"] = pf.steps
+                else:
+                    labels, inst = st["labels"], st["instances"]
+                if own is not None:
+                    disp, how, dpath = own, "own disparity", ref.disparity
+                elif st["disp"] is None:
+                    disp, how, dpath = None, "unknown", None
+                elif src.startswith("propagate"):
+                    disp = carried_disparity(inst, st["carried"])
+                    how, dpath = f"carried from {ref.annotated}", st["disp_path"]
+                else:
+                    disp, how, dpath = st["disp"], f"held from {ref.annotated}", st["disp_path"]
+            if disp is None:       # no disparity anywhere: every object of unknown distance
+                disp = np.zeros(labels.shape, np.uint16)
+            _build(ref, cfg, flags[i], row, labels, inst, disp, how, dpath)
+        _guard(row, ref, work)
+    return rows
+
+
+def process_task(task: tuple) -> list[dict]:
+    """One build-maps task: an annotated frame, or the frames of one snippet."""
+    return process_snippet(task) if isinstance(task[0], list) else [process_frame(task)]
+
+
+def object_instances(labels: np.ndarray, instances: np.ndarray | None,
+                     group_lut: np.ndarray) -> np.ndarray:
+    """An instanceIds image in which every dynamic object is an instance: real instances keep
+    their ids, each connected component of a dynamic class without instances (traffic signs,
+    crowds) gets ``label*1000 + k`` with a ``k`` no instance of that label uses. Propagated, these
+    ids keep every object apart and let it carry its distance."""
+    from .importance import object_map
+
+    omap, ids = object_map(labels, instances, group_lut)
+    out = (instances.astype(np.int32) if instances is not None else labels.astype(np.int32)).copy()
+    if not ids:
+        return out
+    used: dict[int, int] = {}
+    for oid, lid in ids:
+        if "c" not in oid:
+            used[lid] = max(used.get(lid, 0), int(oid) % 1000)
+    pid = np.empty(len(ids) + 1, np.int32)
+    pid[0] = 0
+    for k, (oid, lid) in enumerate(ids, start=1):
+        if "c" in oid:
+            used[lid] = used.get(lid, 0) + 1
+            pid[k] = lid * 1000 + used[lid]
+        else:
+            pid[k] = int(oid)
+    obj = omap > 0
+    out[obj] = pid[omap[obj]]
+    return out
+
+
+def carried_disparity_lut(pseudo: np.ndarray, disp: np.ndarray) -> dict[int, float]:
+    """Median raw disparity (valid pixels only) of every object id (>= 1000) of ``pseudo``."""
+    from .importance import grouped_median
+
+    ids = pseudo.ravel()
+    d = disp.ravel()
+    sel = (ids >= 1000) & (d > 0)
+    uniq, inv = np.unique(ids[sel], return_inverse=True)
+    if not len(uniq):
+        return {}
+    med, _ = grouped_median(inv + 1, d[sel], len(uniq))
+    return {int(u): float(m) for u, m in zip(uniq, med)}
+
+
+def carried_disparity(instances: np.ndarray, lut: dict[int, float]) -> np.ndarray:
+    """A float64 'raw disparity' image: each object pixel carries its object's median from the
+    annotated frame (0 = invalid elsewhere), so per-object medians equal the carried value."""
+    out = np.zeros(instances.shape, np.float64)
+    uniq, inv = np.unique(instances, return_inverse=True)
+    vals = np.array([lut.get(int(u), 0.0) for u in uniq], np.float64)
+    out.ravel()[:] = vals[inv.ravel()]
+    return out
 
 
 def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd.DataFrame] | None:
@@ -290,7 +483,8 @@ def write_manifest(out: Path, rows: list[dict]) -> pd.DataFrame:
 
 
 def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, sequences: bool,
-                 labels_root: str | None, cfg: BuildConfig) -> dict:
+                 labels_root: str | None, cfg: BuildConfig, label_source: str = "propagate",
+                 instances_pattern: str = "{frame_id}_instanceIds.png") -> dict:
     return {
         "roienc_version": __version__,
         "cityscapes_root": str(Path(cityscapes_root).resolve()),
@@ -298,6 +492,11 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "cities": cities,
         "sequences": sequences,
         "labels_root": str(labels_root) if labels_root else None,
+        "labels": {"label_source": label_source if not labels_root else "labels-root",
+                   "labels_pattern": cfg.labels_pattern if labels_root else None,
+                   "instances_pattern": instances_pattern if labels_root else None,
+                   "propagation": cfg.propagation.as_dict()
+                   if sequences and not labels_root and label_source == "propagate" else None},
         "importance": cfg.importance.as_dict(),
         "classes": cfg.groups.as_dict(),
         "qp": asdict(cfg.qp),
@@ -313,6 +512,78 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "delta": cfg.qp.delta,
         "background": cfg.qp.bg,
     }
+
+
+def claim_folder(out: Path, params: dict, cities: list[str] | None, sequences: bool,
+                 overwrite: bool) -> None:
+    """Write ``out/params.json`` for a run with ``params``: refuse a folder holding maps of other
+    settings (or delete them with ``overwrite``); with the same settings the run adds to it."""
+    params_path = out / "params.json"
+    with _locked(out):
+        if params_path.exists():
+            old = read_json(params_path)
+            changed = [k for k in MAP_KEYS if old.get(k) != params.get(k)]
+            if changed and not overwrite:
+                raise InputError(
+                    f"{out} holds maps built with different {', '.join(changed)}; adding frames "
+                    "built with other settings would mix two kinds of maps in one folder (encodes "
+                    "would read grids of one block size with the parameters of another). Use a "
+                    "new --out, or --overwrite to delete the old maps first.")
+            if changed:
+                _remove_maps(out, old)
+            else:   # same settings: this run adds to the folder; record every city it holds
+                params["cities"] = (None if old.get("cities") is None or cities is None
+                                    else sorted(set(old["cities"]) | set(cities)))
+                params["sequences"] = bool(old.get("sequences")) or sequences
+        write_json(params_path, params)
+
+
+def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bool = False) -> BuildReport:
+    """The maps of ``src`` under another QP mapping: importance, objects and pictures are linked
+    (they do not depend on the mapping), QP grids recomputed from ``<id>_importance.npy``.
+    Frames whose QP files already read back whole are kept (resumable)."""
+    src, out = Path(src), ensure_dir(out)
+    sp = load_params(src)
+    params = dict(sp, qp=asdict(qp), block_size=qp.block_size, base_qp=qp.base_qp,
+                  delta=qp.delta, background=qp.bg, derived_from=str(src.resolve()))
+    claim_folder(out, params, sp.get("cities"), bool(sp.get("sequences")), overwrite)
+    man = read_manifest(src)
+    rows = []
+    for row in man.to_dict("records"):
+        if row["status"] == "ok":
+            try:
+                _derive_frame(src, out, row, qp)
+            except (OSError, ValueError, InputError) as exc:
+                row.update(status="failed", reason=f"derive from {src}: {exc}")
+        rows.append(row)
+    manifest = write_manifest(out, rows)
+    return BuildReport(out, manifest.reset_index(drop=True), params)
+
+
+def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> None:
+    a = frame_prefix(src, row["split"], row["city"], row["frame_id"])
+    b = frame_prefix(out, row["split"], row["city"], row["frame_id"])
+    ensure_dir(b.parent)
+    for suffix in ("_importance.npy", "_importance.png", "_importance_vis.png", "_objects.csv",
+                   "_near_mask.png", "_distance_annotation.png"):
+        f, g = a.with_name(a.name + suffix), b.with_name(b.name + suffix)
+        if f.is_file() and not (g.is_file() and os.path.samefile(f, g)):
+            g.unlink(missing_ok=True)
+            try:
+                os.link(f, g)
+            except OSError:
+                shutil.copy2(f, g)
+    q_npy = b.with_name(b.name + "_qp_map.npy")
+    imp = np.load(a.with_name(a.name + "_importance.npy"))
+    want = (-(-imp.shape[0] // qp.block_size), -(-imp.shape[1] // qp.block_size))
+    with contextlib.suppress(Exception):
+        if np.load(q_npy).shape == want and b.with_name(b.name + "_qp_map_vis.png").is_file():
+            return
+    from .qpmap import qp_map_from_importance, write_qp_outputs
+    grid = qp_map_from_importance(imp, block=qp.block_size, stat=qp.block_stat, base_qp=qp.base_qp,
+                                  delta=qp.delta, gamma=qp.gamma, normalize=qp.qp_normalize,
+                                  background=qp.bg)
+    write_qp_outputs(b, grid, base_qp=qp.base_qp, delta=max(qp.delta, qp.bg))
 
 
 def _remove_maps(out: Path, old_params: dict) -> None:
@@ -336,7 +607,10 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                fx: float | None = None, baseline: float | None = None,
                visualize_every: int = 30, skip_existing: bool = False,
                overwrite: bool = False, workers: int | None = None, executor: ExecutorSpec | None = None,
-               progress: bool = True) -> BuildReport:
+               progress: bool = True, label_source: str = "propagate",
+               labels_pattern: str = "{frame_id}_labelIds.png",
+               instances_pattern: str = "{frame_id}_instanceIds.png",
+               propagation: PropagationParams | None = None) -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README."""
     out = ensure_dir(out)
@@ -353,48 +627,43 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                       speed_override=speed_override,
                       camera_file=str(camera) if camera is not None else None,
                       fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
-                      skip_existing=skip_existing)
+                      skip_existing=skip_existing, propagation=propagation or PropagationParams(),
+                      labels_pattern=labels_pattern)
 
     refs: list[FrameRef] = []
     if annotated:
         refs += find_annotated_frames(cityscapes_root, split, cities)
     if sequences:
-        refs += find_sequence_frames(cityscapes_root, split, cities, labels_root)
+        refs += find_sequence_frames(cityscapes_root, split, cities, labels_root,
+                                     labels_pattern=labels_pattern,
+                                     instances_pattern=instances_pattern, label_source=label_source)
     if not refs:
         raise InputError(f"no frames found under {cityscapes_root} for split '{split}'"
                          + (f" and cities {','.join(cities)}" if cities else ""))
 
-    params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg)
-    params_path = out / "params.json"
-    with _locked(out):
-        if params_path.exists():
-            old = read_json(params_path)
-            changed = [k for k in MAP_KEYS if old.get(k) != params.get(k)]
-            if changed and not overwrite:
-                raise InputError(
-                    f"{out} holds maps built with different {', '.join(changed)}; adding frames "
-                    "built with other settings would mix two kinds of maps in one folder (encodes "
-                    "would read grids of one block size with the parameters of another). Use a "
-                    "new --out, or --overwrite to delete the old maps first.")
-            if changed:
-                _remove_maps(out, old)
-            else:   # same settings: this run adds to the folder; record every city it holds
-                params["cities"] = (None if old.get("cities") is None or cities is None
-                                    else sorted(set(old["cities"]) | set(cities)))
-                params["sequences"] = bool(old.get("sequences")) or sequences
-        write_json(params_path, params)
+    params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg,
+                          label_source, instances_pattern)
+    claim_folder(out, params, cities, sequences, overwrite)
 
+    # annotated frames one task each; the frames of a snippet one task (flow is per snippet)
     every = cfg.visualize_every
-    tasks = [(r, cfg, bool(every) and i % every == 0) for i, r in enumerate(refs)]
+    annotate = {id(r): bool(every) and i % every == 0 for i, r in enumerate(refs)}
+    tasks: list = [(r, cfg, annotate[id(r)]) for r in refs if r.source != "sequence"]
+    snippets: dict[tuple[str, str], list[FrameRef]] = {}
+    for r in refs:
+        if r.source == "sequence":
+            snippets.setdefault((r.city, r.snippet), []).append(r)
+    tasks += [(group, cfg, [annotate[id(r)] for r in group]) for group in snippets.values()]
     spec = executor or ExecutorSpec("local", workers)
     rows: list[dict] = []
     last_flush = time.monotonic()
     try:
-        for row in run_tasks(process_frame, tasks, spec, desc="build-maps", unit="frame",
-                             progress=progress):
-            rows.append(row)
-            if row["status"] != "ok":
-                log.debug("%s %s: %s", row["frame_id"], row["status"], row["reason"])
+        for done in run_tasks(process_task, tasks, spec, desc="build-maps", unit="task",
+                              progress=progress):
+            rows.extend(done)
+            for row in done:
+                if row["status"] != "ok":
+                    log.debug("%s %s: %s", row["frame_id"], row["status"], row["reason"])
             if time.monotonic() - last_flush > MANIFEST_FLUSH_S:  # stream rows as they finish
                 write_manifest(out, rows)
                 last_flush = time.monotonic()

@@ -40,3 +40,35 @@ def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "
     fig.savefig(buf, format="png")
     plt.close(fig)
     return write_bytes(path, buf.getvalue())
+
+
+def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
+    """BD-rate psnr_roi (y) against BD-rate psnr_nonroi (x) of each QP mapping, the Pareto front
+    joined; down and left is better (fewer bits for the same quality inside / outside)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    f = frontier.dropna(subset=["bd_psnr_roi_pct", "bd_psnr_nonroi_pct"])
+    ax.scatter(f["bd_psnr_nonroi_pct"], f["bd_psnr_roi_pct"], color="0.55", zorder=2,
+               label="QP mapping")
+    front = f[f["pareto"].astype(bool)].sort_values("bd_psnr_nonroi_pct")
+    ax.plot(front["bd_psnr_nonroi_pct"], front["bd_psnr_roi_pct"], "o-", color="C3", zorder=3,
+            label="Pareto front")
+    for _, r in f.iterrows():
+        ax.annotate(f"b{r['block_size']} {r['block_stat']} d{r['delta']} bg{r['background']}",
+                    (r["bd_psnr_nonroi_pct"], r["bd_psnr_roi_pct"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("BD-rate, PSNR outside ROI (%), vs plain baseline")
+    ax.set_ylabel("BD-rate, PSNR inside ROI (%), vs plain baseline")
+    ax.set_title("Trade-off of QP mappings (lower is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())

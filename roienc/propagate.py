@@ -48,6 +48,7 @@ DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 METHODS = ("dis", "farneback")
 MODES = ("compose", "chain")
+REFERENCE_WIDTH = 2048          # margins are given in pixels of a full-size Cityscapes frame
 UNRELIABLE_POLICIES = ("keep_dynamic", "unwarped", "warp")
 
 
@@ -113,11 +114,14 @@ class PropagationParams:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def margin_at(self, steps: int) -> int:
-        """Dilation radius (full-resolution px) of an output ``steps`` frames from the annotation."""
+    def margin_at(self, steps: int, width: int = REFERENCE_WIDTH) -> int:
+        """Dilation radius (px) of an output ``steps`` frames from the annotation, for frames
+        ``width`` pixels wide: the margins are given for Cityscapes' 2048-pixel width and scale
+        with the frame (objects move by proportionally fewer pixels in a smaller frame)."""
         if steps == 0:
             return 0
-        return int(round(min(self.margin_px + self.margin_growth_px * abs(steps), self.margin_max_px)))
+        r = min(self.margin_px + self.margin_growth_px * abs(steps), self.margin_max_px)
+        return int(round(r * width / REFERENCE_WIDTH))
 
 
 @dataclass
@@ -369,7 +373,7 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
                         new_i[take] = prev_i[take]
             prev_l, prev_i, prev_x = new_l, new_i, new_x
             steps = t - annotated_index
-            r = p.margin_at(steps)
+            r = p.margin_at(steps, w)
             ml, mi, added = dilate_dynamic(new_l, new_i, is_dyn[new_l], r)
             t_warp += time.perf_counter() - t1
             out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(h * w), new_x)

@@ -41,7 +41,9 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
     """HTML of source / importance / QP map / decoded baseline vs ROI crops for one frame."""
     ok = results.dropna(subset=["kbps"])
     base = ok[ok["mode"] == "baseline"]
-    roi = ok[ok["mode"] != "baseline"]
+    roi = ok[ok["mode"] == "roi"]
+    if roi.empty:
+        roi = ok[ok["mode"] != "baseline"]
     if base.empty or roi.empty:
         return "<p>No baseline/ROI pair to show.</p>"
     # the lowest rate point both have, on the first clip: differences are most visible there
@@ -105,7 +107,8 @@ def _adds_to_baseline(results: pd.DataFrame) -> str:
 
 
 def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
-                 maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5) -> Path:
+                 maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5, *,
+                 judged_by: str = "", frontier: pd.DataFrame | None = None) -> Path:
     """Write ``run_dir/report.html``."""
     try:
         panel = frame_panel(results, maps_root, run_dir, ffmpeg, roi_threshold)
@@ -117,7 +120,22 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
     adds_html = html.escape(_adds_to_baseline(results))
-    bd_html = bd_mean.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
+    bd_html = bd_mean.drop(columns=["judged_by"], errors="ignore").to_html(
+        index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
+    judged_html = ""
+    if judged_by:
+        warn = (" <b>Self-judged:</b> the regions are those the encoder was given, so an ROI in the "
+                "wrong place (e.g. labels held from the annotated frame) is flattered; judge by "
+                "per-frame labels (<code>--judge-labels-root</code>) for numbers to quote."
+                if judged_by.startswith("self") else "")
+        judged_html = f"<p>Regions (ROI / non-ROI) defined by: {html.escape(judged_by)}.{warn}</p>"
+    front_html = ""
+    if frontier is not None and len(frontier):
+        front_html = ("<h2>Trade-off front</h2><p>One point per QP mapping: BD-rate of its ROI encode "
+                      "inside vs outside the ROI against the plain baseline; <code>pareto</code> marks "
+                      "the mappings no other beats on both.</p>"
+                      + frontier.drop(columns=["judged_by"], errors="ignore").to_html(
+                          index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
     imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
                    for p in plots)
     page = f"""<!doctype html>
@@ -132,7 +150,9 @@ pooled over the region's pixels across the clip. ROI = importance &ge; {roi_thre
 adds). <b>roi-settings</b>, when run, is the ROI encode's own encoder settings with every offset
 zero: roi-settings vs baseline is what the settings alone bring, roi vs roi-settings what the ROI
 itself brings. {adds_html}</p>
+{judged_html}
 <h2>BD-rate (mean over clips)</h2>{bd_html}
+{front_html}
 <h2>Rate-distortion</h2><div class="row">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{res_html}

@@ -1,9 +1,27 @@
-"""The whole experiment: maps (if absent) -> encodes at every mode and rate point -> evaluation
--> BD-rate, RD plots and ``report.html``. Rerunning reuses finished maps and encodes."""
+"""The whole experiment: maps -> encodes at every mode and rate point -> evaluation -> BD-rate,
+RD plots, the trade-off front and ``report.html``.
+
+A sweep may take several QP mappings (lists of block size, block statistic, delta, background
+offset, gamma, base QP): one maps folder per combination, ``RUN/maps/<label>``, the first built
+from the dataset and the others derived from it (importance does not depend on the mapping).
+The plain baseline is encoded once (``RUN/enc/plain``); each combination's ROI modes, and its
+``roi-settings`` reference, go to ``RUN/enc/<label>``. Every encode is judged by the same regions:
+``--judge-maps DIR``, maps built from ``--judge-labels-root DIR`` with the same importance
+settings, or else the first combination's maps (self-judged: flatters an ROI that is in the wrong
+place, and said so in every output).
+
+Rerunning the same command resumes: maps are completed with ``skip_existing`` (each reused file
+checked), encodes whose signature is unchanged are kept, evaluations whose key is unchanged are
+reused. Changed map options land in another ``RUN/maps/<label>`` (the label carries a hash of
+every map parameter), so a rerun never mixes settings.
+"""
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +34,15 @@ from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
-from .maps import build_maps
-from .plots import rd_plot
+from .maps import QPParams, build_maps, derive_maps, load_params
+from .plots import frontier_plot, rd_plot
 from .report import write_report
 from .tools import find_ffmpeg
+
+QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp")
+FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "gamma", "base_qp",
+                    "bd_psnr_roi_pct", "bd_psnr_nonroi_pct", "bd_psnr_y_pct", "bd_psnr_weighted_pct",
+                    "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct", "pareto", "judged_by"]
 
 
 @dataclass
@@ -30,13 +53,49 @@ class SweepResult:
     plots: list[Path]
     report: Path
     encodes: list[dict]
+    frontier: pd.DataFrame | None = None
+
+
+def qp_combinations(qp: QPParams | None, grid: dict[str, list] | None) -> list[QPParams]:
+    """Every combination of the list-valued QP options (``grid``) over ``qp``, in order."""
+    base = qp or QPParams()
+    grid = {k: v for k, v in (grid or {}).items() if v}
+    unknown = set(grid) - set(QP_LIST_KEYS)
+    if unknown:
+        raise InputError(f"sweep: no QP mapping option {', '.join(sorted(unknown))}")
+    keys = list(grid)
+    combos = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        over = dict(zip(keys, values))
+        if "delta" in over and "background" not in over and base.background == base.delta:
+            over["background"] = None          # symmetric unless the background is given
+        combos.append(replace(base, **over))
+    out: list[QPParams] = []
+    for c in combos or [base]:
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def maps_label(qp: QPParams, map_params: dict) -> str:
+    """``b32-max-d4-bg2-g1-q32-<hash>``: readable QP mapping plus a hash of every map parameter."""
+    digest = hashlib.sha1(json.dumps(map_params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.bg}-g{qp.gamma:g}-q{qp.base_qp}"
+            f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
+
+
+def _jsonable(v):
+    return v.as_dict() if hasattr(v, "as_dict") else (asdict(v) if hasattr(v, "__dataclass_fields__") else v)
 
 
 def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val",
               cities: list[str] | None = None, codec: str = "hevc",
               modes: tuple[str, ...] = ("baseline", "roi"), rates: list[RatePoint] | None = None,
               source: str | None = None, sequence_ids: list[str] | None = None,
-              map_options: dict | None = None, config: str | None = None,
+              map_options: dict | None = None, qp_grid: dict[str, list] | None = None,
+              judge_maps: str | Path | None = None, judge_labels_root: str | Path | None = None,
+              judge_labels_pattern: str | None = None,
+              settings_reference: bool = True, config: str | None = None,
               preset: str | None = None, jobs: int = 1, roi_threshold: float = 0.5,
               zone_mode: str | None = None, ffmpeg: str | None = None, x265: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
@@ -45,39 +104,140 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if "baseline" not in modes:
         raise InputError("--modes must include baseline: BD-rates are measured against it")
+    if judge_maps is not None and judge_labels_root is not None:
+        raise InputError("give --judge-maps or --judge-labels-root, not both")
     run_dir = ensure_dir(out)
-    maps_dir = run_dir / "maps"
     src = source or ("sequence" if has_sequences(cityscapes_root, split) else "frames")
     opts = dict(map_options or {})
-    opts.setdefault("sequences", src == "sequence")
-    if src == "sequence":
-        opts["sequences"] = True
+    opts["sequences"] = src == "sequence" or bool(opts.get("sequences"))
+    combos = qp_combinations(opts.pop("qp", None), qp_grid)
+    roi_modes = [m for m in modes if m != "baseline"]
+    if settings_reference and codec == "hevc" and any(m in ("roi", "roi+zones") for m in roi_modes):
+        roi_modes.append("roi-settings")
+    map_params = {k: _jsonable(v) for k, v in opts.items()}
+    labels = [maps_label(q, {**map_params, "qp": asdict(q), "root": str(Path(cityscapes_root).resolve()),
+                             "split": split}) for q in combos]
     params = {"roienc_version": __version__, "argv": argv if argv is not None else sys.argv,
               "cityscapes_root": str(Path(cityscapes_root).resolve()), "split": split,
-              "cities": cities, "codec": codec, "modes": list(modes),
+              "cities": cities, "codec": codec, "modes": list(modes), "roi_modes": roi_modes,
               "rates": [r.label for r in rates], "source": src, "sequence_ids": sequence_ids,
               "config": config, "preset": preset, "roi_threshold": roi_threshold,
-              "zone_mode": zone_mode, "two_pass": two_pass,
-              "map_options": {k: (v.as_dict() if hasattr(v, "as_dict") else
-                                  (v.__dict__ if hasattr(v, "__dict__") else v))
-                              for k, v in opts.items()}}
+              "zone_mode": zone_mode, "two_pass": two_pass, "map_options": map_params,
+              "qp_combinations": {lab: asdict(q) for lab, q in zip(labels, combos)}}
     write_json(run_dir / "sweep.json", params)
-    if not (maps_dir / "params.json").exists() or not (maps_dir / "maps_manifest.csv").exists():
-        build_maps(cityscapes_root, maps_dir, split=split, cities=cities, executor=executor,
-                   progress=progress, visualize_every=30, **opts)
+
+    # maps: the first combination from the dataset (resumed), the others derived from it
+    maps_dirs = [run_dir / "maps" / lab for lab in labels]
+    build_maps(cityscapes_root, maps_dirs[0], split=split, cities=cities, executor=executor,
+               progress=progress, visualize_every=30, skip_existing=True, qp=combos[0], **opts)
+    for q, d in zip(combos[1:], maps_dirs[1:]):
+        derive_maps(maps_dirs[0], d, q)
+
+    # judge regions
+    if judge_maps is not None:
+        judge_dir, judged_by = Path(judge_maps), f"--judge-maps {judge_maps}"
+        load_params(judge_dir)
+    elif judge_labels_root is not None:
+        jopts = {k: v for k, v in opts.items() if k not in ("labels_root", "label_source",
+                                                             "labels_pattern")}
+        jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
+                   "pattern": judge_labels_pattern}
+        jdigest = hashlib.sha1(json.dumps(jparams, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        judge_dir = run_dir / "judge_maps" / jdigest
+        build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
+                   progress=progress, visualize_every=0, skip_existing=True, qp=combos[0],
+                   labels_root=judge_labels_root,
+                   labels_pattern=judge_labels_pattern or "{frame_id}_labelIds.png", **jopts)
+        judged_by = f"per-frame labels --judge-labels-root {judge_labels_root} ({judge_dir})"
+    else:
+        judge_dir = maps_dirs[0]
+        judged_by = f"self: the maps that drove the encoder ({maps_dirs[0].name})"
+    params["judged_by"] = judged_by
+    write_json(run_dir / "sweep.json", params)
+
     clips = find_clips(cityscapes_root, split, cities, src, sequence_ids)
-    encodes = encode_many(clips, maps_dir, codec=codec, modes=modes, rates=rates, config=config,
-                          out=run_dir / "enc", jobs=jobs, ffmpeg=ffmpeg, x265=x265,
-                          skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
-                          preset=preset, progress=progress, two_pass=two_pass,
-                          executor=ExecutorSpec("dask", jobs, executor.scheduler)
-                          if executor is not None and executor.kind == "dask" else None)
-    results = evaluate(run_dir / "enc", maps_dir, run_dir / "results.csv",
-                       cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
-                       executor=executor, progress=progress, skip_existing=True)
-    bd = bd_table(results)
+    enc_kw = dict(codec=codec, rates=rates, config=config, jobs=jobs, ffmpeg=ffmpeg, x265=x265,
+                  skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
+                  preset=preset, progress=progress, two_pass=two_pass,
+                  executor=ExecutorSpec("dask", jobs, executor.scheduler)
+                  if executor is not None and executor.kind == "dask" else None)
+    eval_kw = dict(cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
+                   executor=executor, progress=progress, skip_existing=True)
+    encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
+    parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
+                           **eval_kw), "plain", judged_by)]
+    for lab, d in zip(labels, maps_dirs):
+        if not roi_modes:
+            break
+        encodes += encode_many(clips, d, modes=tuple(roi_modes), out=run_dir / "enc" / lab, **enc_kw)
+        parts.append(_tag(evaluate(run_dir / "enc" / lab, judge_dir, run_dir / "eval" / f"{lab}.csv",
+                                   **eval_kw), lab, judged_by))
+    results = pd.concat(parts, ignore_index=True)
+    write_csv(run_dir / "results.csv", results.itertuples(index=False), header=list(results.columns))
+
+    plain = results[results["maps"] == "plain"]
+    bds = []
+    for lab in labels:
+        sub = pd.concat([plain, results[results["maps"] == lab]], ignore_index=True)
+        bd = bd_table(sub)
+        bd.insert(0, "maps", lab)
+        bds.append(bd)
+    bd = pd.concat(bds, ignore_index=True) if bds else bd_table(plain)
+    bd["judged_by"] = judged_by
     write_csv(run_dir / "bdrate.csv", bd.itertuples(index=False), header=list(bd.columns))
-    plots = [rd_plot(results, m, run_dir / f"rd_{m}.png") for m in METRICS]
-    report = write_report(run_dir, results, bd, plots, maps_dir, find_ffmpeg(ffmpeg).path, params,
-                          roi_threshold)
-    return SweepResult(run_dir, results, bd, plots, report, encodes)
+    frontier = frontier_table(bd, dict(zip(labels, combos)), judged_by)
+    write_csv(run_dir / "frontier.csv", frontier.itertuples(index=False), header=list(frontier.columns))
+    plot_res = results.copy()
+    if len(labels) > 1:
+        plot_res["mode"] = [m if lab == "plain" else f"{m} [{lab.rsplit('-', 1)[0]}]"
+                            for m, lab in zip(plot_res["mode"], plot_res["maps"])]
+    plots = [rd_plot(plot_res, m, run_dir / f"rd_{m}.png") for m in METRICS]
+    if len(frontier):
+        plots.append(frontier_plot(frontier, run_dir / "frontier.png"))
+    report = write_report(run_dir, results, bd, plots, maps_dirs[0], find_ffmpeg(ffmpeg).path,
+                          params, roi_threshold, judged_by=judged_by, frontier=frontier)
+    return SweepResult(run_dir, results, bd, plots, report, encodes, frontier)
+
+
+def _tag(df: pd.DataFrame, label: str, judged_by: str) -> pd.DataFrame:
+    df = df.copy()
+    df.insert(0, "maps", label)
+    df["judged_by"] = judged_by
+    return df
+
+
+def pareto_mask(x: list[float], y: list[float]) -> list[bool]:
+    """True where no other point is at least as good in both (lower x and lower y) and better in one."""
+    pts = list(zip(x, y))
+    out = []
+    for i, (a, b) in enumerate(pts):
+        if not (pd.notna(a) and pd.notna(b)):
+            out.append(False)
+            continue
+        dominated = any(j != i and pd.notna(c) and pd.notna(d) and c <= a and d <= b and (c < a or d < b)
+                        for j, (c, d) in enumerate(pts))
+        out.append(not dominated)
+    return out
+
+
+def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str) -> pd.DataFrame:
+    """One row per QP mapping: BD-rates of its ``roi`` encode against the plain baseline (and
+    against its own roi-settings reference), and whether it is on the Pareto front of
+    (psnr_roi BD-rate, psnr_nonroi BD-rate)."""
+    rows = []
+    mean = bd[(bd["clip"] == "mean") & (bd["mode"] == "roi")] if len(bd) else bd
+    for lab, q in combos.items():
+        m = mean[mean["maps"] == lab] if "maps" in mean else mean.iloc[0:0]
+        if m.empty:
+            continue
+        def get(metric: str, ref: str = "baseline") -> float:
+            r = m[(m["metric"] == metric) & (m["reference"] == ref)]["bd_rate_pct"]
+            return float(r.iloc[0]) if len(r) else float("nan")
+        rows.append([lab, q.block_size, q.block_stat, q.delta, q.bg, q.gamma, q.base_qp,
+                     get("psnr_roi"), get("psnr_nonroi"), get("psnr_y"), get("psnr_weighted"),
+                     get("psnr_roi", "roi-settings"), get("psnr_nonroi", "roi-settings"),
+                     False, judged_by])
+    df = pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
+    if len(df):
+        df["pareto"] = pareto_mask(list(df["bd_psnr_nonroi_pct"]), list(df["bd_psnr_roi_pct"]))
+    return df

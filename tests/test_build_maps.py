@@ -102,7 +102,12 @@ def test_sequences_and_clip_maps(synth_root, tmp_path):
                      progress=False, visualize_every=0)
     seq = rep.manifest[rep.manifest["source"] == "sequence"]
     assert len(seq) == 30 and (seq["status"] == "ok").all()
-    assert seq["label_source"].str.startswith("gtFine:").all()
+    ann = seq["frame_id"].str.endswith("_000019")
+    assert (seq.loc[ann, "label_source"] == "gtFine").all()
+    assert seq.loc[~ann, "label_source"].str.fullmatch("propagate:lindau_000000_000019").all()
+    assert (seq["annotated_frame"] == "lindau_000000_000019").all()
+    assert sorted(seq["label_steps"].astype(int)) == list(range(-19, 11))
+    assert (seq["distance_source"] == "own disparity").all()    # synth has disparity_sequence
     assert seq["speed_source"].str.contains("vehicle_sequence").all()
     assert not list((out / "val" / "lindau").glob("*_distance_annotation.png"))
     clips = find_clips(root, "val", ["lindau"], "sequence")

@@ -98,7 +98,7 @@ def test_margin_covers_truth_and_keeps_ids(moving):
         assert set(np.unique(o.instances).tolist()) <= ids19
         pred, ref = IS_DYN[o.labels], IS_DYN[truth_l[t]]
         assert (pred & ref).sum() >= 0.98 * ref.sum()          # margin: (almost) nothing missed
-        assert o.margin_px == p.margin_at(t - ANN)
+        assert o.margin_px == p.margin_at(t - ANN, o.labels.shape[1])
         # ring pixels carry an instance id consistent with their label
         iid = o.instances[pred]
         assert np.all((iid // 1000 == o.labels[pred]) | (iid == o.labels[pred]))

@@ -1,4 +1,6 @@
 """The sweep end to end on a synthesized snippet with real encodes."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -7,36 +9,98 @@ from roienc.cli import main as cli
 pytestmark = [pytest.mark.encode, pytest.mark.slow]
 
 
-def test_sweep_end_to_end(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
     from roienc.synth import synthesize
 
-    root = tmp_path / "cs"
-    synthesize(root, width=384, height=192, seed=0)
-    run = tmp_path / "run"
-    code = cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--codec", "hevc",
+    r = tmp_path_factory.mktemp("cs")
+    synthesize(r, width=384, height=192, seed=0)
+    return r
+
+
+def _sweep(root, run, *extra):
+    return cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--codec", "hevc",
                 "--modes", "baseline,roi", "--crf", "22,27,32,37", "--preset", "fast",
                 "--out", str(run), "--no-progress", "--workers", "1",
                 # 16-px blocks on small frames: 'mean' dilutes small objects with background,
-                # 'max' protects every block an object touches; at 256x128 ROI loses either way
-                # (see README, sweep)
-                "--block-stat", "max"])
-    assert code == 0
+                # 'max' protects every block an object touches (see README, sweep)
+                "--block-stat", "max", *extra])
+
+
+def test_sweep_end_to_end(root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _sweep(root, run) == 0
     out = capsys.readouterr().out
-    assert "BD-rate" in out
-    for name in ("results.csv", "bdrate.csv", "report.html", "sweep.json", "maps/params.json",
-                 "rd_psnr_roi.png", "rd_psnr_nonroi.png", "rd_psnr_y.png", "rd_psnr_weighted.png"):
+    assert "BD-rate" in out and "regions judged by: self" in out
+    for name in ("results.csv", "bdrate.csv", "frontier.csv", "frontier.png", "report.html",
+                 "sweep.json", "rd_psnr_roi.png", "rd_psnr_nonroi.png", "rd_psnr_y.png",
+                 "rd_psnr_weighted.png"):
         assert (run / name).is_file(), name
+    (maps,) = [p for p in (run / "maps").iterdir()]
+    assert (maps / "params.json").is_file() and maps.name.startswith("b16-max-d3-bg3-")
     res = pd.read_csv(run / "results.csv")
-    assert len(res) == 8
+    # plain baseline once, roi and its roi-settings reference per mapping
+    assert sorted(res.groupby(["maps", "mode"]).size().items()) == [
+        ((maps.name, "roi"), 4), ((maps.name, "roi-settings"), 4), (("plain", "baseline"), 4)]
+    assert res["judged_by"].str.startswith("self").all()
     bd = pd.read_csv(run / "bdrate.csv")
-    assert list(bd.columns[:5]) == ["mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]
-    roi = bd[(bd["clip"] == "mean") & (bd["metric"] == "psnr_roi")].iloc[0]
-    assert roi["bd_rate_pct"] < 0          # ROI mode beats baseline inside the ROI at matched rate
+    assert list(bd.columns[:6]) == ["maps", "mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]
+    mean = bd[(bd["clip"] == "mean") & (bd["metric"] == "psnr_roi")].set_index(["mode", "reference"])
+    assert mean.loc[("roi", "baseline"), "bd_rate_pct"] < 0     # ROI beats the plain encoder inside
+    assert ("roi", "roi-settings") in mean.index and ("roi-settings", "baseline") in mean.index
     html = (run / "report.html").read_text()
-    assert "rd_psnr_roi.png" in html and "report_files/roi_crop.png" in html
-    assert (run / "report_files" / "roi_crop.png").is_file()
+    assert "rd_psnr_roi.png" in html and "report_files/roi_crop.png" in html and "Self-judged" in html
+    assert "qg-size=16" in html           # what the ROI encode adds to the plain baseline
     # resumable: a second run reuses maps and encodes
-    mtime = (run / "enc/hevc/roi/crf22/lindau_000000.mp4").stat().st_mtime_ns
-    assert cli(["sweep", "--cityscapes-root", str(root), "--modes", "baseline,roi", "--crf",
-                "22,27,32,37", "--preset", "fast", "--out", str(run), "--no-progress"]) == 0
-    assert (run / "enc/hevc/roi/crf22/lindau_000000.mp4").stat().st_mtime_ns == mtime
+    mp4 = run / "enc" / maps.name / "hevc/roi/crf22/lindau_000000.mp4"
+    mtime = mp4.stat().st_mtime_ns
+    assert _sweep(root, run) == 0
+    assert mp4.stat().st_mtime_ns == mtime
+    # changed map options are applied, in a folder of their own (not silently ignored)
+    assert _sweep(root, run, "--delta", "6", "--base-qp", "30") == 0
+    assert len(list((run / "maps").iterdir())) == 2
+    res2 = pd.read_csv(run / "results.csv")
+    (lab,) = set(res2["maps"]) - {"plain"}
+    assert lab.startswith("b16-max-d6-bg6-g1-q30-")
+    side = json.loads((run / "enc" / lab / "hevc/roi/crf22/lindau_000000.json").read_text())
+    assert side["adapter"]["delta"] == 6 and side["adapter"]["base_qp"] == 30
+    assert json.loads((run / "sweep.json").read_text())["qp_combinations"][lab]["delta"] == 6
+
+
+def test_interrupted_maps_resume(root, tmp_path):
+    """A sweep whose maps were cut short completes them on the next run (no skipped encodes)."""
+    run = tmp_path / "run"
+    assert _sweep(root, run, "--modes", "baseline,roi", "--no-settings-reference") == 0
+    (maps,) = list((run / "maps").iterdir())
+    victims = sorted((maps / "val" / "lindau").glob("*_0000[12]?_qp_map.npy"))
+    for v in victims:                     # as if build-maps had been interrupted
+        v.unlink()
+    mp4 = run / "enc" / maps.name / "hevc/roi/crf22/lindau_000000.mp4"
+    mp4.unlink()
+    assert _sweep(root, run, "--modes", "baseline,roi", "--no-settings-reference") == 0
+    assert all(v.is_file() for v in victims) and mp4.is_file()
+    res = pd.read_csv(run / "results.csv")
+    assert len(res) == 8 and res["psnr_roi"].notna().all()
+
+
+def test_frontier_over_qp_mappings(root, tmp_path):
+    """Lists of map settings: one maps folder per combination (derived ones equal to maps built
+    directly), every combination judged by the same regions, frontier.csv with a Pareto front."""
+    run = tmp_path / "run"
+    assert _sweep(root, run, "--delta", "2,4", "--background", "0,3", "--crf", "24,30,36",
+                  "--no-settings-reference") == 0
+    fr = pd.read_csv(run / "frontier.csv")
+    assert len(fr) == 4 and set(zip(fr["delta"], fr["background"])) == {(2, 0), (2, 3), (4, 0), (4, 3)}
+    assert fr["pareto"].any() and fr["bd_psnr_roi_pct"].notna().all()
+    assert fr["judged_by"].nunique() == 1
+    # more background QP costs quality outside the ROI
+    by = fr.set_index(["delta", "background"])
+    assert by.loc[(4, 3), "bd_psnr_nonroi_pct"] > by.loc[(4, 0), "bd_psnr_nonroi_pct"]
+    from roienc.maps import QPParams, build_maps
+    import numpy as np
+    direct = tmp_path / "direct"
+    build_maps(root, direct, split="val", sequences=True, workers=1, progress=False,
+               visualize_every=0, qp=QPParams(block_stat="max", delta=4, background=0))
+    lab = by.loc[(4, 0), "maps"]
+    for f in sorted((direct / "val" / "lindau").glob("*_qp_map.npy"))[:5]:
+        assert np.array_equal(np.load(f), np.load(run / "maps" / lab / "val" / "lindau" / f.name))

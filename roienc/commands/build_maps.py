@@ -12,8 +12,23 @@ def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def add_map_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by build-maps and sweep (which builds maps when absent)."""
+def _list_of(conv):
+    def parse(text: str) -> list:
+        try:
+            vals = [conv(t) for t in csv_list(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list") from None
+        if not vals:
+            raise argparse.ArgumentTypeError("expected at least one value")
+        return vals
+    return parse
+
+
+def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
+    """Options shared by build-maps and sweep (which builds maps when absent). With ``multi_qp``
+    the QP mapping options take comma lists (sweep: one maps folder per combination)."""
+    lst = (lambda conv: _list_of(conv)) if multi_qp else (lambda conv: conv)
+    more = " (comma list: every combination is swept)" if multi_qp else ""
     g = p.add_argument_group("importance model")
     g.add_argument("--t-react", type=float, default=2.5, help="reaction time in s (default 2.5)")
     g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
@@ -34,23 +49,55 @@ def add_map_options(p: argparse.ArgumentParser) -> None:
     e.add_argument("--fx", type=float, help="focal length in px for frames without camera JSON")
     e.add_argument("--baseline", type=float, help="stereo baseline in m for frames without camera JSON")
     q = p.add_argument_group("QP maps")
-    q.add_argument("--block-size", type=int, default=16, help="QP block size in px (default 16)")
-    q.add_argument("--base-qp", type=int, default=32, help="QP of importance 0.5 (default 32)")
-    q.add_argument("--delta", type=int, default=3, help="QP range is base-qp +/- delta (default 3)")
-    q.add_argument("--gamma", type=float, default=1.0, help="qp = base+delta-2*delta*imp**gamma (default 1)")
-    q.add_argument("--block-stat", choices=["mean", "max"], default="mean",
-                   help="importance of a block: mean (default) or max")
+    d = QPParams()
+    q.add_argument("--block-size", type=lst(int), default=d.block_size,
+                   help=f"QP block size in px (default {d.block_size}){more}")
+    q.add_argument("--base-qp", type=lst(int), default=d.base_qp,
+                   help=f"reference QP of the grid files (default {d.base_qp}){more}")
+    q.add_argument("--delta", type=lst(int), default=d.delta,
+                   help=f"QP decrease of importance 1 (default {d.delta}){more}")
+    q.add_argument("--background", type=lst(int), default=None,
+                   help="QP increase of importance 0, i.e. how much background quality to give up "
+                        f"(default: = delta; 0 = ROI-only offsets){more}")
+    q.add_argument("--gamma", type=lst(float), default=d.gamma,
+                   help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}){more}")
+    q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
+                   **({} if multi_qp else {"choices": ["mean", "max"]}),
+                   help=f"importance of a block: mean or max (default {d.block_stat}){more}")
     q.add_argument("--qp-normalize", choices=["none", "frame"], default="none",
                    help="'frame' stretches each frame's block importances to [0,1] (the seed's way)")
     s = p.add_argument_group("sources")
     s.add_argument("--sequences", action="store_true",
                    help="also build maps for every frame of the *_sequence snippets")
     s.add_argument("--labels-root", metavar="DIR",
-                   help="per-frame predicted <id>_labelIds.png (+ optional _instanceIds.png) for sequences")
+                   help="per-frame labels for sequence frames (e.g. a segmentation model's output), "
+                        "named by --labels-pattern; wins over --label-source")
+    s.add_argument("--labels-pattern", default="{frame_id}_labelIds.png", metavar="PATTERN",
+                   help="file name of a frame's labelIds under --labels-root, with a {frame_id} "
+                        "placeholder (default {frame_id}_labelIds.png; e.g. {frame_id}_leftImg8bit.png)")
+    s.add_argument("--instances-pattern", default="{frame_id}_instanceIds.png", metavar="PATTERN",
+                   help="file name of a frame's instanceIds under --labels-root (optional files; "
+                        "default {frame_id}_instanceIds.png)")
+    s.add_argument("--label-source", choices=["propagate", "hold"], default="propagate",
+                   help="sequence frames without their own labels: 'propagate' the annotated "
+                        "frame's labels along optical flow (default) or 'hold' them unchanged")
+
+
+def _first(v):
+    return v[0] if isinstance(v, list) else v
+
+
+def qp_grid(args: argparse.Namespace) -> dict[str, list]:
+    """The list-valued QP options of a sweep (only those given with more than one value)."""
+    keys = {"block_size": "block_size", "block_stat": "block_stat", "delta": "delta",
+            "background": "background", "gamma": "gamma", "base_qp": "base_qp"}
+    return {k: getattr(args, a) for k, a in keys.items()
+            if isinstance(getattr(args, a), list) and len(getattr(args, a)) > 1}
 
 
 def map_kwargs(args: argparse.Namespace) -> dict:
-    """build_maps keyword arguments from parsed options (shared with sweep)."""
+    """build_maps keyword arguments from parsed options (shared with sweep; a list-valued QP
+    option contributes its first value here, the rest through :func:`qp_grid`)."""
     override = args.speed_override
     if override is not None and override < 0:  # given without a value: apply --speed to all
         if args.speed is None:
@@ -61,11 +108,13 @@ def map_kwargs(args: argparse.Namespace) -> dict:
         importance=ImportanceParams(args.t_react, args.decel, args.min_safe_distance,
                                     args.min_valid_pixels, args.unknown_importance,
                                     args.distance_mode),
-        qp=QPParams(args.block_size, args.base_qp, args.delta, args.gamma, args.block_stat,
-                    args.qp_normalize),
+        qp=QPParams(_first(args.block_size), _first(args.base_qp), _first(args.delta),
+                    _first(args.gamma), _first(args.block_stat), args.qp_normalize,
+                    _first(args.background)),
         classes=args.classes, speed=args.speed, speed_override=override, camera=args.camera,
         fx=args.fx, baseline=args.baseline, sequences=args.sequences,
-        labels_root=args.labels_root,
+        labels_root=args.labels_root, labels_pattern=args.labels_pattern,
+        instances_pattern=args.instances_pattern, label_source=args.label_source,
     )
 
 

@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from ..sweep import run_sweep
-from .build_maps import add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs
+from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
+                         qp_grid)
 from .encode import add_rate_options, add_tool_options, add_two_pass_option, rate_points
 
 
@@ -25,10 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config")
     p.add_argument("--zone-mode", choices=["q", "b"])
     p.add_argument("--roi-threshold", type=float, default=0.5)
+    j = p.add_argument_group("judging regions (default: the first QP mapping's own maps, self-judged)")
+    j.add_argument("--judge-labels-root", metavar="DIR",
+                   help="per-frame labels (named by --judge-labels-pattern) from which judge maps "
+                        "are built with the same importance settings: regions the encoder did not use")
+    j.add_argument("--judge-labels-pattern", default="{frame_id}_labelIds.png", metavar="PATTERN")
+    j.add_argument("--judge-maps", metavar="DIR", help="a build-maps output whose ROI judges every encode")
+    p.add_argument("--no-settings-reference", action="store_true",
+                   help="do not encode the roi-settings reference (ROI settings, zero offsets)")
     p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
     p.add_argument("--out", required=True, metavar="RUN")
     p.add_argument("--no-progress", action="store_true")
-    add_map_options(p)
+    add_map_options(p, multi_qp=True)
     add_tool_options(p)
     add_executor_options(p)
     p.set_defaults(func=run)
@@ -39,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     rates = rate_points(args) if any(getattr(args, k) is not None for k in ("crf", "bitrate", "qp")) else None
     res = run_sweep(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
                     codec=args.codec, modes=tuple(args.modes), rates=rates, source=args.source,
-                    sequence_ids=args.sequence, map_options=opts, config=args.config,
+                    sequence_ids=args.sequence, map_options=opts, qp_grid=qp_grid(args),
+                    judge_maps=args.judge_maps, judge_labels_root=args.judge_labels_root,
+                    judge_labels_pattern=args.judge_labels_pattern,
+                    settings_reference=not args.no_settings_reference, config=args.config,
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
                     executor=executor_spec(args), progress=not args.no_progress,
@@ -52,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_table(res) -> str:
     df = res.results
-    agg = (df.groupby(["codec", "mode", "rate_value"], as_index=False)
+    agg = (df.groupby(["maps", "codec", "mode", "rate_value"], as_index=False)
            [["kbps", "psnr_roi", "psnr_nonroi", "psnr_y"]].mean())
     lines = [agg.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
     bd = res.bdrate[res.bdrate["clip"] == "mean"]
     if len(bd):
         lines.append("\nBD-rate (negative = fewer bits for the same quality); baseline = the plain "
                      "encoder, roi-settings = the ROI's encoder settings with zero offsets:")
-        lines.append(bd[["mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
+        lines.append(f"regions judged by: {bd['judged_by'].iloc[0]}")
+        lines.append(bd[["maps", "mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
             index=False, float_format=lambda v: f"{v:.2f}"))
     return "\n".join(lines)
