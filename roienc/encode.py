@@ -47,7 +47,7 @@ from .executor import ExecutorSpec, run_tasks
 from .fileio import atomic_path, ensure_dir, read_json, write_json, write_text
 from .maps import ClipMaps, load_clip_maps, load_params
 from .probe import bitrate_kbps, packet_sizes
-from .tools import Tool, find_ffmpeg, find_x265, run, tail
+from .tools import Tool, _launch_problem, find_ffmpeg, find_x265, run, tail
 
 log = logging.getLogger(__name__)
 
@@ -290,16 +290,24 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
     with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
         try:
             p1 = subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=e1, stdin=subprocess.DEVNULL)
-        except FileNotFoundError as exc:
-            raise ToolError(f"{producer[0]} not found: {exc}", producer) from None
+        except OSError as exc:
+            raise ToolError(_launch_problem(producer[0], exc), producer) from None
         try:
             p2 = subprocess.Popen(consumer, stdin=p1.stdout, stderr=e2, stdout=subprocess.DEVNULL)
-        except FileNotFoundError as exc:
+        except OSError as exc:
             p1.kill()
-            raise ToolError(f"{consumer[0]} not found: {exc}", consumer) from None
+            p1.wait()
+            raise ToolError(_launch_problem(consumer[0], exc), consumer) from None
         p1.stdout.close()  # so the producer gets SIGPIPE if the consumer dies
-        rc2 = p2.wait()
-        rc1 = p1.wait()
+        try:
+            rc2 = p2.wait()
+            rc1 = p1.wait()
+        except BaseException:       # interrupted (Ctrl-C to this process only): stop both sides
+            for proc in (p1, p2):
+                proc.kill()
+            for proc in (p1, p2):
+                proc.wait()
+            raise
         e1.seek(0)
         e2.seek(0)
         err1, err2 = e1.read(), e2.read()

@@ -39,7 +39,7 @@ from .fileio import ensure_dir, read_json, write_csv, write_json
 from .maps import load_importance, load_near_mask
 from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, ssim_map
 from .probe import bitrate_kbps, packet_sizes
-from .tools import find_ffmpeg, tail
+from .tools import _launch_problem, find_ffmpeg, tail
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,12 @@ class FrameReader:
         self.shapes = [(height, width), (ch, cw), (ch, cw)]
         self.frame_bytes = sum(a * b for a, b in self.shapes) * self.depth
         self._err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, bufsize=self.frame_bytes)
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
+                                         stdin=subprocess.DEVNULL, bufsize=self.frame_bytes)
+        except OSError as exc:
+            self._err.close()
+            raise ToolError(_launch_problem(cmd[0], exc), cmd) from None
         self._q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
         self._eof = False

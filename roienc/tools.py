@@ -53,6 +53,32 @@ def tail(text: str | bytes | None, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _launch_problem(path: str, exc: OSError) -> str:
+    """Why ``path`` could not be started, in words (not found, a directory, not executable)."""
+    p = Path(path)
+    if isinstance(exc, FileNotFoundError):
+        return f"{path} not found: {exc}"
+    if p.is_dir():
+        return f"{path} is a directory, not a program"
+    if isinstance(exc, PermissionError):
+        return f"{path} is not executable (permission denied); chmod +x it or point to another binary"
+    return f"cannot start {path}: {exc.strerror or exc}"
+
+
+def executable_problem(path: str) -> str | None:
+    """Why ``path`` (a file path or a name on PATH) cannot be run, or None."""
+    if os.sep not in path and shutil.which(path):
+        return None
+    p = Path(path)
+    if not p.exists():
+        return f"{path} does not exist"
+    if p.is_dir():
+        return f"{path} is a directory, not a program"
+    if not os.access(p, os.X_OK):
+        return f"{path} is not executable (chmod +x it or point to another binary)"
+    return None
+
+
 def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
         cwd: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
         capture_stdout: bool = True,
@@ -72,8 +98,8 @@ def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None
         proc = subprocess.run(argv, input=input, timeout=timeout, cwd=cwd,
                               stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise ToolError(f"{argv[0]} not found: {exc}", argv) from None
+    except OSError as exc:
+        raise ToolError(_launch_problem(argv[0], exc), argv) from None
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"{Path(argv[0]).name} timed out after {timeout} s", argv,
                         stderr_tail=tail(exc.stderr)) from None
@@ -89,8 +115,8 @@ def _run_streaming(argv: list[str], cwd, log_path, on_stderr: Callable[[bytes], 
     try:
         proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise ToolError(f"{argv[0]} not found: {exc}", argv) from None
+    except OSError as exc:
+        raise ToolError(_launch_problem(argv[0], exc), argv) from None
     chunks = []
     try:
         while True:
@@ -150,6 +176,10 @@ def find_ffmpeg(explicit: str | None = None) -> Tool:
             candidates.append((bundled, "imageio-ffmpeg"))
     problems = []
     for path, source in candidates:
+        why = executable_problem(path)
+        if why is not None:
+            problems.append(f"{path} ({source}): {why}")
+            continue
         try:
             tool = _probe_ffmpeg(path, source)
         except ToolError as exc:
@@ -183,10 +213,15 @@ def find_x265(explicit: str | None = None) -> Tool:
         raise ToolError("the x265 command-line encoder is not installed; qpfile mode needs it "
                         "(FFmpeg's libx265 wrapper rejects qpfile). Install it "
                         "(Debian: apt-get install x265) or set ROIENC_X265 / --x265.")
-    if not (shutil.which(path) or Path(path).is_file()):
-        raise ToolError(f"x265 CLI {path} ({source}) does not exist; qpfile mode needs it. Install "
+    why = executable_problem(path)
+    if why is not None:
+        raise ToolError(f"x265 CLI {path} ({source}): {why}; qpfile mode needs it. Install "
                         "it (Debian: apt-get install x265) or fix ROIENC_X265 / --x265.")
-    proc = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise ToolError(f"x265 CLI ({source}): {_launch_problem(path, exc)}", [path, "--version"]) from None
     text = proc.stdout.decode("utf-8", "replace")
     m = re.search(r"version (\S+)", text)
     if not m:

@@ -325,3 +325,56 @@ def test_encode_outputs_are_readable_by_others(seq_dataset, tmp_path):
     assert {p.suffix for p in files} >= {".mp4", ".json", ".log"}
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in files), [
         (p.name, oct(p.stat().st_mode)) for p in files]
+
+
+# ---------------------------------------------------------------- item 11
+
+@pytest.fixture
+def bad_binaries(tmp_path):
+    noexec = tmp_path / "ffmpeg-noexec"
+    noexec.write_text("#!/bin/sh\nexit 0\n")
+    noexec.chmod(0o644)
+    folder = tmp_path / "bindir"
+    folder.mkdir()
+    return {"not executable": noexec, "a directory": folder}
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_unusable_ffmpeg_or_x265_is_a_one_line_error(seq_dataset, tmp_path, capsys, monkeypatch,
+                                                     bad_binaries, how):
+    from roienc.tools import find_ffmpeg as ff, find_x265
+    root, maps = seq_dataset
+    for why, path in bad_binaries.items():
+        ff.cache_clear()
+        find_x265.cache_clear()
+        args = ["encode", "--cityscapes-root", str(root), "--mode", "baseline", "--out",
+                str(tmp_path / "e"), "--no-progress"]
+        if how == "option":
+            args += ["--ffmpeg", str(path)]
+        else:
+            monkeypatch.setenv("ROIENC_FFMPEG", str(path))
+        assert cli(args) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and why in err and str(path) in err
+        dargs = ["doctor", "--ffmpeg", str(path)] if how == "option" else ["doctor"]
+        assert cli(dargs) == 1
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err and why in out.out
+        monkeypatch.delenv("ROIENC_FFMPEG", raising=False)
+        ff.cache_clear()
+        # the x265 CLI of qpfile mode
+        xargs = ["encode", "--cityscapes-root", str(root), "--maps", str(maps), "--mode", "qpfile",
+                 "--out", str(tmp_path / "e"), "--no-progress"]
+        if how == "option":
+            xargs += ["--x265", str(path)]
+        else:
+            monkeypatch.setenv("ROIENC_X265", str(path))
+        assert cli(xargs) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and why in err
+        assert cli(["doctor"] + (["--x265", str(path)] if how == "option" else [])) == 0
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err and why in out.out
+        monkeypatch.delenv("ROIENC_X265", raising=False)
+    ff.cache_clear()
+    find_x265.cache_clear()
