@@ -1,0 +1,137 @@
+"""Real sequences: which labels drive the ROI (hold, propagate, per-frame), judged by per-frame labels.
+
+    python3 benchmarks/bench_sequences.py [--root ROOT] [--run RUN] [--crf 24,28,32,36]
+                                          [--preset fast] [--speed 10] [--block-size 16] ...
+
+On the three real aachen snippets of ``../shared/cityscapes_sequences`` (a Cityscapes root is
+built with its ``make_root.py`` when ``--root`` is absent; skips with a message when the folder is
+missing), for each label source of the sequence frames:
+
+- ``hold``: the annotated frame's labels on every frame (the old default);
+- ``propagate``: the annotated frame's labels propagated along optical flow (the default);
+- ``per-frame``: each frame's own predicted labels (``labels_pred``, ``--labels-root``): the
+  best the encoder can be told, the reference of the gap;
+
+it runs one sweep (plain libx265 baseline, the ROI, all at the same CRFs) into one run folder
+(the plain baseline is encoded once and reused), every encode judged by maps built from the
+per-frame labels (``--judge-labels-root``), and prints psnr_roi / psnr_nonroi BD-rate against the
+plain baseline, the share of the per-frame gain each source reaches, and build-maps seconds per
+frame next to encode seconds per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "cityscapes_sequences"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from roienc.encode import RatePoint
+    from roienc.executor import ExecutorSpec
+    from roienc.importance import ImportanceParams
+    from roienc.maps import QPParams
+    from roienc.sweep import run_sweep
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root")
+    ap.add_argument("--run")
+    ap.add_argument("--crf", default="24,28,32,36")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--speed", type=float, default=10.0, help="ego speed (m/s): the root has no vehicle JSON")
+    ap.add_argument("--block-size", type=int, default=QPParams().block_size)
+    ap.add_argument("--block-stat", default=QPParams().block_stat)
+    ap.add_argument("--delta", type=int, default=QPParams().delta)
+    ap.add_argument("--background", type=int, default=None)
+    ap.add_argument("--sources", default="hold,propagate,per-frame")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    root = Path(args.root) if args.root else None
+    if root is None:
+        if not (SHARED / "make_root.py").is_file():
+            print(f"skipped: {SHARED} not found (the real snippets are not on this machine)")
+            return 0
+        root = Path(tempfile.mkdtemp(prefix="roienc_real_")) / "root"
+        subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(root)], check=True)
+    run = Path(args.run or tempfile.mkdtemp(prefix="roienc_bench_seq_"))
+    labels_pred = root / "labels_pred"
+    rates = [RatePoint("crf", float(c)) for c in args.crf.split(",")]
+    qp = QPParams(block_size=args.block_size, block_stat=args.block_stat, delta=args.delta,
+                  background=args.background)
+    rows = []
+    for source in args.sources.split(","):
+        opts = dict(importance=ImportanceParams(), qp=qp, speed=args.speed)
+        if source == "per-frame":
+            opts["labels_root"] = str(labels_pred)
+        else:
+            opts["label_source"] = source
+        t0 = time.perf_counter()
+        res = run_sweep(root, run, split="train", modes=("baseline", "roi"), rates=rates,
+                        map_options=opts, preset=args.preset, judge_labels_root=labels_pred,
+                        settings_reference=False, progress=False, argv=[],
+                        executor=ExecutorSpec("local", args.workers))
+        wall = time.perf_counter() - t0
+        bd = res.bdrate[(res.bdrate["clip"] != "mean") & (res.bdrate["mode"] == "roi")
+                        & (res.bdrate["reference"] == "baseline")]
+        roi = res.results[res.results["mode"] == "roi"]
+        enc_s = roi["encode_seconds"].sum() / roi["frames"].sum()
+        for clip, g in bd.groupby("clip"):
+            m = g.set_index("metric")["bd_rate_pct"]
+            rows.append(dict(source=source, clip=clip, psnr_roi=m.get("psnr_roi"),
+                             psnr_nonroi=m.get("psnr_nonroi"), psnr_y=m.get("psnr_y"),
+                             encode_s_per_frame=enc_s, sweep_s=wall))
+    df = pd.DataFrame(rows)
+    mean = df.groupby("source", sort=False)[["psnr_roi", "psnr_nonroi", "psnr_y"]].mean()
+    print(f"run: {run}; CRF {args.crf}, preset {args.preset}, {qp}; judged by per-frame labels "
+          f"({labels_pred}); BD-rate % vs plain libx265 (negative = fewer bits)")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("\nmean over snippets:")
+    print(mean.to_string(float_format=lambda v: f"{v:.2f}"))
+    if "per-frame" in mean.index:
+        ref = df[df["source"] == "per-frame"].set_index("clip")["psnr_roi"]
+        print("\nshare of the per-frame-labels psnr_roi gain reached (1.0 = as good as per-frame labels):")
+        for source in mean.index:
+            s = df[df["source"] == source].set_index("clip")["psnr_roi"] / ref
+            print(f"  {source:10s} " + "  ".join(f"{c}: {v:.2f}" for c, v in s.items())
+                  + f"  mean of snippets: {mean.loc[source, 'psnr_roi'] / mean.loc['per-frame', 'psnr_roi']:.2f}")
+    prop = propagation_seconds_per_frame(root)
+    enc = df["encode_s_per_frame"].mean()
+    print(f"\npropagation s/frame (flow + warps, PNG reading excluded, 1 process): {prop:.3f}; "
+          f"encode s/frame (roi, preset {args.preset}): {enc:.3f}; ratio {prop / enc:.2f}")
+    return 0
+
+
+def propagation_seconds_per_frame(root: Path) -> float:
+    """Seconds per frame of :func:`roienc.propagate.propagate_snippet` over every snippet."""
+    import numpy as np
+
+    from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
+    from roienc.labels import load_class_groups
+    from roienc.propagate import propagate_snippet
+
+    refs = find_sequence_frames(root, "train")
+    lut = load_class_groups().group_lut()
+    total, frames = 0.0, 0
+    for snip in sorted({r.snippet for r in refs}):
+        group = [r for r in refs if r.snippet == snip]
+        ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
+        imgs = [read_rgb(r.image) for r in group]
+        labels = read_label_ids(group[ann].labels)
+        inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
+        t0 = time.perf_counter()
+        propagate_snippet(imgs, ann, labels, inst, None, lut)
+        total += time.perf_counter() - t0
+        frames += len(group)
+        del imgs
+    return total / max(frames, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
