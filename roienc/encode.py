@@ -566,6 +566,47 @@ def _with_pass(cmd: list[str], cfg: EncoderConfig, n: int, stats: Path) -> list[
     return cmd
 
 
+_CHECKED_CONFIGS: dict[tuple, str | None] = {}
+_BAD_OPTION = re.compile(r"Unknown option|Invalid value|Error parsing option|\[error\]|Bad value",
+                         re.IGNORECASE)
+
+
+def check_encoder_options(ff: Tool, cfg: EncoderConfig) -> None:
+    """Refuse a config whose preset, tune or ``[params]`` the encoder does not accept.
+
+    FFmpeg's libx265/libx264 wrappers only *log* an unknown or malformed ``-x265-params`` /
+    ``-x264-params`` entry ("Unknown option: aq-mod.") and encode anyway, so a typo would pass as
+    an ok encode with the option silently dropped. A 1-frame trial encode with the config's own
+    settings shows what the encoder says; any such line refuses the config up front.
+    """
+    if cfg.encoder not in ("libx265", "libx264"):
+        return                            # the x265 CLI exits with an error on unknown options
+    params = cfg.params_string()
+    key = (ff.path, cfg.encoder, cfg.preset, cfg.tune, cfg.pix_fmt, params)
+    if key not in _CHECKED_CONFIGS:
+        cmd = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "lavfi", "-i",
+               "color=c=gray:s=64x64:r=17", "-frames:v", "1", "-c:v", cfg.encoder,
+               "-preset", cfg.preset, *(["-tune", cfg.tune] if cfg.tune else []),
+               "-pix_fmt", cfg.pix_fmt]
+        if params:
+            cmd += [f"-{'x265' if cfg.codec == 'hevc' else 'x264'}-params", params]
+        cmd += ["-f", "null", "-"]
+        problem = None
+        try:
+            err = run(cmd).stderr.decode("utf-8", "replace")
+            bad = [ln.strip() for ln in err.splitlines() if _BAD_OPTION.search(ln)]
+            if bad:
+                problem = bad[0]
+        except ToolError as exc:
+            problem = (exc.stderr_tail or str(exc)).strip().splitlines()[-1]
+        _CHECKED_CONFIGS[key] = problem
+    problem = _CHECKED_CONFIGS[key]
+    if problem:
+        raise InputError(f"config {cfg.path or cfg.name}: {cfg.encoder} does not accept its settings "
+                         f"(preset {cfg.preset!r}{', tune ' + repr(cfg.tune) if cfg.tune else ''}, "
+                         f"params {params!r}): {problem}")
+
+
 def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: str = "hevc",
                 modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] | None = None,
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
@@ -608,6 +649,8 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     if any(cfg.encoder == enc_name for _, cfg, _ in plans) and enc_name not in ff.encoders:
         raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "
                         "with it or unset ROIENC_FFMPEG to use the bundled one")
+    for _, cfg, _ in plans:
+        check_encoder_options(ff, cfg)
     if maps_root is not None:
         load_params(maps_root)
     jobs = max(1, jobs)

@@ -378,3 +378,22 @@ def test_unusable_ffmpeg_or_x265_is_a_one_line_error(seq_dataset, tmp_path, caps
         monkeypatch.delenv("ROIENC_X265", raising=False)
     ff.cache_clear()
     find_x265.cache_clear()
+
+
+# ---------------------------------------------------------------- item 13
+
+@pytest.mark.parametrize("codec,params,line", [
+    ("hevc", "aq-mod = 0", "Unknown option: aq-mod"),
+    ("hevc", 'aq-mode = "abc"', "Invalid value for aq-mode"),
+    ("h264", "aq-mod = 0", "Error parsing option 'aq-mod = 0'")])
+def test_unknown_encoder_params_are_refused_before_encoding(seq_dataset, tmp_path, capsys,
+                                                            codec, params, line):
+    root, _ = seq_dataset
+    cfg = tmp_path / "typo.toml"
+    enc = "libx265" if codec == "hevc" else "libx264"
+    cfg.write_text(f'encoder = "{enc}"\npreset = "ultrafast"\n[params]\n{params}\n')
+    assert cli(["encode", "--codec", codec, "--cityscapes-root", str(root), "--mode", "baseline",
+                "--config", str(cfg), "--out", str(tmp_path / "e"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert line in err and "typo.toml" in err
+    assert not list((tmp_path / "e").rglob("*.mp4"))
