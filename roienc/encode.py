@@ -549,12 +549,18 @@ def _run_encoder(job: EncodeJob, cmd: list[str], log_path: Path, what: str) -> N
         bar.close()
 
 
+def ffmpeg_dict_escape(value: str) -> str:
+    """``value`` as one value of an FFmpeg ``key=value:key=value`` option (``-x265-params``):
+    ``\\``, ``'``, ``:`` and ``=`` backslash-escaped (FFmpeg's av_get_token rules)."""
+    return re.sub(r"([\\':=])", r"\\\1", value)
+
+
 def _with_pass(cmd: list[str], cfg: EncoderConfig, n: int, stats: Path) -> list[str]:
     """``cmd`` as pass ``n`` of a two-pass encode; pass 1 discards its video (``-f null``)."""
     cmd = list(cmd)
     if cfg.encoder == "libx265":
         i = cmd.index("-x265-params") if "-x265-params" in cmd else None
-        extra = f"pass={n}:stats={stats}"
+        extra = f"pass={n}:stats={ffmpeg_dict_escape(str(stats))}"
         if i is None:
             cmd[-1:-1] = ["-x265-params", extra]
         else:

@@ -397,3 +397,19 @@ def test_unknown_encoder_params_are_refused_before_encoding(seq_dataset, tmp_pat
     err = capsys.readouterr().err
     assert line in err and "typo.toml" in err
     assert not list((tmp_path / "e").rglob("*.mp4"))
+
+
+# ---------------------------------------------------------------- item 15
+
+@pytest.mark.parametrize("codec", ["hevc", "h264"])
+def test_two_pass_with_quote_colon_and_equals_in_the_output_path(seq_dataset, tmp_path, codec):
+    root, _ = seq_dataset
+    out = tmp_path / "it's a:b=c"
+    res = encode_many(find_clips(root, "val"), None, codec=codec, modes=["baseline"],
+                      rates=[RatePoint("bitrate", 200)], two_pass=True, out=out,
+                      cityscapes_root=root, **FAST)[0]
+    assert res["status"] == "ok", res["error"]
+    assert len(res["commands"]) == 2 and res["frames_encoded"] == 30
+    log2 = (out / codec / "baseline/bitrate200k/lindau_000000.pass2.log").read_text()
+    assert "stats" not in log2.lower() or "fail" not in log2.lower()
+    assert not [p for p in out.rglob("*") if ".2pass." in p.name or ".tmp" in p.name]
