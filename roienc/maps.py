@@ -250,10 +250,12 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
     """
     refs, cfg, flags = task
     rows = [_new_row(r) for r in refs]
-    todo: list[int] = []
+    todo: list[int] = []        # frames still to build (not kept by skip_existing, not skipped)
     for i, (ref, row) in enumerate(zip(refs, rows)):
-        _guard(row, ref, lambda ref=ref, row=row, i=i: todo.append(i)
-               if _prepare(ref, cfg, flags[i], row) is not None else None)
+        def prepare(i=i, ref=ref, row=row) -> None:
+            if _prepare(ref, cfg, flags[i], row) is not None:
+                todo.append(i)
+        _guard(row, ref, prepare)
     if not todo:
         return rows
     ann_idx = next((i for i, r in enumerate(refs) if r.frame_id == r.annotated), None)
