@@ -31,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerate_undecodable_paths() -> None:
+    """Paths with bytes that are not UTF-8 print as those bytes instead of raising
+    UnicodeEncodeError after the work is done."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        try:
+            stream.reconfigure(errors=errors)
+        except (AttributeError, ValueError, OSError):
+            pass                           # not a text stream we can reconfigure (captured)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_undecodable_paths()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

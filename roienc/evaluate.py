@@ -478,7 +478,7 @@ def _write_report(report: str | Path, rows: list[dict]) -> pd.DataFrame:
 def _reusable_rows(report: Path, tasks: list[EvalTask]) -> dict[str, dict]:
     """Rows of an earlier report, by sidecar, whose ``eval_key`` matches the encode as it is now."""
     try:
-        old = pd.read_csv(report)
+        old = pd.read_csv(report, encoding_errors="surrogateescape")
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         log.warning("evaluate: cannot reuse %s (%s); measuring everything", report, exc)
         return {}

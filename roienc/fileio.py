@@ -78,7 +78,9 @@ def write_bytes(final: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_text(final: str | os.PathLike, text: str) -> Path:
-    return write_bytes(final, text.encode("utf-8"))
+    """UTF-8; file names that are not UTF-8 (undecodable bytes, as Python's surrogate escapes)
+    are written back as their original bytes rather than failing after the work is done."""
+    return write_bytes(final, text.encode("utf-8", "surrogateescape"))
 
 
 def write_json(final: str | os.PathLike, obj: Any) -> Path:
@@ -124,7 +126,7 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read JSON; InputError naming the file on absence or malformed content."""
     p = Path(path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8", errors="surrogateescape"))
     except FileNotFoundError:
         raise InputError(f"{p}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
