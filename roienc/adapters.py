@@ -85,10 +85,98 @@ def cover_rectangles(dq: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     return done
 
 
-def roi_rects(dq: np.ndarray, block: int, width: int, height: int) -> list[Rect]:
-    """Rectangles of :func:`cover_rectangles` in pixels, clipped to ``width x height``."""
+def _greedy_cover(must: np.ndarray, ok: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Rectangles inside ``ok`` whose union contains every ``must`` cell (greedy, few).
+
+    From the first uncovered ``must`` cell in row-major order, every width is tried with the
+    tallest height ``ok`` allows there; the rectangle covering most uncovered ``must`` cells wins.
+    """
+    gh, gw = must.shape
+    rows = np.arange(gh)[:, None]
+    next_bad = np.minimum.accumulate(np.where(ok, gh, rows)[::-1], axis=0)[::-1]
+    down = next_bad - rows                           # run of ok cells from (r, c) downwards
+    cols = np.arange(gw)[None, :]
+    right = np.minimum.accumulate(np.where(ok, gw, cols)[:, ::-1], axis=1)[:, ::-1]
+    todo = must.copy()
+    out = []
+    for idx in np.flatnonzero(must):                 # row-major: the first uncovered must cell
+        r, c = divmod(int(idx), gw)
+        if not todo[r, c]:
+            continue
+        stop = int(right[r, c])                      # end of the ok run rightwards
+        heights = np.minimum.accumulate(down[r, c:stop])           # height for width 1..
+        sub = todo[r:r + int(heights[0]), c:stop]
+        csum = sub.cumsum(0, dtype=np.int32).cumsum(1)             # covered must cells
+        gain = csum[heights - 1, np.arange(len(heights))]
+        k = int(np.argmax(gain))
+        out.append((r, c, r + int(heights[k]), c + k + 1))
+        todo[r:r + int(heights[k]), c:c + k + 1] = False
+    return out
+
+
+def priority_rectangles(dq: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Few, possibly overlapping rectangles that give exactly the grid ``dq`` when the **first**
+    rectangle covering a block wins (what libx264/libx265 do: FFmpeg's wrappers fill the offset
+    map iterating the ROI list in reverse, "because the first region in the list applies when
+    regions overlap"; ``addroi`` appends each region to the frame's list, so the first filter of
+    a chain is the first region).
+
+    Values are taken farthest from the most common value first: each value's blocks are covered
+    by rectangles that may also span blocks already claimed by earlier (higher-priority)
+    rectangles. The most common value comes last, as one whole-frame rectangle (nothing when it
+    is 0, the encoder's default). Never longer than :func:`cover_rectangles` (kept if shorter). Returns ``(row0, col0, row1_excl, col1_excl, dq)`` in list order.
+    """
+    g = np.asarray(dq)
+    if g.ndim != 2:
+        raise InputError(f"dq grid must be 2-D, got shape {g.shape}")
+    best = cover_rectangles(g)
+    vals, counts = np.unique(g, return_counts=True)
+    if len(vals) <= 1 or len(best) <= 1:
+        return best
+    by_count = [int(v) for v in vals[np.argsort(counts, kind="stable")]]
+    bg = by_count[-1]
+    rest = by_count[:-1]
+    # by distance from the background value: nested rings of a blurred object, its core first,
+    # each ring then spans the core in one rectangle. Measured on real maps (2048x1024, block
+    # 16): 96 rectangles a frame against 145 for the disjoint cover; rarest-first, ascending or
+    # descending values, or 0 as the background (free) won rarely and by little.
+    orders = [tuple(sorted(rest, key=lambda v: (-abs(v - bg), v)) + [bg])]
+    gh, gw = g.shape
+    for order in orders:
+        rects: list[tuple[int, int, int, int, int]] = []
+        claimed = np.zeros(g.shape, bool)
+        for v in order[:-1]:
+            must = (g == v) & ~claimed
+            if must.any():
+                rects += [(r0, c0, r1, c1, v) for r0, c0, r1, c1 in _greedy_cover(must, must | claimed | (g == v))]
+                claimed |= must
+            if len(rects) >= len(best):
+                break
+        else:
+            if order[-1] != 0 and not claimed.all():
+                rects.append((0, 0, gh, gw, order[-1]))
+            if len(rects) < len(best):
+                best = rects
+    return best
+
+
+def paint_first_wins(rects: Sequence[tuple[int, int, int, int, int]], shape: tuple[int, int]) -> np.ndarray:
+    """The offset grid an encoder derives from ``rects`` (block units, first rectangle wins,
+    uncovered blocks 0): the list painted in reverse, as FFmpeg's libx264/libx265 wrappers do."""
+    out = np.zeros(shape, np.int16)
+    for r0, c0, r1, c1, v in reversed(list(rects)):
+        out[r0:r1, c0:c1] = v
+    return out
+
+
+def roi_rects(dq: np.ndarray, block: int, width: int, height: int, *,
+              overlapping: bool = True) -> list[Rect]:
+    """Rectangles in pixels, clipped to ``width x height``, in priority order (first wins):
+    :func:`priority_rectangles`, or with ``overlapping=False`` the disjoint
+    :func:`cover_rectangles`."""
     rects = []
-    for r0, c0, r1, c1, val in cover_rectangles(dq):
+    cover = priority_rectangles(dq) if overlapping else cover_rectangles(dq)
+    for r0, c0, r1, c1, val in cover:
         x, y = c0 * block, r0 * block
         rects.append(Rect(x, y, min(c1 * block, width) - x, min(r1 * block, height) - y, val))
     return rects
@@ -136,13 +224,23 @@ def frame_runs(grids: np.ndarray) -> list[tuple[int, int]]:
 
 def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: int, width: int,
                            height: int, *, qp_range: int = 51, in_label: str = "0:v",
-                           out_label: str = "vout", pix_fmt: str | None = None) -> FilterScript:
-    """Filter graph applying each frame's ROI rectangles (see module docstring)."""
+                           out_label: str = "vout", pix_fmt: str | None = None,
+                           router: str = "segment", overlapping: bool = True) -> FilterScript:
+    """Filter graph applying each frame's ROI rectangles (see module docstring).
+
+    ``router='segment'`` (FFmpeg >= 5.0) cuts the stream into the runs with one ``segment``
+    filter: every frame goes to its own branch only. ``'trim'`` is the older graph (``split`` into
+    one ``trim`` per run: every frame visits every branch not yet finished). ``overlapping``:
+    :func:`roi_rects` with the fewer, first-wins rectangles (default) or the disjoint cover.
+    """
+    if router not in ("segment", "trim"):
+        raise InputError(f"router must be 'segment' or 'trim', got {router!r}")
     grids = np.asarray(dq_grids)
     if grids.ndim != 3 or len(grids) == 0:
         raise InputError(f"need a stack of dq grids (N, gh, gw), got shape {grids.shape}")
     runs = frame_runs(grids)
-    chains = [addroi_chain(roi_rects(grids[a], block, width, height), qp_range) for a, _ in runs]
+    chains = [addroi_chain(roi_rects(grids[a], block, width, height, overlapping=overlapping),
+                           qp_range) for a, _ in runs]
     rects_per_frame = [0] * len(grids)
     for (a, b), chain in zip(runs, chains):
         n = chain.count("addroi=")
@@ -153,9 +251,13 @@ def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: i
         text = head + (chains[0] or "null") + f"[{out_label}]"
     else:
         n = len(runs)
-        lines = [head + f"split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"]
+        outs = "".join(f"[s{i}]" for i in range(n))
+        if router == "segment":
+            lines = [head + "segment=frames=" + "|".join(str(a) for a, _ in runs[1:]) + outs + ";"]
+        else:
+            lines = [head + f"split={n}" + outs + ";"]
         for i, ((a, b), chain) in enumerate(zip(runs, chains)):
-            cut = f"trim=start_frame={a}:end_frame={b + 1},setpts=PTS-STARTPTS"
+            cut = ("" if router == "segment" else f"trim=start_frame={a}:end_frame={b + 1},") + "setpts=PTS-STARTPTS"
             lines.append(f"[s{i}]{cut}{',' + chain if chain else ''}[r{i}];")
         lines.append("".join(f"[r{i}]" for i in range(n))
                      + f"concat=n={n}:v=1:a=0,setpts=N/FRAME_RATE/TB[{out_label}]")

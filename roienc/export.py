@@ -115,6 +115,8 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
         written.append(write_json(out / f"{cid}.roi.json", {
             "clip": cid, "width": maps.width, "height": maps.height, "block_size": maps.block_size,
             "base_qp": maps.base_qp, "qp_range": qpr, "qoffset": "dq/qp_range",
+            "overlap": "rectangles may overlap: the first listed that covers a block gives its dq "
+                       "(as libx264/libx265 apply them); blocks no rectangle covers get 0",
             "rects_per_frame": [len(f["rects"]) for f in frames], "frames": frames}))
         fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
                                     qp_range=qpr, pix_fmt=cfg.pix_fmt)

@@ -5,8 +5,9 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from roienc.adapters import (Rect, addroi_chain, check_roi_compatible, cover_rectangles,
-                             ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
-                             qp_range_for, qpfile_text, roi_rects, zones_string)
+                             ffmpeg_filter_script_args, frame_qps, paint_first_wins,
+                             perframe_filter_script, priority_rectangles, qp_range_for,
+                             qpfile_text, roi_rects, zones_string)
 from roienc.errors import InputError
 from roienc.tools import Tool
 
@@ -25,6 +26,31 @@ def test_cover_is_exact_and_disjoint(grid):
     assert np.array_equal(painted, grid)         # union == non-zero blocks, values kept
 
 
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.int8, st.tuples(st.integers(1, 14), st.integers(1, 14)), elements=st.integers(-3, 3)))
+def test_priority_cover_gives_the_grid_when_the_first_rectangle_wins(grid):
+    """What libx264/libx265 derive from the (overlapping) rectangles, first one winning, is
+    exactly the grid, block for block; and never more rectangles than the disjoint cover."""
+    rects = priority_rectangles(grid)
+    for r0, c0, r1, c1, v in rects:
+        assert 0 <= r0 < r1 <= grid.shape[0] and 0 <= c0 < c1 <= grid.shape[1]
+    assert np.array_equal(paint_first_wins(rects, grid.shape), grid)
+    assert len(rects) <= len(cover_rectangles(grid))
+
+
+def test_priority_cover_uses_a_background_rectangle():
+    g = np.full((64, 128), 2, np.int8)          # a real map's shape: background +2, objects
+    g[10:20, 10:30] = -3
+    g[9:21, 9:31][[0, -1], :] = -1              # a ring around the object
+    g[40:42, 100:104] = 0
+    rects = priority_rectangles(g)
+    assert rects[-1] == (0, 0, 64, 128, 2)      # dominant value last, whole frame
+    assert len(rects) < len(cover_rectangles(g))
+    assert np.array_equal(paint_first_wins(rects, g.shape), g)
+    px = roi_rects(g, 16, 2040, 1020)           # pixels, clipped, same order
+    assert (px[-1].w, px[-1].h, px[-1].dq) == (2040, 1020, 2)
+
+
 def test_cover_merges_blocks():
     g = np.zeros((64, 128), np.int8)
     g[10:30, 20:60] = -3
@@ -34,7 +60,8 @@ def test_cover_merges_blocks():
 
 def test_rects_are_clipped_and_chain_is_exact():
     g = np.array([[0, -3], [2, 0]], np.int8)
-    rects = roi_rects(g, 16, 20, 30)          # frame 20x30: last column/row partial
+    rects = roi_rects(g, 16, 20, 30, overlapping=False)   # frame 20x30: last column/row partial
+    assert roi_rects(g, 16, 20, 30) == rects                # nothing to gain by overlapping
     assert rects == [Rect(16, 0, 4, 16, -3), Rect(0, 16, 16, 14, 2)]
     assert addroi_chain(rects) == ("addroi=x=16:y=0:w=4:h=16:qoffset=-3/51,"
                                    "addroi=x=0:y=16:w=16:h=14:qoffset=2/51")
@@ -50,6 +77,10 @@ def test_perframe_script_runs_and_single_run():
     fs = perframe_filter_script(np.stack([a, a, b, b, b, a]), 16, 48, 32)
     assert fs.runs == [(0, 1), (2, 4), (5, 5)]
     assert fs.rects_per_frame == [0, 0, 1, 1, 1, 0]
+    assert "segment=frames=2|5[s0][s1][s2]" in fs.text
+    assert "[s1]setpts=PTS-STARTPTS,addroi=x=0:y=0:w=16:h=16:qoffset=-2/51[r1]" in fs.text
+    assert "[r0][r1][r2]concat=n=3:v=1:a=0,setpts=N/FRAME_RATE/TB[vout]" in fs.text
+    fs = perframe_filter_script(np.stack([a, a, b, b, b, a]), 16, 48, 32, router="trim")
     assert "split=3[s0][s1][s2]" in fs.text
     assert ("[s1]trim=start_frame=2:end_frame=5,setpts=PTS-STARTPTS,"
             "addroi=x=0:y=0:w=16:h=16:qoffset=-2/51[r1]") in fs.text

@@ -39,7 +39,7 @@ def test_export_files_and_script_runs(seq_dataset, tmp_path):
     assert len(roi["frames"]) == 30 and roi["qp_range"] == 51
     dq = np.load(maps / "val/lindau/lindau_000000_000000_qp_map.npy").astype(int) - 32
     painted = np.zeros_like(dq)
-    for r in roi["frames"][0]["rects"]:
+    for r in reversed(roi["frames"][0]["rects"]):      # where rectangles overlap the first wins
         painted[r["y"] // 16:(r["y"] + r["h"] + 15) // 16, r["x"] // 16:(r["x"] + r["w"] + 15) // 16] = r["dq"]
     assert np.array_equal(painted, dq)
     assert len((tmp_path / "lindau_000000.qpfile.txt").read_text().splitlines()) == 30
