@@ -1,6 +1,8 @@
 """The sweep end to end on a synthesized snippet with real encodes."""
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -104,3 +106,39 @@ def test_frontier_over_qp_mappings(root, tmp_path):
     lab = by.loc[(4, 0), "maps"]
     for f in sorted((direct / "val" / "lindau").glob("*_qp_map.npy"))[:5]:
         assert np.array_equal(np.load(f), np.load(run / "maps" / lab / "val" / "lindau" / f.name))
+
+
+def _per_frame_labels(out, width=384, height=192, city="lindau"):
+    """Each sequence frame's true labelIds/instanceIds from the synthesizer's renderer (seed 0)."""
+    from roienc.fileio import write_png
+    from roienc.synth import _Scene
+
+    scene = _Scene(width, height, 2262.52, 0.209313, 0)
+    for t in range(30):
+        files, _, _ = scene.render(t, city, 0)
+        fid = f"{city}_000000_{t:06d}"
+        write_png(out / city / f"{fid}_labelIds.png", files["labels"].astype("uint8"))
+        write_png(out / city / f"{fid}_instanceIds.png", files["inst"].astype("uint16"))
+    return out
+
+
+def test_judging_by_per_frame_labels_differs_from_self_judging(root, tmp_path):
+    """Stale (held) maps judged by themselves vs by each frame's own labels: different numbers,
+    and every output names the regions that judged it."""
+    labels = _per_frame_labels(tmp_path / "labels")
+    run = tmp_path / "run"
+    common = ("--label-source", "hold", "--no-settings-reference", "--crf", "24,30,36")
+    assert _sweep(root, run, *common) == 0
+    self_res = pd.read_csv(run / "results.csv")
+    assert _sweep(root, run, *common, "--judge-labels-root", str(labels)) == 0
+    judged = pd.read_csv(run / "results.csv")
+    assert judged["judged_by"].str.startswith("per-frame labels").all()
+    assert (run / "judge_maps").is_dir()
+    a = self_res.set_index(["maps", "mode", "rate_value"]).sort_index()
+    b = judged.set_index(["maps", "mode", "rate_value"]).sort_index()
+    assert (a["kbps"] == b["kbps"]).all()                 # the same encodes, reused
+    assert (a["psnr_roi"] - b["psnr_roi"]).abs().max() > 0.05
+    assert not np.allclose(a["roi_fraction"], b["roi_fraction"])
+    bd = pd.read_csv(run / "bdrate.csv")
+    assert bd["judged_by"].str.startswith("per-frame labels").all()
+    assert "per-frame labels --judge-labels-root" in (run / "report.html").read_text()

@@ -1,0 +1,86 @@
+"""Sequence frames: propagated labels, distances without per-frame disparity, --labels-pattern,
+judging by per-frame labels."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from roienc.errors import InputError
+from roienc.maps import build_maps, read_manifest
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    from roienc.synth import synthesize
+
+    r = tmp_path_factory.mktemp("cs")
+    synthesize(r, split="val", cities=("lindau",), width=256, height=128, seed=4)
+    return r
+
+
+def _build(root, out, **kw):
+    return build_maps(root, out, split="val", workers=1, progress=False, visualize_every=0,
+                      sequences=True, annotated=False, **kw)
+
+
+def test_without_disparity_sequence_every_frame_is_built(root, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare)
+    shutil.rmtree(bare / "disparity_sequence")
+    rep = _build(bare, tmp_path / "m")
+    man = rep.manifest
+    assert len(man) == 30 and (man["status"] == "ok").all(), man["reason"].tolist()
+    ann = man["frame_id"].str.endswith("_000019")
+    assert (man.loc[ann, "distance_source"] == "own disparity").all()
+    assert man.loc[~ann, "distance_source"].str.fullmatch("carried from lindau_000000_000019").all()
+    # an object keeps the distance it had on the annotated frame
+    objs19 = pd.read_csv(tmp_path / "m/val/lindau/lindau_000000_000019_objects.csv")
+    objs18 = pd.read_csv(tmp_path / "m/val/lindau/lindau_000000_000018_objects.csv")
+    common = set(objs19["object_id"].astype(str)) & set(objs18["object_id"].astype(str))
+    assert len(common) >= 3
+    d19 = objs19.set_index(objs19["object_id"].astype(str))["distance_m"]
+    d18 = objs18.set_index(objs18["object_id"].astype(str))["distance_m"]
+    for oid in common:
+        assert d18[oid] == pytest.approx(d19[oid]) or (np.isnan(d18[oid]) and np.isnan(d19[oid]))
+    # hold without per-frame disparity: the annotated frame's maps on every frame
+    rep = _build(bare, tmp_path / "h", label_source="hold", speed_override=8.0)  # one d_safe
+    assert rep.manifest["label_source"].str.startswith(("hold:", "gtFine")).all()
+    imp19 = np.load(tmp_path / "h/val/lindau/lindau_000000_000019_importance.npy")
+    imp3 = np.load(tmp_path / "h/val/lindau/lindau_000000_000003_importance.npy")
+    assert np.array_equal(imp19, imp3)
+
+
+def test_skip_existing_does_not_propagate_again(root, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    _build(root, out)
+    import roienc.propagate
+
+    def boom(*a, **k):
+        raise AssertionError("propagation ran for finished frames")
+    monkeypatch.setattr(roienc.propagate, "propagate_snippet", boom)
+    rep = _build(root, out, skip_existing=True)
+    assert (rep.manifest["reason"] == "existing output kept").all()
+    # one missing frame: rebuilt (propagation runs again for its snippet)
+    (out / "val/lindau/lindau_000000_000004_qp_map.npy").unlink()
+    monkeypatch.undo()
+    rep = _build(root, out, skip_existing=True)
+    assert (rep.manifest["reason"] != "existing output kept").sum() == 1
+
+
+def test_labels_pattern(root, tmp_path):
+    """Per-frame labels named like a segmentation tool's output (<id>_leftImg8bit.png)."""
+    pred = tmp_path / "pred" / "lindau"
+    pred.mkdir(parents=True)
+    gt = root / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png"
+    for i in range(30):
+        shutil.copy(gt, pred / f"lindau_000000_{i:06d}_leftImg8bit.png")
+    with pytest.raises(InputError, match="frame_id"):
+        _build(root, tmp_path / "x", labels_root=tmp_path / "pred", labels_pattern="labels.png")
+    rep = _build(root, tmp_path / "m", labels_root=tmp_path / "pred",
+                 labels_pattern="{frame_id}_leftImg8bit.png")
+    assert (rep.manifest["status"] == "ok").all()
+    assert (rep.manifest["label_source"] == "labels-root").all()
+    rep = _build(root, tmp_path / "n", labels_root=tmp_path / "pred")      # default pattern: absent
+    assert (rep.manifest["status"] == "skipped").all()
+    assert rep.manifest["reason"].str.contains("_labelIds.png").all()
