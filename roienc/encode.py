@@ -44,7 +44,8 @@ from .configs import EncoderConfig, check_rate, load_config, parse_kbps
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import atomic_path, ensure_dir, read_json, write_json, write_text
+from .fileio import (atomic_path, clean_stale_temps, ensure_dir, read_json, temp_tag,
+                     write_json, write_text)
 from .maps import ClipMaps, load_clip_maps, load_params
 from .probe import bitrate_kbps, packet_sizes
 from .tools import Tool, _launch_problem, find_ffmpeg, find_x265, run, tail
@@ -370,6 +371,8 @@ def encode_clip(job: EncodeJob) -> dict:
             return old
         log.info("%s: %s, encoding again", job.sidecar, why)
     ensure_dir(job.folder)
+    for stale in clean_stale_temps(job.folder):          # leftovers of a run killed hard
+        log.info("removed %s (left by a killed run)", stale)
     clip, cfg = job.clip, job.config
     side: dict = {
         "signature": signature,
@@ -507,7 +510,8 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             _run_encoder(job, cmd, log_path, "")
         return
     # two-pass: the same graph (ROI included) twice, the first pass writing only its statistics
-    with tempfile.TemporaryDirectory(prefix=f".{clip.clip_id}.2pass.", dir=job.folder) as stats_dir:
+    with tempfile.TemporaryDirectory(prefix=f".{clip.clip_id}.2pass.{temp_tag()}.",
+                                     dir=job.folder) as stats_dir:
         stats = Path(stats_dir) / "stats"
         with atomic_path(job.mp4) as tmp:
             cmds = [_with_pass(build_ffmpeg_cmd(job, tmp, filter_args, extra), cfg, n, stats)

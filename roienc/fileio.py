@@ -10,7 +10,11 @@ import csv
 import io
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,62 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     if not os.access(p, os.W_OK):
         raise InputError(f"output folder {p} is not writable. Choose a writable --out.")
     return p
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+_TAG_RE = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.")
+_LEGACY_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+LEGACY_TMP_AGE_S = 3600.0
+
+
+def temp_tag() -> str:
+    """``<pid>@<host>``: in every temporary name, so a later run can tell a leftover of a dead
+    process (removed by :func:`clean_stale_temps`) from the work of a live one."""
+    return f"{os.getpid()}@{_HOST}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                       # alive, another user's
+    except (OverflowError, ValueError):
+        return False                      # not a possible pid
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files and folders in ``folder`` left by a process that was killed hard
+    (``kill -9``, power loss): those tagged with a pid of this host that no longer runs, and
+    untagged ones of older versions not touched for an hour. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for e in entries:
+        if not e.name.startswith(".") or not (".tmp" in e.name or ".2pass." in e.name):
+            continue
+        m = _TAG_RE.search(e.name)
+        try:
+            if m:
+                stale = m.group(2) == _HOST and not _pid_alive(int(m.group(1)))
+            else:
+                stale = (_LEGACY_TMP_RE.match(e.name) is not None
+                         and now - e.stat(follow_symlinks=False).st_mtime > LEGACY_TMP_AGE_S)
+            if not stale:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            continue
+    return removed
 
 
 def current_umask() -> int:
@@ -56,7 +116,8 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     final = Path(final)
     ensure_dir(final.parent)
     sfx = suffix if suffix is not None else final.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{sfx}", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.{temp_tag()}.", suffix=f".tmp{sfx}",
+                               dir=final.parent)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())   # mkstemp makes 0600: give what open() would
     finally:

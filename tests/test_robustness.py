@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -436,3 +437,34 @@ def test_non_utf8_bytes_in_dataset_and_encoded_paths(seq_dataset, tmp_path):
     assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report", str(report),
                 "--no-progress", "--skip-existing"]) == 0
     assert len(pd.read_csv(report, encoding_errors="surrogateescape")) == 2
+
+
+# ---------------------------------------------------------------- item 20
+
+def test_temporaries_of_a_hard_killed_run_are_removed_by_the_next(seq_dataset, tmp_path):
+    import os
+    import sys
+    import time
+    root, _ = seq_dataset
+    folder = tmp_path / "hevc/baseline/crf30"
+    folder.mkdir(parents=True)
+    # a process killed with SIGKILL inside atomic_path (as ffmpeg writes the mp4), and a 2-pass folder
+    code = ("import os, signal, sys\nfrom pathlib import Path\nfrom roienc.fileio import atomic_path, temp_tag\n"
+            "f = Path(sys.argv[1])\n(f / ('.lindau_000000.2pass.' + temp_tag() + '.x')).mkdir()\n"
+            "with atomic_path(f / 'lindau_000000.mp4') as tmp:\n"
+            "    tmp.write_bytes(b'partial')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(folder)])
+    assert proc.returncode == -9
+    left = sorted(p.name for p in folder.iterdir())
+    assert len(left) == 2 and all(n.startswith(".lindau_000000.") for n in left)
+    legacy = folder / ".lindau_000000.abcd1234.tmp.mp4"        # untagged, of an older version
+    legacy.write_bytes(b"x")
+    os.utime(legacy, (time.time() - 7200,) * 2)
+    from roienc.fileio import temp_tag
+    mine = folder / f".other.{temp_tag()}.abcdefgh.tmp.mp4"
+    mine.write_bytes(b"x")
+    res = encode_many(find_clips(root, "val"), None, modes=["baseline"], rates=CRF30, out=tmp_path,
+                      cityscapes_root=root, **FAST)[0]
+    assert res["status"] == "ok"
+    hidden = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+    assert hidden == [mine.name]
