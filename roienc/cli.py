@@ -18,6 +18,16 @@ from .errors import RoiencError
 COMMANDS = ["synth", "build_maps", "export", "encode", "evaluate", "sweep", "demo", "doctor"]
 
 
+RESUME_DEFAULT = "finished outputs are kept"
+RESUME_HINT = {     # how each command resumes (only options it accepts)
+    "build-maps": "finished outputs are kept; rerun with --skip-existing to resume",
+    "encode": "finished encodes are kept; rerun with --skip-existing to resume",
+    "evaluate": "the rows measured so far are in the report; rerun with --skip-existing to resume",
+    "sweep": "finished maps and encodes are kept; rerun the same command to resume",
+    "demo": "rerun the same command to resume",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roienc",
@@ -53,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"roienc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"roienc {args.command}: interrupted; finished outputs are kept, rerun with "
-              "--skip-existing to resume", file=sys.stderr)
+        print(f"roienc {args.command}: interrupted; {RESUME_HINT.get(args.command, RESUME_DEFAULT)}",
+              file=sys.stderr)
         return 130
 
 

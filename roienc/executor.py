@@ -7,7 +7,9 @@ so a retried task leaves no corruption. Results are yielded as tasks finish.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -98,14 +100,69 @@ def run_tasks(fn: Callable[..., T], items: Iterable[Any], spec: ExecutorSpec = E
         bar.close()
 
 
+# ---- pool workers: stop with the main process
+# A worker runs its task in its main thread. SIGTERM/SIGINT make the task unwind (subprocess.run
+# and tools.run kill their FFmpeg/x265 child, atomic_path removes its temporary file) and the
+# worker exit instead of taking the next queued task; a watchdog thread sends that SIGTERM when
+# the main process is gone (kill -9), so no worker outlives it.
+_IN_TASK = False
+_STOPPING = False
+PARENT_POLL_S = 0.5
+
+
+def _worker_signal(signum, frame) -> None:
+    global _STOPPING
+    _STOPPING = True
+    if not _IN_TASK:
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)                                # the task did not unwind: leave anyway
+    os._exit(143)
+
+
+def _worker_init(parent: int) -> None:
+    signal.signal(signal.SIGTERM, _worker_signal)
+    signal.signal(signal.SIGINT, _worker_signal)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="roienc-parent-watch").start()
+
+
+def _worker_call(fn: Callable[..., T], item: Any) -> T:
+    global _IN_TASK
+    _IN_TASK = True
+    try:
+        return fn(item)
+    finally:
+        _IN_TASK = False
+        if _STOPPING:
+            os._exit(143)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now (they kill their encoders), drop the queued tasks."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _run_pool(fn: Callable[..., T], items: list, workers: int, bar: tqdm) -> Iterator[T]:
     # Bounded submission keeps memory flat for very long task lists.
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         pending: set[Future] = set()
         it = iter(items)
         try:
             for item in it:
-                pending.add(pool.submit(fn, item))
+                pending.add(pool.submit(_worker_call, fn, item))
                 if len(pending) >= 4 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done:
@@ -119,6 +176,7 @@ def _run_pool(fn: Callable[..., T], items: list, workers: int, bar: tqdm) -> Ite
         except BaseException:
             for f in pending:
                 f.cancel()
+            _stop_pool(pool)                  # interrupted: no queued task starts any more
             raise
 
 

@@ -468,3 +468,134 @@ def test_temporaries_of_a_hard_killed_run_are_removed_by_the_next(seq_dataset, t
     assert res["status"] == "ok"
     hidden = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
     assert hidden == [mine.name]
+
+
+# ---------------------------------------------------------------- items 12 and 19 (pool workers)
+
+POOL_SCRIPT = r'''
+import os, sys, time
+from pathlib import Path
+from roienc.executor import ExecutorSpec, run_tasks
+from roienc.tools import run
+
+OUT = Path(sys.argv[1])
+
+def task(i):
+    (OUT / f"started.{i}.{os.getpid()}").write_text("")
+    run(["sleep", "30"])                 # an encoder that runs for a while
+    (OUT / f"finished.{i}").write_text("")
+    return i
+
+if __name__ == "__main__":
+    (OUT / "main.pid").write_text(str(os.getpid()))
+    for _ in run_tasks(task, range(8), ExecutorSpec("local", 2), progress=False):
+        pass
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_pool_workers_stop_with_the_main_process(tmp_path, sig):
+    import os
+    import signal
+    import sys
+    import time
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    main = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while len(list(tmp_path.glob("started.*"))) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        started = list(tmp_path.glob("started.*"))
+        assert len(started) == 2
+        workers = [int(p.name.split(".")[2]) for p in started]
+        time.sleep(0.5)
+        sleeps = [int(x) for w in workers for x in
+                  open(f"/proc/{w}/task/{w}/children").read().split()]
+        assert len(sleeps) == 2
+        main.send_signal(getattr(signal, sig))        # to the main pid only, not the group
+        main.wait(timeout=20)
+        deadline = time.time() + 10
+        while any(map(_alive, workers + sleeps)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in workers + sleeps if _alive(p)]
+        time.sleep(1)
+        assert len(list(tmp_path.glob("started.*"))) == 2       # no queued task started
+        assert not list(tmp_path.glob("finished.*"))
+    finally:
+        try:
+            os.killpg(main.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        main.wait()
+
+
+def test_qpfile_pipeline_is_stopped_when_interrupted(tmp_path):
+    """run_pipeline (FFmpeg | x265 in qpfile mode) kills both sides on Ctrl-C to roienc only."""
+    import os
+    import signal
+    import sys
+    import time
+    code = ("import os, sys\nfrom roienc.encode import run_pipeline\n"
+            "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+            "run_pipeline(['sleep', '30'], ['sleep', '31'])\n")
+    pidfile = tmp_path / "pid"
+    main = subprocess.Popen([sys.executable, "-c", code, str(pidfile)], stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 20
+        kids: list[int] = []
+        while len(kids) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+            try:
+                kids = [int(x) for x in open(f"/proc/{main.pid}/task/{main.pid}/children").read().split()]
+            except OSError:
+                pass
+        assert len(kids) == 2
+        main.send_signal(signal.SIGINT)
+        main.wait(timeout=10)
+        time.sleep(0.3)
+        assert not [k for k in kids if _alive(k)]
+    finally:
+        try:
+            os.killpg(main.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        main.wait()
+
+
+@pytest.mark.parametrize("command,hint", [("sweep", "rerun the same command"),
+                                          ("encode", "--skip-existing"),
+                                          ("evaluate", "--skip-existing")])
+def test_interrupt_message_names_a_resume_the_command_accepts(monkeypatch, capsys, command, hint):
+    import roienc.cli as rc
+    parser = rc.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    accepts_skip = any("--skip-existing" in a.option_strings for a in sub.choices[command]._actions)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    real = rc.build_parser
+
+    def patched():
+        p = real()
+        for a in p._actions:
+            if hasattr(a, "choices") and isinstance(a.choices, dict):
+                a.choices[command].set_defaults(func=interrupted)
+        return p
+    monkeypatch.setattr(rc, "build_parser", patched)
+    req = {"sweep": ["--cityscapes-root", "x", "--out", "y"],
+           "encode": ["--cityscapes-root", "x", "--mode", "baseline", "--out", "y"],
+           "evaluate": ["--encoded", "x", "--maps", "y", "--report", "r.csv"]}[command]
+    assert rc.main([command, *req]) == 130
+    err = capsys.readouterr().err
+    assert hint in err and ("--skip-existing" not in err or accepts_skip)
