@@ -305,12 +305,22 @@ def read_instance_ids(path: Path) -> np.ndarray:
     return _read_single_channel(path, "instanceIds").astype(np.int32)
 
 
+MAX_SPEED_MPS = 150.0   # 540 km/h: anything above is a unit or data error, not a car
+
+
+def _json_number(value) -> float:
+    """A JSON number as float; ``true``/``false``, strings and null are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
+
+
 def read_camera(path: Path) -> tuple[float, float]:
     """``(fx, baseline)`` from a Cityscapes camera JSON."""
     doc = read_json(path)
     try:
-        fx = float(doc["intrinsic"]["fx"])
-        baseline = float(doc["extrinsic"]["baseline"])
+        fx = _json_number(doc["intrinsic"]["fx"])
+        baseline = _json_number(doc["extrinsic"]["baseline"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: camera JSON needs intrinsic.fx and extrinsic.baseline") from None
     if not (math.isfinite(fx) and fx > 0 and math.isfinite(baseline) and baseline > 0):
@@ -322,11 +332,12 @@ def read_speed(path: Path) -> float:
     """Ego speed (m/s) from a Cityscapes vehicle JSON."""
     doc = read_json(path)
     try:
-        v = float(doc["speed"])
+        v = _json_number(doc["speed"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: vehicle JSON has no numeric 'speed'") from None
-    if not math.isfinite(v) or v < 0:
-        raise InputError(f"{path}: speed must be a finite, non-negative number of m/s, got {v}")
+    if not math.isfinite(v) or v < 0 or v > MAX_SPEED_MPS:
+        raise InputError(f"{path}: speed must be a non-negative number of m/s up to "
+                         f"{MAX_SPEED_MPS:g}, got {v}")
     return v
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +22,16 @@ import pandas as pd
 from PIL import Image
 
 from . import __version__
-from .dataset import (Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
+from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
                       read_disparity_raw, read_instance_ids, read_label_ids, read_rgb, read_speed)
 from .errors import InputError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import ensure_dir, read_json, write_csv, write_json, write_npy, write_png
+from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, write_bytes, write_csv,
+                     write_json, write_npy, write_png)
 from .importance import ImportanceParams, compute_importance
 from .labels import ClassGroups, load_class_groups
 from .propagate import PropagationParams
-from .vis import distance_annotation, importance_to_uint8, importance_vis
+from .vis import colormap_lut, distance_annotation, importance_to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,42 @@ class BuildConfig:
     skip_existing: bool = False
     propagation: PropagationParams = PropagationParams()
     labels_pattern: str = "{frame_id}_labelIds.png"
+    outputs: tuple[str, ...] = ("importance_png", "importance_vis", "qp_map_vis",
+                                "distance_annotation")   # optional images written (IMAGE_OUTPUTS)
+
+    def __post_init__(self) -> None:
+        bad = [o for o in self.outputs if o not in IMAGE_OUTPUTS]
+        if bad:
+            raise InputError(f"--outputs: unknown {', '.join(bad)}; choose 'all', 'maps' or a "
+                             f"comma list of {', '.join(IMAGE_OUTPUTS)} (importance npy, objects "
+                             "csv, near mask and QP maps are always written)")
+
+
+# Optional image outputs of build-maps (--outputs): <id>_importance.png, _importance_vis.png,
+# _qp_map_vis.png and _distance_annotation.png (every --visualize-every-th frame). Always written:
+# _importance.npy, _objects.csv, _near_mask.png, _qp_map.npy, _qp_map.csv.
+IMAGE_FILES = {"importance_png": "_importance.png", "importance_vis": "_importance_vis.png",
+               "qp_map_vis": "_qp_map_vis.png", "distance_annotation": "_distance_annotation.png"}
+IMAGE_OUTPUTS = tuple(IMAGE_FILES)
+
+
+def parse_outputs(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """``--outputs``: 'all' (default), 'maps' (no optional image) or a comma list of
+    :data:`IMAGE_OUTPUTS`, as a tuple in canonical order."""
+    if spec is None:
+        return IMAGE_OUTPUTS
+    items = [t.strip() for t in spec.split(",")] if isinstance(spec, str) else [str(t) for t in spec]
+    items = [t for t in items if t]
+    if items == ["all"]:
+        return IMAGE_OUTPUTS
+    if items == ["maps"] or not items:
+        return ()
+    bad = [t for t in items if t not in IMAGE_OUTPUTS]
+    if bad:
+        raise InputError(f"--outputs: unknown {', '.join(bad)}; choose 'all', 'maps' or a comma "
+                         f"list of {', '.join(IMAGE_OUTPUTS)} (importance npy, objects csv, near "
+                         "mask and QP maps are always written)")
+    return tuple(o for o in IMAGE_OUTPUTS if o in items)
 
 
 @dataclass
@@ -113,11 +150,12 @@ def frame_prefix(out: Path, split: str, city: str, frame_id: str) -> Path:
     return Path(out) / split / city / frame_id
 
 
-def output_paths(prefix: Path, annotate: bool) -> list[Path]:
-    names = ["_importance.npy", "_importance.png", "_importance_vis.png", "_objects.csv",
-             "_near_mask.png", "_qp_map.npy", "_qp_map.csv", "_qp_map_vis.png"]
-    if annotate:
-        names.append("_distance_annotation.png")
+def output_paths(prefix: Path, annotate: bool,
+                 outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> list[Path]:
+    """The files a frame gets: the maps always, the optional images of ``outputs``
+    (the annotation only when ``annotate``)."""
+    names = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+    names += [IMAGE_FILES[o] for o in outputs if o != "distance_annotation" or annotate]
     return [prefix.with_name(prefix.name + n) for n in names]
 
 
@@ -176,7 +214,8 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
                          "--labels-root DIR with per-frame labelIds (e.g. from a segmentation model)")
     if ref.disparity is None and ref.source != "sequence":
         raise InputError(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
-    paths = output_paths(frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id), annotate)
+    paths = output_paths(frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id), annotate,
+                         cfg.outputs)
     if cfg.skip_existing:
         kept = existing_outputs(paths, cfg.qp.block_size)
         if kept is not None:
@@ -201,8 +240,11 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
                          f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
     if instances is not None and instances.shape != labels.shape:
         raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
+    ip = cfg.importance
+    if distance_source.startswith("carried"):   # every carried pixel holds the object's exact
+        ip = replace(ip, min_valid_pixels=1)     # median: one is as good as many
     fi = compute_importance(labels, instances, disp, row["fx"], row["baseline"], row["speed_mps"],
-                            cfg.groups, cfg.importance)
+                            cfg.groups, ip)
     row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
                objects=len(fi.objects), objects_inside_safe=int(fi.objects["inside_safe"].sum()),
                distance_source=distance_source)
@@ -399,16 +441,18 @@ def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd
     Outputs are written atomically, so an incomplete one means outside damage, not our crash."""
     if not all(p.is_file() and p.stat().st_size > 0 for p in paths):
         return None
+    by_end = {next((e for e in ("_importance.npy", "_qp_map.npy", "_objects.csv")
+                    if p.name.endswith(e)), p.name): p for p in paths}
     try:
-        imp = np.load(paths[0], mmap_mode="r")
-        qp = np.load(paths[5], mmap_mode="r")
+        imp = np.load(by_end["_importance.npy"], mmap_mode="r")
+        qp = np.load(by_end["_qp_map.npy"], mmap_mode="r")
         h, w = imp.shape
         if imp.dtype != np.float32 or qp.shape != (-(-h // block), -(-w // block)):
             return None
-        objs = pd.read_csv(paths[3])
+        objs = pd.read_csv(by_end["_objects.csv"])
         if "inside_safe" not in objs:
             return None
-        for png in (paths[1], paths[2], paths[4], paths[7], *paths[8:]):
+        for png in (p for p in paths if p.suffix == ".png"):
             with Image.open(png) as im:
                 im.verify()
         return (int(h), int(w)), objs
@@ -418,18 +462,26 @@ def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd
 
 def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
                         speed: float) -> None:
-    """Write the importance, object, QP and visualisation files of one frame."""
+    """Write the importance, object and QP files of one frame, and the images of ``cfg.outputs``
+    (the annotation when ``annotate_ref`` is given). The importance PNG and its 'hot' rendering
+    share one deflate (the rendering is the same bytes with the colormap as palette)."""
     from .qpmap import qp_map_from_importance, write_qp_outputs
 
     ensure_dir(prefix.parent)
     name = prefix.name
-    u8 = importance_to_uint8(fi.importance)
+    want = set(cfg.outputs)
     write_npy(prefix.with_name(name + "_importance.npy"), fi.importance)
-    write_png(prefix.with_name(name + "_importance.png"), u8)
-    write_png(prefix.with_name(name + "_importance_vis.png"), importance_vis(u8))
-    inside = np.concatenate(([False], fi.objects["inside_safe"].to_numpy(bool)))
-    write_png(prefix.with_name(name + "_near_mask.png"),
-              (inside[fi.object_map] * np.uint8(255)).astype(np.uint8))
+    if want & {"importance_png", "importance_vis"}:
+        u8 = importance_to_uint8(fi.importance)
+        h, w = u8.shape
+        idat = png_idat(u8)
+        if "importance_png" in want:
+            write_bytes(prefix.with_name(name + "_importance.png"), png_from_idat(w, h, idat))
+        if "importance_vis" in want:
+            write_bytes(prefix.with_name(name + "_importance_vis.png"),
+                        png_from_idat(w, h, idat, palette=colormap_lut("hot")))
+    near_lut = np.concatenate(([0], fi.objects["inside_safe"].to_numpy(bool) * 255)).astype(np.uint8)
+    write_png(prefix.with_name(name + "_near_mask.png"), np.take(near_lut, fi.object_map))
     objs = fi.objects.copy()
     objs["distance_m"] = objs["distance_m"].round(3)
     write_csv(prefix.with_name(name + "_objects.csv"), objs.itertuples(index=False),
@@ -438,12 +490,25 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
     qp = qp_map_from_importance(fi.importance, block=q.block_size, stat=q.block_stat,
                                 base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
                                 normalize=q.qp_normalize, background=q.bg)
-    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.bg))
-    if annotate_ref is not None:
-        img = read_rgb(annotate_ref.image)
+    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.bg),
+                     vis="qp_map_vis" in want)
+    if annotate_ref is not None and "distance_annotation" in want:
+        img, bgr = _read_picture(annotate_ref.image)
         write_png(prefix.with_name(name + "_distance_annotation.png"),
                   distance_annotation(img, fi.object_map, fi.objects, fi.d_safe, speed,
-                                      title=annotate_ref.frame_id))
+                                      title=annotate_ref.frame_id, bgr=bgr))
+
+
+def _read_picture(path: Path) -> tuple[np.ndarray, bool]:
+    """The camera image for the annotation: ``(BGR array, True)`` decoded by cv2 (~30% faster
+    than Pillow + RGB conversion), else ``read_rgb``'s ``(RGB, False)`` and its errors."""
+    import cv2
+
+    with contextlib.suppress(Exception):
+        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if img is not None and img.ndim == 3 and img.shape[2] == 3:
+            return img, True
+    return read_rgb(path), False
 
 
 @contextlib.contextmanager
@@ -508,6 +573,7 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "fx": cfg.fx,
         "baseline": cfg.baseline,
         "visualize_every": cfg.visualize_every,
+        "outputs": list(cfg.outputs),       # which optional images (not a map setting)
         # flat copies for the readers of the maps (adapters, encode)
         "block_size": cfg.qp.block_size,
         "base_qp": cfg.qp.base_qp,
@@ -612,16 +678,16 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                progress: bool = True, label_source: str = "propagate",
                labels_pattern: str = "{frame_id}_labelIds.png",
                instances_pattern: str = "{frame_id}_instanceIds.png",
-               propagation: PropagationParams | None = None) -> BuildReport:
+               propagation: PropagationParams | None = None,
+               outputs: str | list[str] | tuple[str, ...] | None = None) -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README."""
     out = ensure_dir(out)
     if (fx is None) != (baseline is None):
         raise InputError("--fx and --baseline go together: give both or neither")
-    if speed is not None and (not math.isfinite(speed) or speed < 0):
-        raise InputError(f"--speed must be a finite, non-negative number of m/s, got {speed}")
-    if speed_override is not None and (not math.isfinite(speed_override) or speed_override < 0):
-        raise InputError(f"--speed-override must be a finite, non-negative m/s, got {speed_override}")
+    for name, v in (("--speed", speed), ("--speed-override", speed_override)):
+        if v is not None and (not math.isfinite(v) or not 0 <= v <= MAX_SPEED_MPS):
+            raise InputError(f"{name} must be a number of m/s in 0..{MAX_SPEED_MPS:g}, got {v}")
     if camera is not None:
         read_camera(Path(camera))  # fail early on a bad --camera file
     cfg = BuildConfig(out=out, importance=importance or ImportanceParams(), qp=qp or QPParams(),
@@ -630,7 +696,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                       camera_file=str(camera) if camera is not None else None,
                       fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
                       skip_existing=skip_existing, propagation=propagation or PropagationParams(),
-                      labels_pattern=labels_pattern)
+                      labels_pattern=labels_pattern, outputs=parse_outputs(outputs))
 
     refs: list[FrameRef] = []
     if annotated:
@@ -648,7 +714,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
     claim_folder(out, params, cities, sequences, overwrite)
 
     # annotated frames one task each; the frames of a snippet one task (flow is per snippet)
-    every = cfg.visualize_every
+    every = cfg.visualize_every if "distance_annotation" in cfg.outputs else 0
     annotate = {id(r): bool(every) and i % every == 0 for i, r in enumerate(refs)}
     tasks: list = [(r, cfg, annotate[id(r)]) for r in refs if r.source != "sequence"]
     snippets: dict[tuple[str, str], list[FrameRef]] = {}

@@ -62,8 +62,11 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
     prefix = frame_prefix(maps_root, sb["split"], sb["city"], fid)
     imp = load_importance(maps_root, sb["split"], sb["city"], fid)
     x0, y0, x1, y1 = _crop_box(imp, roi_threshold, max(64, min(w, h) // 2))
-    src_rgb = np.asarray(Image.open(Path(sb["input_args"][sb["input_args"].index("-i") + 1]).parent
-                                    / f"{fid}_leftImg8bit.png").convert("RGB"))
+    if sb.get("source_files"):          # the exact frames encoded (absolute paths)
+        src_path = Path(sb["source_files"][idx])
+    else:                               # sidecars of older versions: the image2 input's folder
+        src_path = Path(sb["input_args"][sb["input_args"].index("-i") + 1]).parent / f"{fid}_leftImg8bit.png"
+    src_rgb = np.asarray(Image.open(src_path).convert("RGB"))
     pics = {"source": src_rgb}
     for name, side, row in (("baseline", sb, b), ("roi", sr, r)):
         mp4 = Path(row["sidecar"]).with_suffix(".mp4")

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +54,7 @@ class SweepResult:
     report: Path
     encodes: list[dict]
     frontier: pd.DataFrame | None = None
+    errors: list[dict] = field(default_factory=list)   # encodes that failed to evaluate
 
 
 def qp_combinations(qp: QPParams | None, grid: dict[str, list] | None) -> list[QPParams]:
@@ -163,15 +164,16 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                   if executor is not None and executor.kind == "dask" else None)
     eval_kw = dict(cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
                    executor=executor, progress=progress, skip_existing=True)
+    errors: list[dict] = []
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
     parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
-                           **eval_kw), "plain", judged_by)]
+                           **eval_kw), "plain", judged_by, errors)]
     for lab, d in zip(labels, maps_dirs):
         if not roi_modes:
             break
         encodes += encode_many(clips, d, modes=tuple(roi_modes), out=run_dir / "enc" / lab, **enc_kw)
         parts.append(_tag(evaluate(run_dir / "enc" / lab, judge_dir, run_dir / "eval" / f"{lab}.csv",
-                                   **eval_kw), lab, judged_by))
+                                   **eval_kw), lab, judged_by, errors))
     results = pd.concat(parts, ignore_index=True)
     write_csv(run_dir / "results.csv", results.itertuples(index=False), header=list(results.columns))
 
@@ -196,10 +198,11 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         plots.append(frontier_plot(frontier, run_dir / "frontier.png"))
     report = write_report(run_dir, results, bd, plots, maps_dirs[0], find_ffmpeg(ffmpeg).path,
                           params, roi_threshold, judged_by=judged_by, frontier=frontier)
-    return SweepResult(run_dir, results, bd, plots, report, encodes, frontier)
+    return SweepResult(run_dir, results, bd, plots, report, encodes, frontier, errors)
 
 
-def _tag(df: pd.DataFrame, label: str, judged_by: str) -> pd.DataFrame:
+def _tag(df: pd.DataFrame, label: str, judged_by: str, errors: list[dict]) -> pd.DataFrame:
+    errors.extend(df.attrs.get("errors", []))
     df = df.copy()
     df.insert(0, "maps", label)
     df["judged_by"] = judged_by

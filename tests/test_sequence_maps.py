@@ -84,3 +84,23 @@ def test_labels_pattern(root, tmp_path):
     rep = _build(root, tmp_path / "n", labels_root=tmp_path / "pred")      # default pattern: absent
     assert (rep.manifest["status"] == "skipped").all()
     assert rep.manifest["reason"].str.contains("_labelIds.png").all()
+
+
+def test_json_true_and_absurd_speeds_are_refused(tmp_path):
+    import json
+
+    from roienc.dataset import read_camera, read_speed
+
+    v = tmp_path / "v.json"
+    for bad in (True, 1e200, "12", None, -1):
+        v.write_text(json.dumps({"speed": bad}))
+        with pytest.raises(InputError, match="speed"):
+            read_speed(v)
+    v.write_text(json.dumps({"speed": 12}))
+    assert read_speed(v) == 12.0
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps({"intrinsic": {"fx": True}, "extrinsic": {"baseline": 0.2}}))
+    with pytest.raises(InputError, match="fx"):
+        read_camera(c)
+    with pytest.raises(InputError, match="--speed"):
+        build_maps(tmp_path, tmp_path / "m", speed=1e200)

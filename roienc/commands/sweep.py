@@ -58,7 +58,17 @@ def run(args: argparse.Namespace) -> int:
                     two_pass=args.two_pass,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
-    print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, rd_*.png, report: {res.report}")
+    print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, rd_*.png, report: {res.report}")
+    failed = [e for e in res.encodes if e.get("status") != "ok"]
+    for e in failed:
+        print(f"  encode {e['clip']} {e['mode']} {e['rate_label']}: {e['status']}: "
+              f"{(e.get('error') or '').splitlines()[0] if e.get('error') else ''}")
+    for e in res.errors:
+        print(f"  evaluate {e.get('sidecar')}: {str(e.get('error', '')).splitlines()[0]}")
+    if failed or res.errors:
+        print(f"sweep: {len(failed)} encode(s) and {len(res.errors)} evaluation(s) failed: the tables "
+              "lack those rows (exit status 1)")
+        return 1
     return 0
 
 
