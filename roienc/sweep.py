@@ -36,6 +36,7 @@ from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
 from .maps import QPParams, build_maps, derive_maps, load_params
 from .plots import frontier_plot, rd_plot
+from .propagate import PropagationParams
 from .report import write_report
 from .tools import find_ffmpeg
 
@@ -116,6 +117,9 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     if settings_reference and codec == "hevc" and any(m in ("roi", "roi+zones") for m in roi_modes):
         roi_modes.append("roi-settings")
     map_params = {k: _jsonable(v) for k, v in opts.items()}
+    if opts["sequences"] and not opts.get("labels_root") and opts.get("label_source", "propagate") == "propagate":
+        # propagation settings change the maps too: a new default lands in a folder of its own
+        map_params["propagation"] = _jsonable(opts.get("propagation") or PropagationParams())
     labels = [maps_label(q, {**map_params, "qp": asdict(q), "root": str(Path(cityscapes_root).resolve()),
                              "split": split}) for q in combos]
     params = {"roienc_version": __version__, "argv": argv if argv is not None else sys.argv,
