@@ -75,7 +75,7 @@ class PropagationParams:
     margin_max_px: cap of the dilation.
     """
 
-    scale: float = 0.5
+    scale: float = 0.25
     method: str = "dis"
     preset: str = "ultrafast"
     mode: str = "chain"
@@ -147,14 +147,21 @@ class PropagatedFrame:
 
 # --------------------------------------------------------------------------------------- flow
 
+def _work_size(w: int, h: int, scale: float) -> tuple[int, int]:
+    """(width, height) of the flow grid, which is also the grid labels are propagated on."""
+    if scale == 1.0:
+        return w, h
+    # DIS needs >= 12 pixels: tiny frames keep at least 16 (or their own size)
+    return max(min(w, 16), int(round(w * scale))), max(min(h, 16), int(round(h * scale)))
+
+
 def _gray_small(rgb: np.ndarray, scale: float) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
         raise InputError(f"propagate: expected an HxWx3 RGB frame, got shape {rgb.shape}")
     g = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY)
     if scale != 1.0:
         h, w = g.shape
-        g = cv2.resize(g, (max(8, int(round(w * scale))), max(8, int(round(h * scale)))),
-                       interpolation=cv2.INTER_AREA)
+        g = cv2.resize(g, _work_size(w, h, scale), interpolation=cv2.INTER_AREA)
     return g
 
 
@@ -173,15 +180,12 @@ class _Flow:
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)
 
 
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    return xx, yy
-
-
-def _sample_bilinear(field: np.ndarray, flow: np.ndarray, grid) -> np.ndarray:
-    xx, yy = grid
-    return cv2.remap(field, xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+def _grid(h: int, w: int) -> np.ndarray:
+    """HxWx2 float32 pixel coordinates (x, y): ``_grid + flow`` is a cv2.remap map."""
+    g = np.empty((h, w, 2), np.float32)
+    g[..., 0] = np.arange(w, dtype=np.float32)[None, :]
+    g[..., 1] = np.arange(h, dtype=np.float32)[:, None]
+    return g
 
 
 def _upsample(flow_small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -208,16 +212,35 @@ def compute_flow(prev_rgb: np.ndarray, next_rgb: np.ndarray,
     return _upsample(f, prev_rgb.shape[:2])
 
 
-def _nearest_index(flow: np.ndarray) -> np.ndarray:
-    """Flat source index of every pixel for a nearest-neighbour backward warp (border clamp)."""
-    h, w = flow.shape[:2]
-    xs = np.rint(flow[..., 0] + np.arange(w, dtype=np.float32)[None, :])
-    ys = np.rint(flow[..., 1] + np.arange(h, dtype=np.float32)[:, None])
-    xi = np.clip(xs, 0, w - 1).astype(np.int32)
-    yi = np.clip(ys, 0, h - 1).astype(np.int32)
-    yi *= w
-    yi += xi
-    return yi
+# ------------------------------------------------------------- exact-value gathers (any dtype)
+
+_CV_GATHER = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def _gather(fn: Callable[[np.ndarray], np.ndarray], arr: np.ndarray) -> np.ndarray:
+    """Apply a cv2 nearest-neighbour gather ``fn`` (remap or resize with INTER_NEAREST) to an HxW
+    array of any dtype, exactly: dtypes cv2 does not handle are gathered as their bytes."""
+    a = np.ascontiguousarray(arr)
+    if a.ndim == 2 and a.dtype.type in _CV_GATHER:
+        return fn(a)
+    h, w = a.shape[:2]
+    b = a.reshape(h, w, -1).view(np.uint8)
+    parts = [fn(np.ascontiguousarray(b[..., i:i + 4])) for i in range(0, b.shape[2], 4)]
+    parts = [p[..., None] if p.ndim == 2 else p for p in parts]
+    out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+    out = np.ascontiguousarray(out).view(a.dtype)
+    return out.reshape(out.shape[0], out.shape[1], *a.shape[2:])
+
+
+def _remap_nearest(arr: np.ndarray, mapxy: np.ndarray) -> np.ndarray:
+    return _gather(lambda a: cv2.remap(a, mapxy, None, cv2.INTER_NEAREST,
+                                       borderMode=cv2.BORDER_REPLICATE), arr)
+
+
+def _resize_nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if arr.shape[1] == size[0] and arr.shape[0] == size[1]:
+        return arr
+    return _gather(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_NEAREST), arr)
 
 
 def warp_nearest(arr: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -226,9 +249,60 @@ def warp_nearest(arr: np.ndarray, flow: np.ndarray) -> np.ndarray:
     instance ids are never blended). ``arr`` is HxW or HxWxC, ``flow`` HxWx2 at the same size."""
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[:2] != arr.shape[:2]:
         raise InputError(f"warp_nearest: flow shape {flow.shape} does not match array {arr.shape}")
-    idx = _nearest_index(flow)
-    flat = arr.reshape(arr.shape[0] * arr.shape[1], *arr.shape[2:])
-    return flat[idx]
+    h, w = arr.shape[:2]
+    m = _grid(h, w)
+    m += flow
+    return _remap_nearest(arr, m)
+
+
+def _lut(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``table[idx]``, with cv2.LUT when ``idx`` is uint8 (``table`` padded to 256 entries)."""
+    if idx.dtype == np.uint8 and table.dtype.type in _CV_GATHER + (np.int8, np.int32):
+        return cv2.LUT(idx, table)
+    return table[idx]
+
+
+# ------------------------------------------------------------------ compact (label, instance)
+
+class _Index:
+    """Labels and instance ids of the annotated frame as one compact index per pixel (uint8 when
+    there are <= 256 distinct (label, instance) pairs, else uint16/int32): one nearest warp per
+    step instead of two, and cv2.LUT maps it back."""
+
+    def __init__(self, labels: np.ndarray, instances: np.ndarray | None, is_dyn: np.ndarray):
+        if instances is None:
+            self.idx = labels.astype(np.uint8, copy=False)
+            self.lab = np.arange(256, dtype=np.uint8)
+            self.inst = None
+        else:
+            key = instances.astype(np.int64) * 256 + labels
+            kmin, kmax = int(key.min()), int(key.max())
+            if kmin >= 0 and kmax < (1 << 25):
+                present = np.bincount(key.ravel(), minlength=kmax + 1) > 0
+                uniq = np.flatnonzero(present)
+                table = np.zeros(kmax + 1, np.int32)
+                table[uniq] = np.arange(uniq.size, dtype=np.int32)
+                idx = table[key]
+            else:
+                uniq, inv = np.unique(key, return_inverse=True)
+                idx = inv.reshape(key.shape)
+            n = uniq.size
+            dt = np.uint8 if n <= 256 else np.uint16 if n <= 65536 else np.int32
+            self.idx = idx.astype(dt)
+            size = 256 if dt == np.uint8 else n
+            self.lab = np.zeros(size, np.uint8)
+            self.lab[:n] = uniq % 256
+            self.inst = np.zeros(size, np.int32)
+            self.inst[:n] = uniq // 256
+        self.dyn = is_dyn[self.lab].astype(np.uint8)          # 0/1 per index
+
+    def dynamic(self, idx: np.ndarray) -> np.ndarray:
+        return _lut(self.dyn, idx).view(bool)
+
+    def decode(self, idx: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray | None]:
+        lab = _lut(self.lab, idx)
+        inst = None if self.inst is None else _lut(self.inst, idx).astype(dtype, copy=False)
+        return lab, inst
 
 
 # --------------------------------------------------------------------------------- the margin
@@ -237,7 +311,8 @@ def dilate_dynamic(labels: np.ndarray, instances: np.ndarray | None, dynamic: np
                    radius: int) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Grow the dynamic pixels (``dynamic`` bool HxW) by ``radius`` px (Euclidean); ring pixels take
     the label (and instance id) of the nearest dynamic pixel. Returns (labels, instances, number of
-    pixels added)."""
+    pixels added). (Reference implementation at the given resolution; ``propagate_snippet`` uses
+    the same rule on its compact index, on a coarser grid for large frames.)"""
     if radius <= 0 or not dynamic.any():
         return labels, instances, 0
     h, w = labels.shape
@@ -262,6 +337,63 @@ def dilate_dynamic(labels: np.ndarray, instances: np.ndarray | None, dynamic: np
     return labels, instances, n
 
 
+MARGIN_GRID = 512     # the margin's distance transform runs on a grid at most this wide
+
+
+def _margin_index(idx: np.ndarray, dyn: np.ndarray, radius: float) -> tuple[np.ndarray, int]:
+    """Grow the dynamic pixels (``dyn`` bool) of the compact index image ``idx`` by ``radius`` px
+    (Euclidean, approximately): ring pixels take the index of the nearest dynamic pixel. For
+    images wider than MARGIN_GRID the distance transform runs on cells of f x f pixels (a cell is
+    dynamic when any of its pixels is, and stands for the index of one of them), which costs a
+    fraction of the full-resolution transform and is far finer than a 16x16 coding block.
+    Returns (index image, number of pixels added)."""
+    if radius <= 0:
+        return idx, 0
+    h, w = idx.shape
+    f = max(1, -(-w // MARGIN_GRID))
+    d8 = dyn.view(np.uint8)
+    if f > 1:
+        hc, wc = -(-h // f), -(-w // f)
+        ph, pw = hc * f - h, wc * f - w
+        dpad = cv2.copyMakeBorder(d8, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+        cell = cv2.resize(dpad, (wc, hc), interpolation=cv2.INTER_AREA).view(bool)  # any pixel
+        didx = idx * d8 if idx.dtype == np.uint8 else idx * d8.astype(idx.dtype)
+        if didx.dtype in (np.uint8, np.uint16):
+            didx = cv2.copyMakeBorder(didx, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+            rep = cv2.dilate(didx, np.ones((f, f), np.uint8), anchor=(0, 0))[::f, ::f]
+        else:
+            rep = np.pad(didx, ((0, ph), (0, pw))).reshape(hc, f, wc, f).max(axis=(1, 3))
+    else:
+        cell, rep = dyn, idx
+    x, y, bw, bh = cv2.boundingRect(cell.view(np.uint8))
+    if bw == 0:
+        return idx, 0
+    rc = radius / f
+    m = int(np.ceil(rc)) + 1
+    hc, wc = cell.shape
+    x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(wc, x + bw + m), min(hc, y + bh + m)
+    sub = cell[y0:y1, x0:x1]
+    dist, lab = cv2.distanceTransformWithLabels((~sub).view(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    near = dist <= rc
+    src = np.flatnonzero(sub.ravel())
+    nidx = np.zeros(sub.shape, idx.dtype)
+    nidx[near] = np.ascontiguousarray(rep[y0:y1, x0:x1]).ravel()[src[lab[near] - 1]]
+    if f > 1:
+        sw, sh = (x1 - x0) * f, (y1 - y0) * f
+        near = _resize_nearest(near.view(np.uint8), (sw, sh)).view(bool)
+        nidx = _resize_nearest(nidx, (sw, sh))
+        x0, y0, x1, y1 = x0 * f, y0 * f, min(w, x1 * f), min(h, y1 * f)
+        near, nidx = near[:y1 - y0, :x1 - x0], nidx[:y1 - y0, :x1 - x0]
+    ring = near & ~dyn[y0:y1, x0:x1]
+    n = int(np.count_nonzero(ring))
+    if n == 0:
+        return idx, 0
+    out = idx.copy()
+    np.copyto(out[y0:y1, x0:x1], nidx, where=ring)
+    return out, n
+
+
 # ---------------------------------------------------------------------------- propagation
 
 def _check_inputs(labels: np.ndarray, instances: np.ndarray | None, group_lut: np.ndarray) -> None:
@@ -271,6 +403,36 @@ def _check_inputs(labels: np.ndarray, instances: np.ndarray | None, group_lut: n
         raise InputError(f"propagate: instances shape {instances.shape} != labels {labels.shape}")
     if group_lut.ndim != 1 or group_lut.size < 256:
         raise InputError("propagate: group_lut must be a 256-entry lookup table")
+
+
+def _fb_unreliable(back: np.ndarray, fwd: np.ndarray, s: float, p: PropagationParams) -> np.ndarray:
+    """Forward-backward check on the flow grid: ``back`` (grid of t -> t-1) followed by ``fwd``
+    (grid of t-1 -> t) sampled where ``back`` lands should return to the start. ``s`` is the size
+    of a flow-grid pixel in full-resolution pixels; the thresholds are in full-resolution pixels.
+    DIS computes its flow on a grid 4x coarser than its input (patch stride 4 at finest scale 2
+    for ultrafast/fast), so on flow grids wider than 256 the check runs on every second pixel and
+    is upsampled: same answer at a quarter of the cost. float32 throughout."""
+    hs, ws = back.shape[:2]
+    k = 2 if ws >= 256 else 1
+    if k > 1:
+        wk, hk = -(-ws // k), -(-hs // k)
+        b = cv2.resize(back, (wk, hk), interpolation=cv2.INTER_NEAREST)   # every k-th pixel
+    else:
+        hk, wk, b = hs, ws, back
+    m = np.empty((hk, wk, 2), np.float32)
+    m[..., 0] = (np.arange(wk, dtype=np.float32) * (ws / wk))[None, :]
+    m[..., 1] = (np.arange(hk, dtype=np.float32) * (hs / hk))[:, None]
+    m += b
+    err = cv2.remap(fwd, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err += b
+    e = cv2.magnitude(*cv2.split(err))
+    lim = cv2.magnitude(*cv2.split(b))
+    lim *= p.fb_relative
+    lim += p.fb_threshold / s
+    bad = (e > lim).view(np.uint8)
+    if k > 1:
+        bad = cv2.resize(bad, (ws, hs), interpolation=cv2.INTER_NEAREST)
+    return bad.view(bool)
 
 
 def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
@@ -285,10 +447,12 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
         frames are held at a time; then ``n_frames`` is required).
     group_lut: uint8 label id -> group (``roienc.labels.load_class_groups().group_lut()``); pixels
         whose group is ``roienc.labels.DYNAMIC`` get the unreliable-pixel policy and the margin.
-    timings: if given, gets ``{"flow_s": ..., "warp_s": ...}`` (seconds, summed) added.
+    timings: if given, gets ``{"flow_s": ..., "warp_s": ...}`` (seconds, summed) added: flow_s is
+        gray conversion, downscaling, the flows and the forward-backward check; warp_s the
+        warps, the unreliable-pixel policy, the margin and the upsampling to full resolution.
     extra: HxW arrays of the annotated frame (e.g. its disparity) warped with the same flow and
-        nearest sampling, without the unreliable-pixel policy or the margin; each frame's
-        ``extra`` holds them by name.
+        nearest sampling (exact values, any dtype), without the unreliable-pixel policy or the
+        margin; each frame's ``extra`` holds them by name.
     Returns one PropagatedFrame per frame, in frame order.
     """
     import time
@@ -308,28 +472,39 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
     _check_inputs(labels, instances, group_lut)
     labels = labels.astype(np.uint8, copy=False)
     inst = instances.astype(np.int32, copy=False) if instances is not None else None
-    is_dyn = (group_lut == DYNAMIC)
+    is_dyn = (group_lut[:256] == DYNAMIC)
     h, w = labels.shape
-    engine = _Flow(p)
-    t_flow = t_warp = 0.0
-
-    out: list[PropagatedFrame | None] = [None] * n
-    extra = dict(extra or {})
+    extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
     for k, v in extra.items():
-        if np.asarray(v).shape != labels.shape:
-            raise InputError(f"propagate: extra array {k!r} shape {np.asarray(v).shape} != labels {labels.shape}")
+        if v.shape != labels.shape:
+            raise InputError(f"propagate: extra array {k!r} shape {v.shape} != labels {labels.shape}")
+    out: list[PropagatedFrame | None] = [None] * n
     out[annotated_index] = PropagatedFrame(labels.copy(), None if inst is None else inst.copy(), 0,
-                                           extra={k: np.asarray(v).copy() for k, v in extra.items()})
+                                           extra={k: v.copy() for k, v in extra.items()})
+    if n == 1:
+        return out  # type: ignore[return-value]
+
+    t0 = time.perf_counter()
+    ws, hs = _work_size(w, h, p.scale)
+    s = w / ws                                   # full-resolution pixels per flow-grid pixel
+    code = _Index(_resize_nearest(labels, (ws, hs)),
+                  None if inst is None else _resize_nearest(inst, (ws, hs)), is_dyn)
+    idx0 = code.idx
+    x0 = {k: _resize_nearest(v, (ws, hs)) for k, v in extra.items()}
+    grid = _grid(hs, ws)
+    engine = _Flow(p)
+    g_ann = _gray_small(get(annotated_index), p.scale)
+    if g_ann.shape != (hs, ws):
+        raise InputError(f"propagate: frame {annotated_index} size {g_ann.shape[::-1]} does not "
+                         f"match its labels ({w}x{h})")
+    t_warp = time.perf_counter() - t0
+    t_flow = 0.0
     for direction in (1, -1):
         if not 0 <= annotated_index + direction < n:
             continue
-        t0 = time.perf_counter()
-        g_prev = _gray_small(get(annotated_index), p.scale)
-        t_flow += time.perf_counter() - t0
-        grid = _grid(*g_prev.shape)
-        acc = None                      # composed flow back to the annotated frame (flow res)
-        prev_l, prev_i = labels, inst   # previous output without margin (chain state)
-        prev_x = extra
+        g_prev = g_ann
+        acc = None                      # composed flow back to the annotated frame (flow grid)
+        prev_idx, prev_x = idx0, x0     # previous output without margin (chain state)
         t = annotated_index + direction
         while 0 <= t < n:
             t0 = time.perf_counter()
@@ -337,46 +512,41 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
             if g.shape != g_prev.shape:
                 raise InputError(f"propagate: frame {t} size differs from frame {t - direction}")
             back = engine(g, g_prev)                    # grid of t -> t-direction
+            mapxy = grid + back
             bad = None
             if p.fb_check:
                 fwd = engine(g_prev, g)                 # grid of t-direction -> t
-                err = back + _sample_bilinear(fwd, back, grid)
-                s = w / g.shape[1]
-                err_px = np.sqrt(err[..., 0] ** 2 + err[..., 1] ** 2) * s
-                mag = np.sqrt(back[..., 0] ** 2 + back[..., 1] ** 2) * s
-                bad = err_px > (p.fb_threshold + p.fb_relative * mag)
+                bad = _fb_unreliable(back, fwd, s, p)
             t1 = time.perf_counter()
             t_flow += t1 - t0
             if p.mode == "compose":
-                acc = back if acc is None else back + _sample_bilinear(acc, back, grid)
-                idx = _nearest_index(_upsample(acc, (h, w)))
-                new_l = labels.ravel()[idx]
-                new_i = None if inst is None else inst.ravel()[idx]
-                new_x = {k: np.asarray(v).ravel()[idx] for k, v in extra.items()}
+                if acc is None:
+                    acc = back
+                else:
+                    acc = cv2.remap(acc, mapxy, None, cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE) + back
+                amap = grid + acc
+                new_idx = _remap_nearest(idx0, amap)
+                new_x = {k: _remap_nearest(v, amap) for k, v in x0.items()}
             else:
-                idx = _nearest_index(_upsample(back, (h, w)))
-                new_l = prev_l.ravel()[idx]
-                new_i = None if prev_i is None else prev_i.ravel()[idx]
-                new_x = {k: np.asarray(v).ravel()[idx] for k, v in prev_x.items()}
+                new_idx = _remap_nearest(prev_idx, mapxy)
+                new_x = {k: _remap_nearest(v, mapxy) for k, v in prev_x.items()}
             frac = 0.0
             if bad is not None:
-                frac = float(bad.mean())
+                frac = float(np.count_nonzero(bad)) / bad.size
                 if p.unreliable != "warp" and frac > 0:
-                    bad_full = cv2.resize(bad.view(np.uint8), (w, h),
-                                          interpolation=cv2.INTER_NEAREST).view(bool)
+                    take = bad
                     if p.unreliable == "keep_dynamic":
-                        take = bad_full & is_dyn[prev_l] & ~is_dyn[new_l]
-                    else:
-                        take = bad_full
-                    new_l[take] = prev_l[take]
-                    if new_i is not None:
-                        new_i[take] = prev_i[take]
-            prev_l, prev_i, prev_x = new_l, new_i, new_x
+                        take = bad & code.dynamic(prev_idx) & ~code.dynamic(new_idx)
+                    np.copyto(new_idx, prev_idx, where=take)
+            prev_idx, prev_x = new_idx, new_x
             steps = t - annotated_index
             r = p.margin_at(steps, w)
-            ml, mi, added = dilate_dynamic(new_l, new_i, is_dyn[new_l], r)
+            midx, added = _margin_index(new_idx, code.dynamic(new_idx), r / s)
+            ml, mi = code.decode(_resize_nearest(midx, (w, h)), np.int32)
+            xs = {k: _resize_nearest(v, (w, h)) for k, v in new_x.items()}
             t_warp += time.perf_counter() - t1
-            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(h * w), new_x)
+            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs)
             g_prev = g
             t += direction
     if timings is not None:

@@ -154,7 +154,7 @@ def test_params_validation(kw):
 
 def test_params_as_dict_and_bad_inputs():
     d = PropagationParams().as_dict()
-    assert d["scale"] == 0.5 and "margin_px" in d
+    assert d["scale"] == 0.25 and "margin_px" in d
     img = np.zeros((32, 32, 3), np.uint8)
     lab = np.zeros((32, 32), np.uint8)
     with pytest.raises(InputError):
