@@ -6,12 +6,18 @@ figure (``imshow`` + ``savefig``). It is reimplemented faithfully below, produci
 of outputs (importance npy/png/vis, QP map csv/npy/vis, object table, annotation), and both are
 run in this process on the same frames.
 
-    python3 benchmarks/bench_build_maps.py [--frames 12] [--workers 1,2]
+    python3 benchmarks/bench_build_maps.py [--frames 12] [--workers 1,2] [--real /work/real]
 
-Both produce the default output set: every per-frame file, the distance annotation on every 30th
-frame. Module imports are paid before timing starts (one warm-up frame each).
-
-Prints seconds per frame of each, their ratio, and the roienc scaling with --workers.
+Timed on one worker (in this process), after one untimed warm-up frame each:
+  seed        the seed's algorithm, every output incl. the annotation on every frame
+  all         roienc, every output incl. the distance annotation on every frame (--visualize-every 1)
+  default     roienc defaults (annotation every 30th frame)
+  maps        roienc --outputs maps (npy, objects csv, near mask, QP npy/csv; no optional image)
+and the default output set on each further --workers count. Each line gives wall s/frame and
+CPU s/frame (process time, the one-core cost, which other load on the machine does not
+inflate) and the speed-up vs the seed in both. With --real ROOT (a Cityscapes root with
+leftImg8bit_sequence) also s/frame of `--sequences` with label propagation (default
+--label-source propagate) on --real-split at --speed, all outputs and default outputs.
 """
 from __future__ import annotations
 
@@ -109,10 +115,19 @@ def seed_build_maps(root: Path, out: Path, split: str, v_default: float = 10.0,
     return n
 
 
+def _timed(fn) -> tuple[float, float, object]:
+    t, c = time.perf_counter(), time.process_time()
+    res = fn()
+    return time.perf_counter() - t, time.process_time() - c, res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12, help="annotated frames to synthesize")
-    ap.add_argument("--workers", default="1,2", help="roienc worker counts to time")
+    ap.add_argument("--workers", default="1,2", help="roienc worker counts to time (default outputs)")
+    ap.add_argument("--real", metavar="ROOT", help="real Cityscapes root for the --sequences figure")
+    ap.add_argument("--real-split", default="train")
+    ap.add_argument("--speed", type=float, default=10.0, help="ego speed for frames without vehicle JSON")
     args = ap.parse_args()
 
     from roienc.maps import build_maps
@@ -123,36 +138,56 @@ def main() -> None:
         t = time.perf_counter()
         synthesize(tmp / "cs", split="val", cities=("benchcity",), sequences_per_city=args.frames,
                    width=2048, height=1024, with_sequences=False)
-        print(f"synthesized {args.frames} frames of 2048x1024 in {time.perf_counter() - t:.1f} s")
+        print(f"synthesized {args.frames} frames of 2048x1024 in {time.perf_counter() - t:.1f} s; "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
 
         # warm-up (imports, colormaps, colour bar) on one frame, untimed
         synthesize(tmp / "warm", split="val", cities=("warm",), width=2048, height=1024,
                    with_sequences=False)
-        seed_build_maps(tmp / "warm", tmp / "warm_seed", "val")
-        build_maps(tmp / "warm", tmp / "warm_roienc", split="val", workers=1, progress=False)
+        seed_build_maps(tmp / "warm", tmp / "warm_seed", "val", visualize_every=1)
+        build_maps(tmp / "warm", tmp / "warm_roienc", split="val", workers=1, progress=False,
+                   visualize_every=1)
 
-        t = time.perf_counter()
-        n = seed_build_maps(tmp / "cs", tmp / "seed", "val")
-        seed_s = (time.perf_counter() - t) / n
-        print(f"seed algorithm (1 core)          : {seed_s:7.3f} s/frame  {1 / seed_s:6.2f} frames/s")
+        wall, cpu, n = _timed(lambda: seed_build_maps(tmp / "cs", tmp / "seed", "val",
+                                                      visualize_every=1))
+        seed_w, seed_c = wall / n, cpu / n
+        print(f"{'seed, every output every frame':44s}: {seed_w:6.3f} s/frame wall "
+              f"{seed_c:6.3f} s/frame CPU")
 
-        results = {}
-        for w in [int(x) for x in args.workers.split(",")]:
-            out = tmp / f"roienc{w}"
-            t = time.perf_counter()
-            # default output set: every file per frame, distance annotation every 30th frame
-            rep = build_maps(tmp / "cs", out, split="val", workers=w, visualize_every=30,
-                             progress=False)
-            dt = (time.perf_counter() - t) / len(rep.manifest)
+        def run(label: str, workers: int, **kw) -> float:
+            out = tmp / f"roienc-{label}-{workers}"
+            wall, cpu, rep = _timed(lambda: build_maps(tmp / "cs", out, split="val",
+                                                       workers=workers, progress=False, **kw))
             assert (rep.manifest["status"] == "ok").all(), rep.manifest
-            results[w] = dt
-            print(f"roienc build-maps --workers {w}   : {dt:7.3f} s/frame  {1 / dt:6.2f} frames/s"
-                  f"  speed-up vs seed {seed_s / dt:5.1f}x")
-        if 1 in results:
-            for w, dt in results.items():
-                if w != 1:
-                    print(f"scaling 1 -> {w} workers: {results[1] / dt:.2f}x (ideal {w}x, "
-                          f"{os.cpu_count()} cores)")
+            n = len(rep.manifest)
+            size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / n / 1e6
+            line = f"roienc {label}, {workers} worker{'s' if workers > 1 else ''}"
+            cpu_part = (f"{cpu / n:6.3f} s/frame CPU ({seed_c / (cpu / n):5.1f}x)" if workers == 1
+                        else "(CPU of worker processes not counted)")
+            print(f"{line:44s}: {wall / n:6.3f} s/frame wall ({seed_w / (wall / n):5.1f}x)  "
+                  f"{cpu_part}  {size:5.2f} MB/frame")
+            return wall / n
+
+        run("all outputs, annotation every frame", 1, visualize_every=1)
+        results = {1: run("default outputs", 1)}
+        run("--outputs maps", 1, outputs="maps")
+        for w in [int(x) for x in args.workers.split(",")]:
+            if w != 1:
+                results[w] = run("default outputs", w)
+                print(f"scaling 1 -> {w} workers: {results[1] / results[w]:.2f}x (ideal {w}x, "
+                      f"{os.cpu_count()} cores)")
+
+        if args.real:
+            for label, kw in (("all outputs every frame", dict(visualize_every=1)),
+                              ("default outputs", {})):
+                out = tmp / f"real-{len(kw)}"
+                wall, cpu, rep = _timed(lambda: build_maps(
+                    args.real, out, split=args.real_split, sequences=True, speed=args.speed,
+                    workers=1, progress=False, **kw))
+                ok = rep.manifest[rep.manifest["status"] == "ok"]
+                n = max(1, len(rep.manifest))
+                print(f"{'real --sequences (propagate), ' + label:44s}: {wall / n:6.3f} s/frame "
+                      f"wall {cpu / n:6.3f} s/frame CPU  ({len(ok)}/{len(rep.manifest)} frames ok)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -13,8 +13,10 @@ import os
 import re
 import shutil
 import socket
+import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,13 +166,79 @@ def write_npy(final: str | os.PathLike, array: np.ndarray) -> Path:
     return write_bytes(final, buf.getvalue())
 
 
-def write_png(final: str | os.PathLike, array: np.ndarray, compress_level: int = 1) -> Path:
-    """Write a uint8 (gray/RGB) or uint16 (gray) array as PNG, atomically."""
+# PNG: rows filtered with 'Up' (numpy), deflated by zlib at level 1 with the Z_RLE strategy.
+# Measured on 2048x1024 frames (CPU ms, size): camera picture 46 ms / 2.0 MB against 115 ms /
+# 1.9 MB for Pillow level 1 (its per-row filter choice) and 89 ms for cv2.imencode (level 1,
+# PNG_STRATEGY_RLE); importance map 8 ms / 11 KB against 9 ms / 22 KB. Level 0 (stored) takes
+# 7 ms but 6.5 MB for a picture.
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}          # channels -> PNG colour type (gray, RGB, RGBA)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
+
+
+def png_idat(array: np.ndarray, compress_level: int = 1) -> bytes:
+    """The compressed image data (IDAT payload) of a uint8 HxW or HxWxC array: every row filtered
+    with PNG filter 2 ('Up'), deflated with Z_RLE (runs of equal bytes are what filtered maps and
+    pictures are made of). Shared by images of the same bytes in other colour types (a gray map
+    and its paletted colour rendering)."""
+    a = np.ascontiguousarray(array)
+    h = a.shape[0]
+    rows = a.reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    c = zlib.compressobj(compress_level, zlib.DEFLATED, 15, 9,
+                         zlib.Z_RLE if compress_level > 0 else zlib.Z_DEFAULT_STRATEGY)
+    return c.compress(filtered) + c.flush()
+
+
+def png_from_idat(width: int, height: int, idat: bytes, channels: int = 1,
+                  palette: np.ndarray | None = None) -> bytes:
+    """A complete 8-bit PNG around ``idat`` (from :func:`png_idat`): gray/RGB/RGBA by
+    ``channels``, or with ``palette`` ((n<=256, 3) uint8 RGB) an indexed-colour ('P') image whose
+    bytes are palette indices."""
+    if palette is not None:
+        pal = np.ascontiguousarray(palette, dtype=np.uint8)
+        if channels != 1 or pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= len(pal) <= 256:
+            raise ValueError(f"a palette is (1..256, 3) uint8 for 1-channel indices, got {pal.shape}")
+        colour, extra = 3, [_png_chunk(b"PLTE", pal.tobytes())]
+    else:
+        colour, extra = _COLOUR_TYPE[channels], []
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"".join([_PNG_SIG, _png_chunk(b"IHDR", ihdr), *extra, _png_chunk(b"IDAT", idat),
+                     _png_chunk(b"IEND", b"")])
+
+
+def encode_png(array: np.ndarray, compress_level: int = 1,
+               palette: np.ndarray | None = None) -> bytes:
+    """PNG bytes of a uint8 gray (HxW), RGB or RGBA (HxWx3/4) array, or with ``palette`` of a
+    uint8 index array (decodes to ``palette[array]``). Other arrays (uint16 gray, ...) through
+    Pillow."""
+    a = np.asarray(array)
+    if a.dtype == np.uint8 and a.size and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
+        ch = 1 if a.ndim == 2 else a.shape[2]
+        if palette is not None and int(a.max()) >= len(palette):
+            raise ValueError(f"index {int(a.max())} outside a palette of {len(palette)} colours")
+        return png_from_idat(a.shape[1], a.shape[0], png_idat(a, compress_level), ch, palette)
+    if palette is not None:
+        raise ValueError(f"paletted PNG needs uint8 indices, got {a.dtype} {a.shape}")
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
-    return write_bytes(final, buf.getvalue())
+    Image.fromarray(a).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def write_png(final: str | os.PathLike, array: np.ndarray, compress_level: int = 1,
+              palette: np.ndarray | None = None) -> Path:
+    """Write a uint8 (gray/RGB/RGBA, or palette indices with ``palette``) or uint16 (gray) array
+    as PNG, atomically (see :func:`encode_png`)."""
+    return write_bytes(final, encode_png(array, compress_level, palette))
 
 
 def write_csv(final: str | os.PathLike, rows: Iterable[Sequence[Any]],

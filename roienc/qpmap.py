@@ -116,38 +116,84 @@ def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
     bar = np.asarray(Image.open(buf).convert("RGB"))
     if bar.shape[0] != height:
         bar = np.asarray(Image.fromarray(bar).resize((bar.shape[1], height)))
+    bar.setflags(write=False)
     return bar
+
+
+@functools.cache
+def _indexed_bar(height: int, base_qp: int, delta: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The colour bar as palette indices ``(bar_idx, palette)``: the palette starts with the
+    ``2*delta+1`` QP colours (index = QP - lo) followed by the bar's other colours; None when
+    they do not fit in 256 (the caller then writes RGB)."""
+    bar = _colour_bar(height, base_qp, delta)
+    qcol = _qp_colours(base_qp, delta)
+    codes = (bar[..., 0].astype(np.int32) << 16) | (bar[..., 1].astype(np.int32) << 8) | bar[..., 2]
+    qcodes = (qcol[:, 0].astype(np.int32) << 16) | (qcol[:, 1].astype(np.int32) << 8) | qcol[:, 2]
+    uniq, inv = np.unique(codes, return_inverse=True)
+    extra = uniq[~np.isin(uniq, qcodes)]
+    allcodes = np.concatenate([qcodes, extra])
+    if len(allcodes) > 256:
+        return None
+    first = {int(c): i for i, c in reversed(list(enumerate(allcodes)))}
+    lut = np.array([first[int(c)] for c in uniq], np.uint8)
+    bar_idx = lut[inv.reshape(codes.shape)]
+    palette = np.stack([(allcodes >> 16) & 255, (allcodes >> 8) & 255, allcodes & 255],
+                       axis=1).astype(np.uint8)
+    return bar_idx, palette
+
+
+def _qp_scale(qp: np.ndarray, scale: int | None) -> int:
+    return scale if scale is not None else max(1, min(16, 512 // max(1, qp.shape[0])))
+
+
+def _qp_index(qp: np.ndarray, base_qp: int, delta: int) -> np.ndarray:
+    q = np.asarray(qp)
+    if q.ndim != 2 or q.size == 0:
+        raise InputError(f"QP grid must be a non-empty 2-D array, got shape {q.shape}")
+    return np.clip(q.astype(np.int64) - (base_qp - delta), 0, 2 * delta).astype(np.uint8)
+
+
+def render_qp_vis_indexed(qp: np.ndarray, base_qp: int, delta: int,
+                          scale: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`render_qp_vis` as ``(indices, palette)`` (uint8 HxW, (n, 3) RGB): decodes to the
+    same RGB, one byte a pixel. None when the colour bar has more than 256 colours."""
+    idx = _qp_index(qp, base_qp, delta)
+    s = _qp_scale(idx, scale)
+    img = np.repeat(np.repeat(idx, s, axis=0), s, axis=1)
+    got = _indexed_bar(img.shape[0], base_qp, delta)
+    if got is None:
+        return None
+    bar_idx, palette = got
+    return np.concatenate([img, bar_idx], axis=1), palette
 
 
 def render_qp_vis(qp: np.ndarray, base_qp: int, delta: int, scale: int | None = None) -> np.ndarray:
     """RGB picture of a QP grid: 'viridis' (low QP blue, high QP yellow), each block drawn as a
     ``scale x scale`` square (default: about 512 pixels high), plus a colour bar labelled in QP.
     QPs outside ``base_qp +/- delta`` take the colour of the nearest end."""
-    q = np.asarray(qp)
-    if q.ndim != 2 or q.size == 0:
-        raise InputError(f"QP grid must be a non-empty 2-D array, got shape {q.shape}")
-    lo = base_qp - delta
-    idx = np.clip(q.astype(np.int64) - lo, 0, 2 * delta)
+    idx = _qp_index(qp, base_qp, delta)
     img = _qp_colours(base_qp, delta)[idx]
-    if scale is None:
-        scale = max(1, min(16, 512 // max(1, q.shape[0])))
-    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    s = _qp_scale(idx, scale)
+    img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)
     bar = _colour_bar(img.shape[0], base_qp, delta)
     return np.concatenate([img, bar], axis=1)
 
 
 def write_qp_outputs(prefix: Path, qp: np.ndarray, *, base_qp: int, delta: int,
                      vis: bool = True) -> list[Path]:
-    """``<prefix>_qp_map.npy`` (int8), ``_qp_map.csv`` (no header) and ``_qp_map_vis.png``."""
+    """``<prefix>_qp_map.npy`` (int8), ``_qp_map.csv`` (no header) and ``_qp_map_vis.png``
+    (paletted: the QP colours and the colour bar's fit in 256, so one byte a pixel)."""
     prefix = Path(prefix)
     name = prefix.name
     paths = [write_npy(prefix.with_name(name + "_qp_map.npy"), np.asarray(qp, np.int8)),
              write_csv(prefix.with_name(name + "_qp_map.csv"), np.asarray(qp, int).tolist())]
     if vis:
-        paths.append(write_png(prefix.with_name(name + "_qp_map_vis.png"),
-                               render_qp_vis(qp, base_qp, delta)))
+        target = prefix.with_name(name + "_qp_map_vis.png")
+        indexed = render_qp_vis_indexed(qp, base_qp, delta)
+        paths.append(write_png(target, indexed[0], palette=indexed[1]) if indexed is not None else
+                     write_png(target, render_qp_vis(qp, base_qp, delta)))
     return paths
 
 
 __all__ = ["block_reduce", "importance_to_qp", "qp_map_from_importance", "render_qp_vis",
-           "write_qp_outputs"]
+           "render_qp_vis_indexed", "write_qp_outputs"]

@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from roienc.errors import InputError
-from roienc.qpmap import block_reduce, importance_to_qp, qp_map_from_importance, write_qp_outputs
+from roienc.qpmap import (block_reduce, importance_to_qp, qp_map_from_importance, render_qp_vis,
+                          write_qp_outputs)
 
 
 def test_block_mean_and_max_with_partial_edges():
@@ -47,8 +48,9 @@ def test_outputs(tmp_path):
     csv = np.loadtxt(tmp_path / "f_qp_map.csv", delimiter=",", dtype=int)
     assert np.array_equal(csv, qp)
     assert "#" not in (tmp_path / "f_qp_map.csv").read_text()
-    vis = Image.open(tmp_path / "f_qp_map_vis.png")
-    assert vis.mode == "RGB" and vis.width > vis.height
+    with Image.open(tmp_path / "f_qp_map_vis.png") as vis:   # paletted, decodes to the RGB picture
+        assert vis.mode in ("RGB", "P") and vis.width > vis.height
+        assert np.array_equal(np.asarray(vis.convert("RGB")), render_qp_vis(qp, 30, 4))
 
 
 def test_background_offset_is_its_own_parameter():

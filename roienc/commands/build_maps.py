@@ -140,6 +140,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_map_options(p)
     p.add_argument("--visualize-every", type=int, default=30, metavar="N",
                    help="distance annotation for every N-th frame (default 30, 0 = none)")
+    p.add_argument("--outputs", default="all", metavar="all|maps|LIST",
+                   help="optional images to write: 'all' (default), 'maps' (none: importance npy, "
+                        "objects csv, near mask and QP maps only, which are always written) or a "
+                        "comma list of importance_png, importance_vis, qp_map_vis, "
+                        "distance_annotation")
     p.add_argument("--skip-existing", action="store_true",
                    help="resume: keep finished frames (each is checked to read back whole)")
     p.add_argument("--overwrite", action="store_true",
@@ -153,7 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
                         visualize_every=args.visualize_every, skip_existing=args.skip_existing,
-                        overwrite=args.overwrite,
+                        overwrite=args.overwrite, outputs=args.outputs,
                         executor=executor_spec(args), progress=not args.no_progress,
                         **map_kwargs(args))
     counts = report.counts

@@ -1,0 +1,170 @@
+"""build-maps image outputs: the PNG writer, paletted renderings, the cv2 annotation, --outputs."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from roienc.errors import InputError
+from roienc.fileio import encode_png
+from roienc.maps import IMAGE_OUTPUTS, MAP_KEYS, build_maps, existing_outputs, output_paths, parse_outputs
+from roienc.qpmap import _qp_colours, render_qp_vis, render_qp_vis_indexed
+from roienc.vis import BLUE, RED, colormap_lut, distance_annotation, importance_vis, object_outlines
+
+ALWAYS = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.png"]
+
+
+def _decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 3), (5, 7, 4), (1, 1), (1, 9, 3)])
+def test_encode_png_round_trip(shape):
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert np.array_equal(np.asarray(_decode(encode_png(a))), a)
+
+
+def test_encode_png_palette_and_16_bit():
+    rng = np.random.default_rng(1)
+    pal = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    idx = rng.integers(0, 256, (40, 30), dtype=np.uint8)
+    im = _decode(encode_png(idx, palette=pal))
+    assert im.mode == "P" and np.array_equal(np.asarray(im.convert("RGB")), pal[idx])
+    d16 = rng.integers(0, 65536, (9, 11), dtype=np.uint16)        # through Pillow, as before
+    assert np.array_equal(np.asarray(_decode(encode_png(d16))), d16)
+    with pytest.raises(ValueError):
+        encode_png(np.full((2, 2), 5, np.uint8), palette=pal[:3])   # index outside the palette
+
+
+def test_object_outlines_match_skimage():
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        om = np.zeros((90, 130), np.int32)
+        for k in range(1, 12):
+            y, x = rng.integers(0, 90), rng.integers(0, 130)
+            om[y:y + rng.integers(1, 40), x:x + rng.integers(1, 50)] = k
+        inner = find_boundaries(om, mode="inner") & (om > 0)
+        thick = inner | (find_boundaries(np.where(inner, 0, om), mode="inner") & (om > 0))
+        assert np.array_equal(object_outlines(om), inner)
+        assert np.array_equal(object_outlines(om, thick=True), thick)
+
+
+def test_qp_vis_indexed_decodes_to_rgb_and_qp_colours():
+    q = np.random.default_rng(3).integers(27, 38, (64, 128))
+    idx, pal = render_qp_vis_indexed(q, 32, 3)
+    rgb = render_qp_vis(q, 32, 3)
+    assert np.array_equal(pal[idx], rgb)
+    assert np.array_equal(np.asarray(_decode(encode_png(idx, palette=pal)).convert("RGB")), rgb)
+    colours = _qp_colours(32, 3)
+    s = 512 // 64
+    grid = rgb[::s, :128 * s:s]                              # one pixel per block
+    assert np.array_equal(grid, colours[np.clip(q - 29, 0, 6)])
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from roienc.synth import synthesize
+
+    root = tmp_path_factory.mktemp("cs")
+    synthesize(root, split="val", cities=("lindau",), sequences_per_city=2, width=256,
+               height=128, with_sequences=False)
+    return root
+
+
+def _files(out):
+    return sorted(p.name.split("_000019")[1] for p in (out / "val" / "lindau").iterdir())
+
+
+def test_all_outputs_decode_to_the_colours(synth, tmp_path):
+    out = tmp_path / "all"
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    assert (rep.manifest["status"] == "ok").all(), rep.manifest["reason"].tolist()
+    for fid in rep.manifest["frame_id"]:
+        p = out / "val" / "lindau" / fid
+        imp = np.load(f"{p}_importance.npy")
+        u8 = np.asarray(Image.open(f"{p}_importance.png"))
+        assert np.array_equal(u8, np.rint(imp * 255).astype(np.uint8))
+        vis = Image.open(f"{p}_importance_vis.png")
+        assert vis.mode == "P"
+        assert np.array_equal(np.asarray(vis.convert("RGB")), importance_vis(u8))
+        assert np.array_equal(np.asarray(vis.getpalette(), np.uint8).reshape(-1, 3)[:256],
+                              colormap_lut("hot"))
+        qp = np.load(f"{p}_qp_map.npy")
+        qvis = Image.open(f"{p}_qp_map_vis.png")
+        assert qvis.mode == "P"
+        assert np.array_equal(np.asarray(qvis.convert("RGB")), render_qp_vis(qp, 32, 3))
+        ann = np.asarray(Image.open(f"{p}_distance_annotation.png").convert("RGB"))
+        assert ann.shape[1] == 256 and ann.shape[0] > 128
+    params = json.loads((out / "params.json").read_text())
+    assert params["outputs"] == list(IMAGE_OUTPUTS)
+    assert "outputs" not in MAP_KEYS
+
+
+def test_distance_annotation_outlines_and_picture():
+    import pandas as pd
+
+    img = np.random.default_rng(4).integers(0, 256, (100, 160, 3), dtype=np.uint8)
+    om = np.zeros((100, 160), np.int32)
+    om[10:40, 10:60] = 1
+    om[50:90, 80:150] = 2
+    objs = pd.DataFrame({"object_id": ["1", "2"], "label": ["car", "person"], "pixels": [10, 2800],
+                         "valid_pixels": [10, 2800], "distance_m": [4.0, np.nan],
+                         "importance": [1.0, 1.0], "inside_safe": [True, False],
+                         "x0": [10, 80], "y0": [10, 50], "x1": [59, 149], "y1": [39, 89]})
+    rgb = distance_annotation(img, om, objs, 12.0, 10.0, title="t")
+    bgr = distance_annotation(np.ascontiguousarray(img[:, :, ::-1]), om, objs, 12.0, 10.0,
+                              title="t", bgr=True)
+    assert np.array_equal(rgb, bgr)
+    bar = rgb.shape[0] - 100
+    pic = rgb[bar:]
+    edges = object_outlines(om)
+    assert (pic[edges & (om == 1)] == RED).all()
+    assert (pic[:45, :][edges[:45] & (om[:45] == 1)] == RED).all()
+    assert (pic[edges & (om == 2)][:, 2] == BLUE[2]).mean() > 0.5    # label text overlaps some
+    assert np.array_equal(pic[95:, :], img[95:, :])       # untouched rows are the picture
+
+
+def test_parse_outputs():
+    assert parse_outputs(None) == parse_outputs("all") == IMAGE_OUTPUTS
+    assert parse_outputs("maps") == ()
+    assert parse_outputs("qp_map_vis,importance_vis") == ("importance_vis", "qp_map_vis")
+    with pytest.raises(InputError, match="near mask"):
+        parse_outputs("near_mask")
+
+
+def test_outputs_maps_and_skip_existing_follow_the_choice(synth, tmp_path):
+    out = tmp_path / "m"
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, outputs="maps",
+                     visualize_every=1)
+    assert (rep.manifest["status"] == "ok").all()
+    assert set(_files(out)) == set(ALWAYS)
+    assert json.loads((out / "params.json").read_text())["outputs"] == []
+    prefix = out / "val" / "lindau" / rep.manifest["frame_id"].iloc[0]
+    assert existing_outputs(output_paths(prefix, True, ()), 16) is not None
+    assert existing_outputs(output_paths(prefix, True, IMAGE_OUTPUTS), 16) is None
+    # the same folder with every image: accepted (not a map setting), images added
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, skip_existing=True,
+                     outputs="importance_vis,distance_annotation", visualize_every=1)
+    assert (rep.manifest["reason"] != "existing output kept").all()
+    assert set(_files(out)) == set(ALWAYS) | {"_importance_vis.png", "_distance_annotation.png"}
+    # and back to maps only: every frame is complete, kept
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, skip_existing=True,
+                     outputs="maps")
+    assert (rep.manifest["reason"] == "existing output kept").all()
+
+
+def test_cli_outputs(synth, tmp_path):
+    from roienc.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["build-maps", "--cityscapes-root", str(synth), "--out", str(out), "--workers", "1",
+                 "--no-progress", "--outputs", "qp_map_vis"]) == 0
+    assert set(_files(out)) == set(ALWAYS) | {"_qp_map_vis.png"}
