@@ -2,6 +2,13 @@
 
     python3 benchmarks/bench_encode.py [--width 1024 --height 512] [--preset medium]
                                        [--repeat 2] [--long-frames 300]
+    python3 benchmarks/bench_encode.py --real /work/real [--real-maps MAPS] --preset fast
+                                       [--repeat 3] [--long-frames 300] [--no-old]
+
+``--real``: the first real snippet (2048x1024, per-frame maps from predicted labels): the exact
+baseline and roi commands of ``encode_many``, timed alternately (wall and child CPU seconds, best
+of ``--repeat``), the ROI graph of this version and the previous split/trim graph with the
+disjoint cover, then the same on a ``--long-frames`` clip. Skips with a message without the data.
 
 On one synthesized Cityscapes-format snippet (30 frames, moving objects, so the per-frame QP maps
 differ frame to frame and the per-frame filter script has one branch per distinct map) it runs
@@ -71,6 +78,93 @@ def long_clip(root: Path, maps: Path, clip, n: int, tmp: Path):
     return Clip(f"{city}_{seq}_long{n}", clip.split, city, "sequence", ids, paths, clip.fps), tmp / "longmaps"
 
 
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user+sys of the child) seconds of one command."""
+    import subprocess
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old: bool) -> None:
+    """ROI vs baseline on one clip of real maps: the encode commands roienc runs (built by
+    encode_many), timed alternately; the ROI graph of this version (segment router, overlapping
+    first-wins rectangles) and, with ``old``, the previous one (split/trim, disjoint cover)."""
+    from roienc.adapters import ffmpeg_filter_script_args, perframe_filter_script, qp_range_for
+    from roienc.encode import RatePoint, encode_many
+    from roienc.maps import load_clip_maps
+
+    res = {r["mode"]: r for r in encode_many([clip], maps_root, codec="hevc",
+                                             modes=["baseline", "roi"],
+                                             rates=[RatePoint("crf", 28)], out=out, preset=preset,
+                                             progress=False)}
+    for r in res.values():
+        if r["status"] != "ok":
+            raise RuntimeError(r.get("error"))
+    m = load_clip_maps(maps_root, clip)
+    variants = {"baseline": res["baseline"]["commands"][0], "roi": res["roi"]["commands"][0]}
+    rects = {}
+    graphs = {"roi": dict(router="segment", overlapping=True)}
+    if old:
+        graphs["roi, old graph"] = dict(router="trim", overlapping=False)
+    roi_cmd = variants["roi"]
+    for name, kw in graphs.items():
+        fs = perframe_filter_script(m.dq, m.block_size, m.width, m.height,
+                                    qp_range=qp_range_for("yuv420p"), pix_fmt="yuv420p", **kw)
+        script = out / f"{name.replace(' ', '_').replace(',', '')}.filter.txt"
+        script.write_text(fs.text)
+        rects[name] = (sum(fs.rects_per_frame) / len(fs.rects_per_frame), len(fs.runs), len(fs.text))
+        i = next(k for k, a in enumerate(roi_cmd) if a in ("-filter_complex_script", "-/filter_complex"))
+        variants[name] = roi_cmd[:i + 1] + [str(script)] + roi_cmd[i + 2:]
+    best = {k: (float("inf"), float("inf")) for k in variants}
+    for _ in range(repeat):
+        for k, cmd in variants.items():
+            w, c = _timed(cmd[:-1] + [str(out / "bench.mp4")])
+            best[k] = (min(best[k][0], w), min(best[k][1], c))
+    bw, bc = best["baseline"]
+    for k, (w, c) in best.items():
+        extra = ""
+        if k in rects:
+            n, runs, size = rects[k]
+            extra = f"  ({n:.0f} rects/frame, {runs} runs, {size / 1024:.0f} KiB script)"
+        print(f"  {k:15s} wall {w:7.2f} s  {w / bw:5.3f}x   cpu {c:7.2f} s  {c / bc:5.3f}x{extra}")
+
+
+def real_main(args) -> None:
+    """``--real``: the shared real snippets (per-frame maps from predicted labels)."""
+    from roienc.dataset import find_clips
+
+    root, maps = Path(args.real), Path(args.real_maps) if args.real_maps else None
+    if not (root / "leftImg8bit_sequence").is_dir():
+        print(f"SKIP real-data benchmark: no real Cityscapes root at {root} (build one with "
+              "python3 /work/shared/cityscapes_sequences/make_root.py DIR, pass --real DIR)")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="roienc-bench-real-"))
+    try:
+        if maps is None or not (maps / "params.json").is_file():
+            from roienc.maps import build_maps
+            maps = maps or tmp / "maps"
+            print(f"building maps of {root} (--sequences, labels_pred, speed 10) into {maps} ...")
+            build_maps(root, maps, split="train", sequences=True, labels_root=root / "labels_pred",
+                       speed=10.0, progress=False, visualize_every=0)
+        clips = [c for c in find_clips(root, "train", source="sequence")]
+        clip = clips[0]
+        print(f"real clip {clip.clip_id}: {len(clip.frame_ids)} frames, x265 preset {args.preset}, "
+              f"CRF 28, one job, {os.cpu_count()} cores, best of {args.repeat} "
+              f"(ratios against the baseline of this run; target <= 1.05)")
+        real_graphs(clip, maps, args.preset, args.repeat, tmp, old=not args.no_old)
+        if args.long_frames:
+            lclip, lmaps = long_clip(root, maps, clip, args.long_frames, tmp)
+            print(f"long clip: {args.long_frames} frames (the snippet forwards and backwards), "
+                  f"best of {args.long_repeat}")
+            real_graphs(lclip, lmaps, args.preset, args.long_repeat, tmp, old=not args.no_old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=1024)
@@ -78,7 +172,16 @@ def main() -> None:
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--long-frames", type=int, default=300)
+    ap.add_argument("--real", metavar="ROOT", help="real Cityscapes root with leftImg8bit_sequence "
+                    "and labels_pred (e.g. /work/real): benchmark the real snippets instead")
+    ap.add_argument("--real-maps", metavar="DIR", help="their maps (built with --sequences "
+                    "--labels-root ROOT/labels_pred --speed 10 if absent)")
+    ap.add_argument("--long-repeat", type=int, default=1)
+    ap.add_argument("--no-old", action="store_true", help="skip the previous graph (split/trim)")
     args = ap.parse_args()
+    if args.real:
+        real_main(args)
+        return
 
     from roienc.dataset import find_clips
     from roienc.maps import build_maps

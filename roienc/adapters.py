@@ -4,20 +4,26 @@ x265 zones and x265 qpfiles.
 Everything here is text a user can read, copy and run with stock FFmpeg/x265; the encode runner
 uses it unchanged.
 
-- **addroi**: the delta grid ``dq = qp - base_qp`` is covered by non-overlapping block-aligned
-  rectangles of equal ``dq`` (row runs merged downwards), each an
+- **addroi**: the delta grid ``dq = qp - base_qp`` is covered by block-aligned rectangles that
+  may overlap, the first listed winning where they do (:func:`priority_rectangles`; FFmpeg's
+  libx264/libx265 wrappers walk the ROI list in reverse, and ``addroi`` appends), each an
   ``addroi=x:y:w:h:qoffset=<dq>/<range>``; libx264/libx265 multiply ``qoffset`` by the QP range
   (51 for 8-bit, 63 for 10-bit), so ``dq/51`` is an exact offset of ``dq`` QP.
-- **per-frame ROI**: addroi has no timeline support, so a filter script ``split``s the stream
-  into one branch per run of frames with identical grids, ``trim``s each branch to its run
-  (``trim`` ends its branch when the run ends), applies the run's chain, ``concat``s the runs in
-  order and renumbers timestamps (``setpts=N/FRAME_RATE/TB``; run with ``-fps_mode passthrough``).
+- **per-frame ROI**: addroi has no timeline support, so a filter script cuts the stream with one
+  ``segment`` filter into one branch per run of frames with identical grids (each frame goes to
+  its own branch only), applies the run's chain, ``concat``s the runs in order and renumbers
+  timestamps (``setpts=N/FRAME_RATE/TB``; run with ``-fps_mode passthrough``). The previous
+  graph, ``split`` into one ``trim`` per run (``router='trim'``), sent every frame to every
+  branch not yet finished. Either way FFmpeg's scheduler (``ff_filter_graph_run_once``) scans
+  all filters of the graph at every step, so the cost grows with the square of the number of
+  addroi filters: fewer rectangles matter twice.
   The first design, ``select='between(n,a,b)'`` + ``interleave``, is correct but ``interleave``
   waits for a frame on every input before it emits one, so it holds back up to the whole clip:
   measured with FFmpeg 5.1 at 1024x512, 300 one-frame runs, peak RSS 283 MiB with interleave vs
   62 MiB with trim/concat (30 runs: 74 vs 57 MiB). Worse, its output time base (1/1000000) made
   x265 rate-control the clip as if at ~1 MHz (average QP 37.9 vs 32.4 at the same CRF). The
-  trim/concat graph without its addroi filters gives the baseline's exact bitstream (a test).
+  segment (or trim)/concat graph without its addroi filters gives the baseline's exact
+  bitstream (a test).
 - **zones**: one frame-level QP per frame (mean block QP, rounded), equal neighbours collapsed into
   ``start,end,q=QP`` (or ``b=<ratio>``) zones for ``-x265-params zones=`` / ``x265 --zones``.
   x265 3.5 matches zones in encode order with ``framesDone + 1 >= start && framesDone < end``
@@ -263,6 +269,13 @@ def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: i
                      + f"concat=n={n}:v=1:a=0,setpts=N/FRAME_RATE/TB[{out_label}]")
         text = "\n".join(lines)
     return FilterScript(text + "\n", runs, rects_per_frame, out_label, chains)
+
+
+def graph_router(ffmpeg) -> str:
+    """``'segment'`` when the FFmpeg has the ``segment`` filter (5.0+) or its filters are unknown,
+    else ``'trim'``."""
+    filters = getattr(ffmpeg, "filters", None)
+    return "trim" if filters and "segment" not in filters else "segment"
 
 
 def ffmpeg_filter_script_args(ffmpeg, script_path) -> list[str]:

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
-                       perframe_filter_script, qp_range_for, qpfile_text, zones_string)
+                       graph_router, perframe_filter_script, qp_range_for, qpfile_text, zones_string)
 from .configs import EncoderConfig, check_rate, load_config, parse_kbps
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
@@ -493,7 +493,8 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     filter_args = None
     if job.mode in ("roi", "roi+zones"):
         fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
-                                    qp_range=qp_range_for(cfg.pix_fmt), pix_fmt=cfg.pix_fmt)
+                                    qp_range=qp_range_for(cfg.pix_fmt), pix_fmt=cfg.pix_fmt,
+                                    router=graph_router(job.ffmpeg))
         adapter.update(rects_per_frame=fs.rects_per_frame, runs=len(fs.runs),
                        qp_range=qp_range_for(cfg.pix_fmt))
         if fs.has_roi:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from .adapters import (ffmpeg_filter_script_args, frame_qps, perframe_filter_script,
+from .adapters import (ffmpeg_filter_script_args, frame_qps, graph_router, perframe_filter_script,
                        qp_range_for, qpfile_text, roi_rects, zones_string)
 from .configs import load_config
 from .dataset import FPS, Clip, select_clips
@@ -119,7 +119,7 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
                        "(as libx264/libx265 apply them); blocks no rectangle covers get 0",
             "rects_per_frame": [len(f["rects"]) for f in frames], "frames": frames}))
         fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
-                                    qp_range=qpr, pix_fmt=cfg.pix_fmt)
+                                    qp_range=qpr, pix_fmt=cfg.pix_fmt, router=graph_router(ff))
         script = write_text(out / f"{cid}.filter.txt", fs.text)
         written.append(script)
         cmd = build_ffmpeg_cmd(job, out / f"{cid}.roi.mp4",

@@ -133,3 +133,10 @@ def test_roi_refusals(kwargs, match):
 def test_roi_warns_about_qg_size():
     assert check_roi_compatible("hevc", "crf", "aq-mode=1", "medium", None, block_size=16)
     assert not check_roi_compatible("hevc", "crf", "aq-mode=1:qg-size=16", "medium", None, block_size=16)
+
+
+def test_graph_router_falls_back_to_trim_without_segment():
+    from roienc.adapters import graph_router
+    assert graph_router(Tool("ffmpeg", "/x", "5.1", "PATH", frozenset(), frozenset({"segment", "trim"}))) == "segment"
+    assert graph_router(Tool("ffmpeg", "/x", "4.4", "PATH", frozenset(), frozenset({"split", "trim"}))) == "trim"
+    assert graph_router(None) == "segment"
