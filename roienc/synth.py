@@ -6,7 +6,9 @@ horizon, sidewalks, an ego-vehicle void strip, and dynamic objects at known dept
 (near, far), a person, two traffic-sign blobs without instance ids (near, far) and a bicycle whose
 disparity is entirely invalid. Objects have constant disparity, so per-object medians equal the
 recorded value exactly. Over a snippet the objects approach and the textures scroll, so encodes
-have real motion. Same arguments -> byte-identical files.
+have real motion; each object's texture is attached to the object (it moves and scales with its
+bounding box), so the image motion of every object is known. ``sequence_frames`` returns the
+per-frame truth of a snippet. Same arguments -> byte-identical files.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ _OBJECTS = [
 _SPEEDS = (12.0, 0.0, 8.0, 14.0)
 Z_NEAR = 4.0          # depth of the ground at the bottom image row (m)
 BUILDING_Z = 60.0
+OBJ_TEX = 24          # side of an object's texture patch (stretched over its bounding box)
 VEGETATION_Z = 40.0
 
 
@@ -93,6 +96,13 @@ class _Scene:
         raw = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-6)
         self.tex = (raw * 255.0).astype(np.uint8)
         self.sprinkle = self.rng.random((height, width)) < 0.03
+        # each object's own texture, in the object's coordinates (drawn after the scene's
+        # textures, so those are unchanged): it moves and scales with the object
+        self.obj_tex = []
+        for _ in _OBJECTS:
+            r = gaussian_filter(self.rng.random((OBJ_TEX, OBJ_TEX), dtype=np.float32), sigma=1.2,
+                                mode="wrap")
+            self.obj_tex.append((r - r.min()) / max(float(r.max() - r.min()), 1e-6))
 
     def ground_row(self, z: float) -> int:
         """Image row of the ground at depth z."""
@@ -147,6 +157,7 @@ class _Scene:
 
         objects: list[SynthObject] = []
         objmask = np.zeros((h, w), bool)
+        objtex = np.zeros((h, w), np.float32)
         for k, (label, idx, z19, rate, (mw, mh), cx, above, invalid) in enumerate(_OBJECTS):
             z = z19 + rate * (ANNOTATED - t)
             bw = max(3, int(round(mw * self.f_img / z)))
@@ -164,13 +175,16 @@ class _Scene:
             raw = 0 if invalid else _raw(z, self.fx, self.b)
             disp[y0:y1, x0:x1] = raw
             objmask[y0:y1, x0:x1] = True
+            objtex[y0:y1, x0:x1] = _stretch(self.obj_tex[k], bw, bh)
             # painted later, so nearer objects overwrite farther ones: recompute truth below
             objects.append(SynthObject(label, iid, float(z), raw, (x0, y0, x1, y1)))
             polygons.append({"label": label, "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]})
-        # objects' own texture: fixed relative to the object (they move, their texture with them)
+        # objects' own texture, attached to the object: it moves and scales with its bounding box
+        # (so an object's image motion is known exactly); a luminance term keeps it visible in
+        # grey for dark classes (a car is (0, 0, 142))
         rgb = palette[labels] * (0.6 + 0.4 * tex[..., None])
-        obj_tex = self.tex[:h, :w].astype(np.float32) / 255.0
-        rgb[objmask] = palette[labels[objmask]] * (0.5 + 0.5 * obj_tex[objmask, None])
+        ot = objtex[objmask, None]
+        rgb[objmask] = np.minimum(palette[labels[objmask]] * (0.4 + 0.6 * ot) + 90.0 * ot, 255.0)
         # lane markings that scroll towards the camera, windows on the buildings
         lane = ground & (np.abs(xx - w / 2) < (0.004 + 0.01 * frac) * w) & (((yy + 3 * t) // max(2, h // 24)) % 2 == 0)
         rgb[lane & (labels == L["road"])] = 235.0
@@ -180,6 +194,34 @@ class _Scene:
         files = {"rgb": rgb.astype(np.uint8), "labels": labels, "inst": inst, "disp": disp,
                  "color": colour.astype(np.uint8)}
         return files, objects, polygons
+
+
+def _stretch(patch: np.ndarray, bw: int, bh: int) -> np.ndarray:
+    """``patch`` (float32 in 0..1) bilinearly resampled to ``bh`` x ``bw``: pixel centres map to
+    the same relative positions whatever the size, so the texture follows the box."""
+    ph, pw = patch.shape
+    ys = np.clip((np.arange(bh, dtype=np.float64) + 0.5) * ph / bh - 0.5, 0, ph - 1)
+    xs = np.clip((np.arange(bw, dtype=np.float64) + 0.5) * pw / bw - 0.5, 0, pw - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, ph - 1), np.minimum(x0 + 1, pw - 1)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = patch[y0][:, x0] * (1 - fx) + patch[y0][:, x1] * fx
+    bot = patch[y1][:, x0] * (1 - fx) + patch[y1][:, x1] * fx
+    return (top * (1 - fy) + bot * fy).astype(np.float32)
+
+
+def sequence_frames(*, width: int = 256, height: int = 128, seed: int = 0, city_index: int = 0,
+                    sequence: int = 0, fx: float = 2262.52, baseline: float = 0.209313) -> list[dict]:
+    """The rendered arrays of every frame of one synthesized snippet, as ``synthesize`` writes
+    them (same arguments -> same arrays): per frame a dict with ``rgb``, ``labels`` (labelIds),
+    ``inst`` (instanceIds), ``disp`` (raw disparity) and ``objects`` (SynthObject list). The
+    per-frame truth of a sequence, of which only frame ANNOTATED is written as gtFine."""
+    scene = _Scene(width, height, fx, baseline, seed * 1000 + city_index * 100 + sequence)
+    out = []
+    for t in range(SNIPPET):
+        files, objs, _ = scene.render(t, "", sequence)
+        out.append({**files, "objects": objs})
+    return out
 
 
 def _camera(fx: float, baseline: float, w: int, h: int) -> dict:

@@ -8,7 +8,7 @@ from roienc.errors import InputError
 from roienc.labels import DYNAMIC, load_class_groups
 from roienc.propagate import (PropagationParams, compute_flow, dilate_dynamic, propagate_snippet,
                               read_label_png, read_rgb, warp_nearest)
-from roienc.synth import synthesize
+from roienc.synth import ANNOTATED, sequence_frames, synthesize
 
 W, H, ANN, N = 384, 192, 19, 30
 LUT = load_class_groups().group_lut()
@@ -25,9 +25,9 @@ def moving(tmp_path_factory):
     moved rigidly at known speeds (px per frame), pasted back in every frame -> exact per-frame
     labels and instance ids. The objects' texture is kept, as luminance.
 
-    (The synth sequences themselves keep the objects' texture fixed to the image while their
-    outline moves and grows, which no optical flow can follow; so rigid motion of real pixels is
-    used as the truth here.)"""
+    (Rigid motion over a static background isolates the flow's error on the objects themselves;
+    the synthesized sequences, whose objects' textures move and scale with them over a scrolling
+    background, are tested below.)"""
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, cities=("lindau",), width=W, height=H)
     stem = root / "gtFine/val/lindau/lindau_000000_000019_gtFine_"
@@ -163,3 +163,71 @@ def test_params_as_dict_and_bad_inputs():
         propagate_snippet(lambda i: img, 0, lab, None, None, LUT)
     out = propagate_snippet([img, img, img], 1, lab, None, None, LUT)
     assert [o.steps for o in out] == [-1, 0, 1] and out[0].instances is None
+
+
+# ------------------------------------------------- synthesized sequences (synth's own truth)
+
+SYNTH_FLOW = dict(scale=1.0, preset="medium")
+
+
+@pytest.fixture(scope="module")
+def synth_seq():
+    """A synthesized snippet and its per-frame truth from synth's renderer (objects approach:
+    they move and grow, their texture with them; the background texture scrolls)."""
+    return sequence_frames(width=W, height=H)
+
+
+def _synth_ious(frames, params):
+    out = propagate_snippet([f["rgb"] for f in frames], ANNOTATED, frames[ANNOTATED]["labels"],
+                            frames[ANNOTATED]["inst"].astype(np.int32), params, LUT)
+    return [_iou(IS_DYN[o.labels], IS_DYN[frames[t]["labels"]]) for t, o in enumerate(out)]
+
+
+def test_synth_sequence_propagation_near_frames(synth_seq):
+    """Margin off, the propagated dynamic mask follows synth's per-frame truth. Measured (DIS
+    medium, full resolution, 384x192): IoU 0.96/0.94 one frame away, 0.91/0.90 two, then it
+    decays: 0.79 at +10 and 0.18 at -19 (see the xfail test below)."""
+    ious = _synth_ious(synth_seq, PropagationParams(margin_px=0, margin_growth_px=0.0, **SYNTH_FLOW))
+    assert ious[ANNOTATED] == 1.0
+    assert min(ious[ANNOTATED - 1], ious[ANNOTATED + 1]) >= 0.93, np.round(ious, 2)
+    assert min(ious[ANNOTATED - 2], ious[ANNOTATED + 2]) >= 0.88, np.round(ious, 2)
+    hold = [_iou(IS_DYN[synth_seq[ANNOTATED]["labels"]], IS_DYN[f["labels"]]) for f in synth_seq]
+    later = range(ANNOTATED + 1, len(synth_seq))
+    assert all(ious[t] > hold[t] for t in later), (np.round(ious, 2), np.round(hold, 2))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "goal not met: IoU >= 0.9 at every frame. Chained DIS flow smears objects at the "
+    "boundaries where the background scrolls out from behind them (disocclusion: the "
+    "background's flow there points into the object, and the forward-backward check does not "
+    "flag it because DIS smooths both flows alike); going back to frame 0 the objects also "
+    "shrink by ~40%. Measured IoU: 0.18 at -19, 0.49 at -8, 0.79 at +10."))
+def test_synth_sequence_propagation_every_frame(synth_seq):
+    ious = _synth_ious(synth_seq, PropagationParams(margin_px=0, margin_growth_px=0.0, **SYNTH_FLOW))
+    assert min(ious) >= 0.9, np.round(ious, 2)
+
+
+def test_synth_truth_helper_matches_written_files(tmp_path, synth_seq):
+    synthesize(tmp_path, cities=("lindau",), width=W, height=H)
+    stem = tmp_path / "gtFine/val/lindau/lindau_000000_000019_gtFine_"
+    assert np.array_equal(read_label_png(f"{stem}labelIds.png"), synth_seq[ANNOTATED]["labels"])
+    assert np.array_equal(read_label_png(f"{stem}instanceIds.png"),
+                          synth_seq[ANNOTATED]["inst"].astype(np.int32))
+    for t in (0, ANNOTATED, 29):
+        rgb = read_rgb(tmp_path / f"leftImg8bit_sequence/val/lindau/lindau_000000_{t:06d}_leftImg8bit.png")
+        assert np.array_equal(rgb, synth_seq[t]["rgb"])
+
+
+def test_drop_dynamic_policy_and_void_index():
+    rng = np.random.default_rng(1)
+    img = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    lab = np.full((40, 60), 7, np.uint8)
+    lab[10:20, 10:20] = 26
+    ins = lab.astype(np.int32)
+    ins[10:20, 10:20] = 26001
+    out = propagate_snippet([img, np.roll(img, 3, axis=1)], 0, lab, ins,
+                            PropagationParams(scale=1.0, unreliable="drop_dynamic", margin_px=0,
+                                              margin_growth_px=0.0), LUT)
+    o = out[1]
+    assert set(np.unique(o.labels).tolist()) <= {0, 7, 26}
+    assert np.all((o.instances == 0) == (o.labels == 0))

@@ -108,3 +108,29 @@ def test_cli(tmp_path, capsys):
     assert "2 annotated frames" in capsys.readouterr().out
     assert (tmp_path / "leftImg8bit/val/bonn/bonn_000000_000019_leftImg8bit.png").is_file()
     assert (tmp_path / "synth_truth.json").is_file()
+
+
+def test_object_texture_moves_and_scales_with_the_object():
+    from roienc.synth import ANNOTATED, sequence_frames
+    import cv2
+    fr = sequence_frames(width=384, height=192)
+    a, b = fr[ANNOTATED - 5], fr[ANNOTATED]
+    oa = next(o for o in a["objects"] if o.instance_id == 26000)     # the near car, approaching
+    ob = next(o for o in b["objects"] if o.instance_id == 26000)
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = oa.bbox, ob.bbox
+    assert (bx1 - bx0) > (ax1 - ax0) and (ax0, ay0) != (bx0, by0)    # it moved and grew
+    ga = cv2.cvtColor(a["rgb"], cv2.COLOR_RGB2GRAY)[ay0:ay1, ax0:ax1].astype(np.float32)
+    gb = cv2.cvtColor(b["rgb"], cv2.COLOR_RGB2GRAY)[by0:by1, bx0:bx1].astype(np.float32)
+    same = cv2.resize(gb, (ax1 - ax0, ay1 - ay0), interpolation=cv2.INTER_AREA)
+    fixed = cv2.cvtColor(b["rgb"], cv2.COLOR_RGB2GRAY)[ay0:ay1, ax0:ax1].astype(np.float32)
+    corr = np.corrcoef(ga.ravel(), same.ravel())[0, 1]
+    assert corr > 0.8, corr                     # the texture went along with the object
+    assert np.std(ga) > 10                      # and is visible in luminance
+    assert corr > np.corrcoef(ga.ravel(), fixed.ravel())[0, 1] + 0.2
+
+
+def test_sequence_frames_deterministic():
+    from roienc.synth import sequence_frames
+    a, b = sequence_frames(width=64, height=48, seed=3), sequence_frames(width=64, height=48, seed=3)
+    assert all(np.array_equal(x["rgb"], y["rgb"]) and np.array_equal(x["labels"], y["labels"])
+               for x, y in zip(a, b))
