@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class EvalTask:
     roi_threshold: float
     per_frame_dir: Path | None
     ffmpeg: str
+    ssim: bool = True         # False: no SSIM map, the ssim_* columns are NaN
+    pipeline: bool = True     # False: every metric of a frame in the main thread (same numbers)
 
 
 class FrameReader:
@@ -218,10 +221,66 @@ def evaluate_clip(task: EvalTask) -> dict:
     return row
 
 
+PIPELINE_DEPTH = 2        # frames whose metrics may be in flight at once (scratch buffer sets)
+
+
+class _Slot:
+    """Scratch buffers of one frame in flight, reused frame after frame (no fresh 8 MB arrays
+    to allocate and page-fault per frame)."""
+
+    def __init__(self, shapes: list[tuple[int, int]], dtype: type) -> None:
+        self.diff = [np.empty(sh, dtype) for sh in shapes]
+        self.err = [np.empty(sh, np.float32) for sh in shapes]
+        self.small_w = np.empty(shapes[0], np.float32)   # the smaller luma region as 0/1 weights
+        self.smap = np.empty(shapes[0], np.float32)
+
+
+def _psnr_sums(d: list[np.ndarray], s: list[np.ndarray], imp: np.ndarray, nm: np.ndarray,
+               slot: _Slot) -> tuple:
+    """Squared-error sums of one frame: luma whole and over the smaller region (dot product with
+    its 0/1 weights; the other one by difference), chroma planes whole, importance-weighted,
+    near-object pixels."""
+    errs = []
+    for p, q, diff, err in zip(d, s, slot.diff, slot.err):
+        cv2.absdiff(p, q, dst=diff)
+        errs.append(np.square(diff, dtype=np.float32, out=err))                  # exact
+    e_all = float(errs[0].sum(dtype=np.float64))
+    e_small = float(np.dot(errs[0].ravel(), slot.small_w.ravel()))            # = masked_sum
+    e_u = float(errs[1].sum(dtype=np.float64))
+    e_v = float(errs[2].sum(dtype=np.float64))
+    wsq, wsum = WeightedAccumulator.frame_sums(errs[0], imp)
+    near_n = int(np.count_nonzero(nm))
+    near_sq = masked_sum(errs[0], nm) if near_n else 0.0
+    return e_all, e_small, e_u, e_v, wsq, wsum, near_sq, near_n
+
+
+def _ssim_sums(s0: np.ndarray, d0: np.ndarray, peak: float, slot: _Slot) -> tuple[float, float]:
+    """SSIM map of one frame's luma summed whole and over the smaller region."""
+    smap = ssim_map(s0, d0, peak, 7, slot.smap)
+    return float(smap.sum(dtype=np.float64)), float(np.dot(smap.ravel(), slot.small_w.ravel()))
+
+
+class _Done:
+    """A computed value with a future's ``result()`` (the sequential path)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def result(self) -> object:
+        return self.value
+
+
+_NO_SSIM = _Done((0.0, 0.0))
+
+
 def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd: list[str]) -> dict:
+    """Metrics of one encode. Both streams are read ahead by :class:`FrameReader` threads; with
+    ``task.pipeline`` the metrics of frame n run in two worker threads (squared-error sums; the
+    SSIM map) while the main thread takes frame n+1 and loads its maps, and the per-frame sums
+    are pooled in frame order on the main thread, so the numbers are those of the sequential
+    path (``pipeline=False``) bit for bit."""
     w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
     peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
-    ff = task.ffmpeg
     dec = FrameReader(dec_cmd, w, h, pix)
     src = FrameReader(src_cmd, w, h, pix)
     planes = [RegionAccumulator() for _ in range(3)]
@@ -229,11 +288,40 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
     weighted = WeightedAccumulator()
     ssim_all = RegionAccumulator()
     rows: list[list] = []
-    smap_buf = np.empty((h, w), np.float32)
-    ssim_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssim")
+    depth = PIPELINE_DEPTH if task.pipeline else 1
+    slots = [_Slot(dec.shapes, dec.dtype) for _ in range(depth)]
+    pools = ([ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eval-{name}")
+              for name in ("psnr", "ssim")] if task.pipeline else [])
+    pending: deque = deque()
+    n_all = h * w
+    sizes_uv = [dec.shapes[1][0] * dec.shapes[1][1], dec.shapes[2][0] * dec.shapes[2][1]]
     roi_px = near_px = 0
     n = 0
     fids = side["frame_ids"]
+    nan = float("nan")
+
+    def pool_frame(i: int, fid: str, n_roi: int, small_is_roi: bool, psnr_f, ssim_f) -> None:
+        nonlocal roi_px, near_px, n
+        e_all, e_small, e_u, e_v, wsq, wsum, near_sq, near_n = psnr_f.result()
+        s_all, s_small = ssim_f.result()
+        planes[0].add_sums(e_all, n_all, 0.0, peak)
+        planes[1].add_sums(e_u, sizes_uv[0], 0.0, peak)
+        planes[2].add_sums(e_v, sizes_uv[1], 0.0, peak)
+        weighted.add_sums(wsq, wsum)
+        near.add_sums(near_sq, near_n, 0.0, peak)
+        e_big, s_big = max(e_all - e_small, 0.0), s_all - s_small
+        (e_roi, s_roi), (e_non, s_non) = (((e_small, s_small), (e_big, s_big)) if small_is_roi
+                                          else ((e_big, s_big), (e_small, s_small)))
+        _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
+        pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
+        pn, sn = nonroi.add_sums(e_non, n_all - n_roi, s_non, peak)
+        if not task.ssim:
+            sy = sr = sn = nan
+        roi_px += n_roi
+        near_px += near_n
+        n += 1
+        rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, n_roi / n_all])
+
     try:
         for i, (d, s) in enumerate(zip(dec, src)):
             if i >= len(fids):
@@ -243,41 +331,31 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
             if imp.shape != (h, w):
                 raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
                                  f"the video {w}x{h}")
-            # the SSIM map (the costliest metric) runs in a second thread meanwhile: OpenCV and
-            # numpy release the GIL, and FFmpeg decodes the next frames in its own processes
-            fut = ssim_pool.submit(ssim_map, s[0], d[0], peak, 7, smap_buf)
-            mask = imp >= task.roi_threshold
-            errs = [np.square(cv2.absdiff(p, q), dtype=np.float32) for p, q in zip(d, s)]  # exact
-            # luma sums once: the whole frame, the smaller of ROI / non-ROI by a dot product, the
-            # other by difference
-            n_all, n_roi = h * w, int(np.count_nonzero(mask))
-            small_is_roi = 2 * n_roi <= n_all
-            small = mask if small_is_roi else ~mask
-            e_all = float(errs[0].sum(dtype=np.float64))
-            e_small = masked_sum(errs[0], small)
-            planes[0].add_sums(e_all, n_all, 0.0, peak)
-            planes[1].add(errs[1], None, peak=peak)
-            planes[2].add(errs[2], None, peak=peak)
-            weighted.add(errs[0], imp)
             nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
             if nm is None:
                 nm = imp >= 1.0
-            near.add(errs[0], nm, None, peak)
-            smap = fut.result()
-            s_all = float(smap.sum(dtype=np.float64))
-            s_small = masked_sum(smap, small)
-            e_big, s_big = max(e_all - e_small, 0.0), s_all - s_small
-            (e_roi, s_roi), (e_non, s_non) = (((e_small, s_small), (e_big, s_big)) if small_is_roi
-                                              else ((e_big, s_big), (e_small, s_small)))
-            _, sy = ssim_all.add_sums(e_all, n_all, s_all, peak)
-            pr, sr = roi.add_sums(e_roi, n_roi, s_roi, peak)
-            pn, sn = nonroi.add_sums(e_non, n_all - n_roi, s_non, peak)
-            roi_px += n_roi
-            near_px += int(np.count_nonzero(nm))
-            n += 1
-            rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, n_roi / n_all])
+            mask = imp >= task.roi_threshold
+            # luma region sums once: the whole frame, the smaller of ROI / non-ROI by a dot
+            # product, the other by difference
+            n_roi = int(np.count_nonzero(mask))
+            small_is_roi = 2 * n_roi <= n_all
+            slot = slots[i % depth]               # free: frame i - depth is pooled already
+            np.copyto(slot.small_w, mask if small_is_roi else ~mask)
+            if task.pipeline:
+                psnr_f = pools[0].submit(_psnr_sums, d, s, imp, nm, slot)
+                ssim_f = (pools[1].submit(_ssim_sums, s[0], d[0], peak, slot) if task.ssim
+                          else _NO_SSIM)
+            else:
+                psnr_f = _Done(_psnr_sums(d, s, imp, nm, slot))
+                ssim_f = _Done(_ssim_sums(s[0], d[0], peak, slot)) if task.ssim else _NO_SSIM
+            pending.append((i, fid, n_roi, small_is_roi, psnr_f, ssim_f))
+            while len(pending) >= depth:
+                pool_frame(*pending.popleft())
+        while pending:
+            pool_frame(*pending.popleft())
     finally:
-        ssim_pool.shutdown(wait=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
         for r in (dec, src):
             try:
                 r.close()
@@ -286,7 +364,7 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
                     raise
     if n != len(fids):
         raise ToolError(f"{mp4}: decoded {n} frames, the sidecar lists {len(fids)}")
-    sizes = packet_sizes(ff, mp4)
+    sizes = packet_sizes(task.ffmpeg, mp4)
     kbps = bitrate_kbps(sizes, float(side["fps"]))
     py, pu, pv = (p.psnr(peak) for p in planes)
     row = {
@@ -296,7 +374,9 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
         "bpp": 8.0 * sum(sizes) / (n * w * h),
         "psnr_y": py, "psnr_yuv": (6 * py + pu + pv) / 8.0, "psnr_roi": roi.psnr(peak),
         "psnr_nonroi": nonroi.psnr(peak), "psnr_weighted": weighted.psnr(peak),
-        "ssim_y": ssim_all.ssim(), "ssim_roi": roi.ssim(), "ssim_nonroi": nonroi.ssim(),
+        "ssim_y": ssim_all.ssim() if task.ssim else nan,
+        "ssim_roi": roi.ssim() if task.ssim else nan,
+        "ssim_nonroi": nonroi.ssim() if task.ssim else nan,
         "roi_fraction": roi_px / (n * w * h), "psnr_near_objects": near.psnr(peak),
         "encode_seconds": side.get("encode_seconds"),
         "psnr_u": pu, "psnr_v": pv, "psnr_roi_framemean": roi.frame_mean_psnr(),
@@ -318,6 +398,8 @@ def eval_key(task: EvalTask) -> str:
     parts = [side_st.st_size, side_st.st_mtime_ns, mp4_st.st_size if mp4_st else -1,
              mp4_st.st_mtime_ns if mp4_st else -1, str(Path(task.maps_root).resolve()),
              repr(float(task.roi_threshold))]
+    if not task.ssim:
+        parts.append("no-ssim")              # a row without SSIM does not stand for a full one
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
@@ -393,12 +475,16 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
              cityscapes_root: str | Path | None = None, roi_threshold: float = 0.5,
              per_frame_dir: str | Path | None = None, ffmpeg: str | None = None,
              executor: ExecutorSpec | None = None, progress: bool = True,
-             skip_existing: bool = False) -> pd.DataFrame:
+             skip_existing: bool = False, ssim: bool = True,
+             pipeline: bool = True) -> pd.DataFrame:
     """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it.
 
     The report is rewritten (atomically) as evaluations finish, so an interrupted run keeps what
     it measured; with ``skip_existing`` rows of an existing report whose ``eval_key`` still
     matches (same encode, maps and threshold) are reused instead of decoding again.
+    ``ssim=False`` skips the SSIM map (the costliest metric): the ``ssim_*`` columns are NaN and
+    ``<report>.json`` says so. ``pipeline=False`` computes each frame's metrics in the calling
+    thread, one frame at a time (the same numbers, slower; for checking the pipelined path).
     """
     if not 0.0 <= roi_threshold <= 1.0:
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
@@ -409,7 +495,8 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
         raise InputError(f"no successful encodes (sidecar JSON with status ok) under {encoded}")
     ff = find_ffmpeg(ffmpeg).path
     tasks = [EvalTask(p, Path(maps_root), Path(cityscapes_root) if cityscapes_root else None,
-                      roi_threshold, Path(per_frame_dir) if per_frame_dir else None, ff)
+                      roi_threshold, Path(per_frame_dir) if per_frame_dir else None, ff,
+                      ssim=ssim, pipeline=pipeline)
              for p in sidecars]
     rows: list[dict] = []
     if skip_existing and Path(report).is_file():
@@ -434,7 +521,7 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     for e in errors:
         log.warning("evaluate %s: %s", e["sidecar"], e["error"].splitlines()[0])
     df = _write_report(report, rows)
-    _write_provenance(report, encoded, maps_root, roi_threshold, ff, rows, errors)
+    _write_provenance(report, encoded, maps_root, roi_threshold, ff, rows, errors, ssim)
     if errors and not rows:
         raise RoiencError("every evaluation failed; first error:\n" + errors[0]["error"])
     df.attrs["errors"] = errors               # the caller decides the exit status
@@ -442,7 +529,7 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
 
 
 def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: float, ff: str,
-                      rows: list[dict], errors: list[dict]) -> None:
+                      rows: list[dict], errors: list[dict], ssim: bool = True) -> None:
     """``<report>.json`` beside the CSV: the parameters, tool versions and, per encode, the exact
     decode commands, so every number in the report can be reproduced."""
     commands = {}
@@ -461,10 +548,12 @@ def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: flo
         "roienc_version": __version__, "argv": sys.argv, "encoded": str(encoded),
         "maps": str(maps_root), "roi_threshold": roi_threshold, "ffmpeg": ff,
         "ffmpeg_version": find_ffmpeg(ff).version, "report": str(report), "evaluated": len(rows),
-        "errors": errors, "decode_commands": commands,
-        "metrics": "PSNR pooled over each region's pixels across the clip; SSIM: 7x7 uniform "
-                   "window map (scikit-image defaults) averaged over the region; luma regions; "
-                   "psnr_yuv = (6*Y + U + V)/8",
+        "errors": errors, "decode_commands": commands, "ssim": ssim,
+        "metrics": "PSNR pooled over each region's pixels across the clip; "
+                   + ("SSIM: 7x7 uniform window map (scikit-image defaults) averaged over the "
+                      "region" if ssim else "SSIM not computed (--no-ssim): the ssim_y, ssim_roi "
+                      "and ssim_nonroi columns are NaN")
+                   + "; luma regions; psnr_yuv = (6*Y + U + V)/8",
     })
 
 

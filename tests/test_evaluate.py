@@ -116,3 +116,34 @@ def test_skip_existing_reuses_matching_rows_only(encoded, tmp_path):
     other = evaluate(enc, maps, report, progress=False, skip_existing=True, roi_threshold=0.9)
     assert (other["psnr_y"] > 15).all()          # another threshold: every row measured again
     assert not (evaluate(enc, maps, report, progress=False)["psnr_y"] == -1.0).any()
+
+
+def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
+    """The pipelined path (metrics of frame n in worker threads while frame n+1 is taken) gives
+    the numbers of the one-frame-at-a-time path bit for bit; --no-ssim leaves every other number
+    as it is, the SSIM columns NaN, and says so in the report's JSON."""
+    root, maps, enc = encoded
+    piped = evaluate(enc, maps, tmp_path / "p.csv", per_frame_dir=tmp_path / "pp", progress=False)
+    seq = evaluate(enc, maps, tmp_path / "s.csv", per_frame_dir=tmp_path / "ps", progress=False,
+                   pipeline=False)
+    pd.testing.assert_frame_equal(piped, seq, check_exact=True)
+    for f in sorted((tmp_path / "pp").glob("*.csv")):
+        assert f.read_bytes() == (tmp_path / "ps" / f.name).read_bytes()
+    assert json.loads((tmp_path / "p.json").read_text())["ssim"] is True
+
+    report = tmp_path / "n.csv"
+    assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report", str(report),
+                "--per-frame", str(tmp_path / "pn"), "--no-ssim", "--no-progress"]) == 0
+    nossim = pd.read_csv(report)
+    ssim_cols = ["ssim_y", "ssim_roi", "ssim_nonroi"]
+    assert list(nossim.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert nossim[ssim_cols].isna().all().all()
+    full = pd.read_csv(tmp_path / "p.csv")
+    same = [c for c in full.columns if c not in ssim_cols + ["eval_key"]]
+    pd.testing.assert_frame_equal(nossim[same], full[same], check_exact=True)
+    assert pd.read_csv(next((tmp_path / "pn").glob("*.csv")))[ssim_cols].isna().all().all()
+    prov = json.loads(report.with_suffix(".json").read_text())
+    assert prov["ssim"] is False and "NaN" in prov["metrics"]
+    # a row without SSIM is not reused for a run that asks for it
+    again = evaluate(enc, maps, report, progress=False, skip_existing=True)
+    assert again["ssim_y"].notna().all()

@@ -81,3 +81,26 @@ def test_ssim_map_exact_on_smooth_and_flat_content():
     a10, b10 = a.astype(np.uint16) * 4, b.astype(np.uint16) * 4
     _, ref10 = structural_similarity(a10, b10, data_range=1023, full=True)
     assert np.abs(ssim_map(a10, b10, data_range=1023) - ref10).max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(40, 56), (131, 257), (7, 7), (1, 13)])
+@pytest.mark.parametrize("dtype,peak", [(np.uint8, 255), (np.uint16, 1023)])
+def test_ssim_map_integer_path_equals_float64_path(shape, dtype, peak):
+    """Integer frames go straight into the box filters and the element-wise passes run in chunks
+    (131x257 spans several): the map must be the float64-copy path's bit for bit."""
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, peak + 1, shape).astype(dtype)
+    b = np.clip(a.astype(int) + rng.integers(-9, 10, shape), 0, peak).astype(dtype)
+    fast = ssim_map(a, b, data_range=peak)
+    assert np.array_equal(fast, ssim_map(a.astype(np.float64), b.astype(np.float64), data_range=peak))
+    out = np.empty(shape, np.float32)
+    assert ssim_map(a, b, data_range=peak, out=out) is out and np.array_equal(out, fast)
+
+
+def test_weighted_add_sums_is_add():
+    rng = np.random.default_rng(5)
+    err, w = rng.random((30, 40)).astype(np.float32), rng.random((30, 40))
+    a, b = WeightedAccumulator(), WeightedAccumulator()
+    a.add(err, w)
+    b.add_sums(*WeightedAccumulator.frame_sums(err, w))
+    assert (a.wsq, a.w) == (b.wsq, b.w)
