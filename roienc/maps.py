@@ -48,13 +48,16 @@ MANIFEST_KEY = ["split", "source", "city", "frame_id"]
 
 @dataclass(frozen=True)
 class QPParams:
-    block_size: int = 16
+    # Defaults chosen on the Pareto front measured on the real aachen snippets (README, sweep):
+    # 32-px blocks (= x265's default qg-size, so the ROI adds no encoder setting), block max,
+    # ROI -6 QP, background offset 0.
+    block_size: int = 32
     base_qp: int = 32
-    delta: int = 3
+    delta: int = 6
     gamma: float = 1.0
-    block_stat: str = "mean"
+    block_stat: str = "max"
     qp_normalize: str = "none"
-    background: int | None = None   # QP offset of importance 0 (None: = delta, symmetric)
+    background: int | None = 0      # QP offset of importance 0 (None: = delta, symmetric)
 
     @property
     def bg(self) -> int:

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from roienc.maps import QPParams
 from roienc.tools import find_ffmpeg
+
+SMALL_QP = QPParams(block_size=16, delta=3, background=3, block_stat="mean")
 
 
 def write_y4m(path: Path, frames: np.ndarray, fps: int = 17) -> Path:
@@ -58,6 +61,8 @@ def seq_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("seqcs")
     synthesize(root, split="val", cities=("lindau",), width=192, height=96, seed=2)
     maps = tmp_path_factory.mktemp("seqmaps")
+    # 192x96 frames: 16-px blocks with the symmetric +-3 mapping (the encode mechanics tested
+    # with this snippet: qg-size 16, addroi geometry, zones) rather than the 2048-px defaults
     build_maps(root, maps, split="val", sequences=True, workers=1, progress=False,
-               visualize_every=0)
+               visualize_every=0, qp=SMALL_QP)
     return root, maps

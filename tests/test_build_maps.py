@@ -54,8 +54,9 @@ def test_outputs_dtypes_shapes_ranges(built):
         assert vis.mode in ("RGB", "P") and vis.size == (info.width, info.height)
         qp = np.load(f"{p}_qp_map.npy")
         assert qp.dtype == np.int8
-        assert qp.shape == (math.ceil(info.height / 16), math.ceil(info.width / 16))
-        assert qp.min() >= 29 and qp.max() <= 35
+        d = QPParams()
+        assert qp.shape == (math.ceil(info.height / d.block_size), math.ceil(info.width / d.block_size))
+        assert qp.min() >= d.base_qp - d.delta and qp.max() <= d.base_qp + d.background
         csv = np.loadtxt(f"{p}_qp_map.csv", delimiter=",", dtype=int, ndmin=2)
         assert np.array_equal(csv, qp)
         ann_img = Image.open(f"{p}_distance_annotation.png")
@@ -65,7 +66,7 @@ def test_outputs_dtypes_shapes_ranges(built):
                                           "distance_m", "importance", "inside_safe"]
     params = json.loads((out / "params.json").read_text())
     assert params["roienc_version"] and params["importance"]["t_react"] == 2.5
-    assert params["qp"]["block_size"] == 16
+    assert params["qp"] == {**QPParams().__dict__}
 
 
 def test_object_distances_match_ground_truth(built):
@@ -112,9 +113,10 @@ def test_sequences_and_clip_maps(synth_root, tmp_path):
     assert not list((out / "val" / "lindau").glob("*_distance_annotation.png"))
     clips = find_clips(root, "val", ["lindau"], "sequence")
     cm = load_clip_maps(out, clips[0])
-    assert cm.qp.shape[0] == 30 and cm.base_qp == 32 and cm.block_size == 16
+    d = QPParams()
+    assert cm.qp.shape[0] == 30 and cm.base_qp == d.base_qp and cm.block_size == d.block_size
     assert cm.width == info.width and cm.height == info.height
-    assert cm.dq.min() >= -3 and cm.dq.max() <= 3
+    assert cm.dq.min() >= -d.delta and cm.dq.max() <= d.background
     # objects approach over the snippet: the near-object area grows
     near_first = np.asarray(Image.open(out / "val" / "lindau" / f"{clips[0].frame_ids[0]}_near_mask.png"))
     imp_first = np.load(cm.importance_paths[0])

@@ -66,4 +66,5 @@ def test_background_offset_is_its_own_parameter():
     from roienc.maps import QPParams
     with pytest.raises(InputError, match="background"):
         QPParams(base_qp=48, delta=3, background=4)
-    assert QPParams(delta=4).background == 4
+    assert QPParams(delta=4, background=None).background == 4      # None: symmetric
+    assert QPParams(delta=4).background == 0                        # the default knob position

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from roienc.adapters import addroi_chain, roi_rects
-from roienc.maps import build_maps, load_importance
+from roienc.maps import build_maps, load_importance, load_params
 from roienc.tools import find_ffmpeg, run
 
 from conftest import psnr
@@ -21,7 +21,9 @@ def test_real_frame_roi_moves_quality(tmp_path):
     qp = np.load(tmp_path / "maps" / "train" / "aachen" / f"{FRAME}_qp_map.npy")
     imp = load_importance(tmp_path / "maps", "train", "aachen", FRAME)
     h, w = imp.shape
-    rects = roi_rects(qp.astype(np.int16) - 32, 16, w, h)
+    params = load_params(tmp_path / "maps")
+    block = params["block_size"]
+    rects = roi_rects(qp.astype(np.int16) - params["base_qp"], block, w, h)
     assert 0 < len(rects) < 1000                         # hundreds, not thousands
     ff = find_ffmpeg()
     png = REAL / "leftImg8bit" / "train" / "aachen" / f"{FRAME}_leftImg8bit.png"
@@ -29,7 +31,7 @@ def test_real_frame_roi_moves_quality(tmp_path):
     def luma(args, name):
         out = tmp_path / name
         run([ff.path, "-v", "error", "-y", "-i", str(png), *args, "-c:v", "libx265", "-preset", "fast",
-             "-crf", "30", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error:qg-size=16",
+             "-crf", "30", "-pix_fmt", "yuv420p", "-x265-params", f"log-level=error:qg-size={block}",
              str(out)])
         raw = run([ff.path, "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "gray", "-"]).stdout
         return np.frombuffer(raw, np.uint8).reshape(h, w).astype(float)
@@ -45,4 +47,6 @@ def test_real_frame_roi_moves_quality(tmp_path):
     gain_out = psnr(roi[~mask], src[~mask]) - psnr(base[~mask], src[~mask])
     print(f"real frame: {len(rects)} rects, ROI {mask.mean():.1%} of pixels, "
           f"PSNR in ROI {gain_in:+.2f} dB, outside {gain_out:+.2f} dB")
-    assert gain_in > 0.5 and gain_out < 0
+    # the default mapping lowers QP in the ROI by 6 and on static classes by 1: quality moves
+    # into the ROI by far more than it moves anywhere else
+    assert gain_in > 1.0 and gain_in - gain_out > 1.0

@@ -24,9 +24,10 @@ def _sweep(root, run, *extra):
     return cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--codec", "hevc",
                 "--modes", "baseline,roi", "--crf", "22,27,32,37", "--preset", "fast",
                 "--out", str(run), "--no-progress", "--workers", "1",
-                # 16-px blocks on small frames: 'mean' dilutes small objects with background,
+                # 384x192 frames: 16-px blocks (the 32-px default is chosen for 2048x1024),
                 # 'max' protects every block an object touches (see README, sweep)
-                "--block-stat", "max", *extra])
+                "--block-size", "16", "--delta", "3", "--background", "3", "--block-stat", "max",
+                *extra])
 
 
 def test_sweep_end_to_end(root, tmp_path, capsys):
@@ -63,7 +64,7 @@ def test_sweep_end_to_end(root, tmp_path, capsys):
     assert len(list((run / "maps").iterdir())) == 2
     res2 = pd.read_csv(run / "results.csv")
     (lab,) = set(res2["maps"]) - {"plain"}
-    assert lab.startswith("b16-max-d6-bg6-g1-q30-")
+    assert lab.startswith("b16-max-d6-bg3-g1-q30-")
     side = json.loads((run / "enc" / lab / "hevc/roi/crf22/lindau_000000.json").read_text())
     assert side["adapter"]["delta"] == 6 and side["adapter"]["base_qp"] == 30
     assert json.loads((run / "sweep.json").read_text())["qp_combinations"][lab]["delta"] == 6
@@ -102,7 +103,7 @@ def test_frontier_over_qp_mappings(root, tmp_path):
     import numpy as np
     direct = tmp_path / "direct"
     build_maps(root, direct, split="val", sequences=True, workers=1, progress=False,
-               visualize_every=0, qp=QPParams(block_stat="max", delta=4, background=0))
+               visualize_every=0, qp=QPParams(block_size=16, block_stat="max", delta=4, background=0))
     lab = by.loc[(4, 0), "maps"]
     for f in sorted((direct / "val" / "lindau").glob("*_qp_map.npy"))[:5]:
         assert np.array_equal(np.load(f), np.load(run / "maps" / lab / "val" / "lindau" / f.name))

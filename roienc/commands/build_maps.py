@@ -56,9 +56,9 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                    help=f"reference QP of the grid files (default {d.base_qp}){more}")
     q.add_argument("--delta", type=lst(int), default=d.delta,
                    help=f"QP decrease of importance 1 (default {d.delta}){more}")
-    q.add_argument("--background", type=lst(int), default=None,
-                   help="QP increase of importance 0, i.e. how much background quality to give up "
-                        f"(default: = delta; 0 = ROI-only offsets){more}")
+    q.add_argument("--background", type=lst(int), default=d.background,
+                   help="QP increase of importance 0: the knob along the trade-off front, how much "
+                        f"background quality to give up for the ROI (default {d.background}){more}")
     q.add_argument("--gamma", type=lst(float), default=d.gamma,
                    help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}){more}")
     q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
