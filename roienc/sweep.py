@@ -146,7 +146,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         jopts = {k: v for k, v in opts.items() if k not in ("labels_root", "label_source",
                                                              "labels_pattern")}
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
-                   "pattern": judge_labels_pattern}
+                   "pattern": judge_labels_pattern, "qp": asdict(combos[0])}  # (grids unused)
         jdigest = hashlib.sha1(json.dumps(jparams, sort_keys=True, default=str).encode()).hexdigest()[:8]
         judge_dir = run_dir / "judge_maps" / jdigest
         build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
