@@ -56,7 +56,8 @@ def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
     front = f[f["pareto"].astype(bool)].sort_values("bd_psnr_nonroi_pct")
     ax.plot(front["bd_psnr_nonroi_pct"], front["bd_psnr_roi_pct"], "o-", color="C3", zorder=3,
             label="Pareto front")
-    for _, r in f.iterrows():
+    named = f if len(f) <= 8 else f[f["pareto"].astype(bool)]   # crowded: name the front only
+    for _, r in named.iterrows():
         ax.annotate(f"b{r['block_size']} {r['block_stat']} d{r['delta']} bg{r['background']}",
                     (r["bd_psnr_nonroi_pct"], r["bd_psnr_roi_pct"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
