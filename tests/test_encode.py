@@ -273,3 +273,20 @@ def test_zones_with_bframes_warn():
     assert not any("B-frames" in w for w in validate_mode("hevc", "zones", RatePoint("crf", 28), hevc))
     assert not any("B-frames" in w for w in validate_mode("hevc", "roi", RatePoint("crf", 28),
                                                         load_config(None, "hevc")))
+
+
+def test_roi_settings_at_32px_blocks_is_the_plain_encoder(seq_dataset, tmp_path):
+    """With 32-px blocks the ROI's only encoder setting, qg-size 32, is x265's default: the
+    same-settings reference is the plain baseline's exact bitstream (all of the gain is ROI)."""
+    root, _ = seq_dataset
+    maps = tmp_path / "maps32"
+    build_maps(root, maps, split="val", sequences=True, workers=1, progress=False,
+               visualize_every=0, qp=QPParams(block_size=32))
+    clips = find_clips(root, "val", source="sequence")
+    res = {r["mode"]: r for r in encode_many(clips, maps, modes=["baseline", "roi-settings"],
+                                             rates=CRF, out=tmp_path / "e", preset="fast",
+                                             progress=False)}
+    assert res["roi-settings"]["adds_to_baseline"]["encoder_params"] == {"qg-size": 32}
+    base = (tmp_path / "e/hevc/baseline/crf30/lindau_000000.mp4").read_bytes()
+    ref = (tmp_path / "e/hevc/roi-settings/crf30/lindau_000000.mp4").read_bytes()
+    assert base == ref
