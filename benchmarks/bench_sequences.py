@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-size", type=int, default=QPParams().block_size)
     ap.add_argument("--block-stat", default=QPParams().block_stat)
     ap.add_argument("--delta", type=int, default=QPParams().delta)
-    ap.add_argument("--background", type=int, default=None)
+    ap.add_argument("--background", type=int, default=QPParams().background)
     ap.add_argument("--sources", default="hold,propagate,per-frame")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
