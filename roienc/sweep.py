@@ -143,10 +143,10 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         judge_dir, judged_by = Path(judge_maps), f"--judge-maps {judge_maps}"
         load_params(judge_dir)
     elif judge_labels_root is not None:
-        jopts = {k: v for k, v in opts.items() if k not in ("labels_root", "label_source",
-                                                             "labels_pattern")}
+        jopts = {k: v for k, v in opts.items()                # the judge's own labels instead
+                 if k not in ("labels_root", "label_source", "labels_pattern", "instances_pattern")}
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
-                   "pattern": judge_labels_pattern, "qp": asdict(combos[0])}  # (grids unused)
+                   "pattern": judge_labels_pattern, "qp": asdict(combos[0])}
         jdigest = hashlib.sha1(json.dumps(jparams, sort_keys=True, default=str).encode()).hexdigest()[:8]
         judge_dir = run_dir / "judge_maps" / jdigest
         build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
