@@ -13,7 +13,7 @@ from .adapters import (ffmpeg_filter_script_args, frame_qps, graph_router, perfr
                        qp_range_for, qpfile_text, roi_rects, zones_string)
 from .configs import load_config
 from .dataset import FPS, Clip, select_clips
-from .encode import EncodeJob, RatePoint, _x265_cli_args, build_ffmpeg_cmd, input_args
+from .encode import EncodeJob, RatePoint, _x265_cli_args, build_ffmpeg_cmd, job_input_args
 from .errors import InputError
 from .fileio import ensure_dir, write_json, write_text
 from .maps import load_clip_maps, load_params, read_manifest
@@ -138,7 +138,7 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
         written.append(qpf)
         xtool = x265 or Tool("x265", "x265", "", "PATH")
         xjob = EncodeJob(clip, Path(maps_root), "qpfile", RatePoint("crf", crf), xcfg, out, ff, xtool)
-        dec = [ff.path, "-hide_banner", "-nostdin", *input_args(clip), "-vf",
+        dec = [ff.path, "-hide_banner", "-nostdin", *job_input_args(xjob), "-vf",
                f"format={xcfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
         enc = _x265_cli_args(xjob, qpf, out / f"{cid}.qpfile.hevc", params)
         sh += ["# x265 CLI with a qpfile (FFmpeg's libx265 wrapper rejects qpfile)",
