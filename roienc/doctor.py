@@ -53,6 +53,10 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
     for flt in ("addroi", "concat", "trim", "split"):
         checks.append(Check(f"filter {flt}", flt in ff.filters,
                             "present" if flt in ff.filters else "missing"))
+    checks.append(Check("filter segment", "segment" in ff.filters,
+                        "present: per-frame ROI graphs route each frame to its own branch"
+                        if "segment" in ff.filters else "missing: per-frame ROI graphs fall back to "
+                        "split/trim (slower on long clips)", essential=False))
     probe = find_ffprobe(ff.path)
     checks.append(Check("ffprobe", probe is not None, probe or "not found (optional: roienc reads "
                         "packet sizes with ffmpeg itself)", essential=False))
