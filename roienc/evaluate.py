@@ -49,7 +49,7 @@ RESULT_COLUMNS = ["clip", "codec", "mode", "rate_control", "rate_value", "frames
                   "psnr_nonroi", "psnr_weighted", "ssim_y", "ssim_roi", "ssim_nonroi",
                   "roi_fraction", "psnr_near_objects", "encode_seconds"]
 EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemean",
-                 "near_fraction", "rate_label", "sidecar", "eval_key"]
+                 "near_fraction", "rate_label", "sidecar", "eval_key", "judged_by"]
 REPORT_FLUSH_S = 5.0   # rewrite the partial report at most this often while a run goes on
 FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
                  "ssim_nonroi", "roi_fraction"]
@@ -382,11 +382,21 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
         "psnr_u": pu, "psnr_v": pv, "psnr_roi_framemean": roi.frame_mean_psnr(),
         "psnr_nonroi_framemean": nonroi.frame_mean_psnr(), "near_fraction": near_px / (n * w * h),
         "rate_label": side.get("rate_label"), "sidecar": str(task.sidecar), "eval_key": eval_key(task),
+        "judged_by": judged_by(side, task.maps_root),
     }
     if task.per_frame_dir is not None:
         name = f"{side['codec']}_{side['mode']}_{side.get('rate_label', '')}_{side['clip']}.csv"
         write_csv(Path(task.per_frame_dir) / name.replace("+", "_"), rows, header=FRAME_COLUMNS)
     return row
+
+
+def judged_by(side: dict, maps_root: Path) -> str:
+    """Which maps define the regions of a row, and whether they are the ones that drove the
+    encode ('self': flatters an ROI in the wrong place) or independent of it."""
+    used = side.get("maps")
+    if used and Path(used).resolve() == Path(maps_root).resolve():
+        return f"self: the maps that drove the encoder ({maps_root})"
+    return f"maps {maps_root}" + ("" if used else " (the encode used no maps)")
 
 
 def eval_key(task: EvalTask) -> str:

@@ -32,6 +32,9 @@ def test_columns_and_values(encoded, tmp_path):
     assert list(df.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert list(pd.read_csv(tmp_path / "r.csv").columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert len(df) == 2 and set(df["mode"]) == {"baseline", "roi"}
+    # which maps defined the regions: the roi encode is judged by its own maps (self)
+    by = df.set_index("mode")["judged_by"]
+    assert by["roi"].startswith("self:") and by["baseline"].endswith("(the encode used no maps)")
     prov = json.loads((tmp_path / "r.json").read_text())   # how to reproduce every row
     assert prov["roi_threshold"] == 0.5 and prov["maps"] == str(maps) and prov["evaluated"] == 2
     assert set(prov["decode_commands"]) == set(df["sidecar"])
