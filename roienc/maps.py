@@ -645,11 +645,13 @@ def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> None:
             except OSError:
                 shutil.copy2(f, g)
     q_npy = b.with_name(b.name + "_qp_map.npy")
-    imp = np.load(a.with_name(a.name + "_importance.npy"))
-    want = (-(-imp.shape[0] // qp.block_size), -(-imp.shape[1] // qp.block_size))
+    imp_path = a.with_name(a.name + "_importance.npy")
+    h, w = np.load(imp_path, mmap_mode="r").shape      # header only: a rerun reads no pixels
+    want = (-(-h // qp.block_size), -(-w // qp.block_size))
     with contextlib.suppress(Exception):
         if np.load(q_npy).shape == want and b.with_name(b.name + "_qp_map_vis.png").is_file():
             return
+    imp = np.load(imp_path)
     from .qpmap import qp_map_from_importance, write_qp_outputs
     grid = qp_map_from_importance(imp, block=qp.block_size, stat=qp.block_stat, base_qp=qp.base_qp,
                                   delta=qp.delta, gamma=qp.gamma, normalize=qp.qp_normalize,

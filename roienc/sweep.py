@@ -73,15 +73,20 @@ def qp_combinations(qp: QPParams | None, grid: dict[str, list] | None) -> list[Q
             over["background"] = None          # symmetric unless the background is given
         combos.append(replace(base, **over))
     out: list[QPParams] = []
-    for c in combos or [base]:
+    for c in combos:              # product() of no lists is one empty combination: [base]
         if c not in out:
             out.append(c)
     return out
 
 
+def _digest(params: dict) -> str:
+    """Short stable hash of a parameter dict (folder names of maps that depend on it)."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def maps_label(qp: QPParams, map_params: dict) -> str:
     """``b32-max-d4-bg2-g1-q32-<hash>``: readable QP mapping plus a hash of every map parameter."""
-    digest = hashlib.sha1(json.dumps(map_params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = _digest(map_params)
     return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.bg}-g{qp.gamma:g}-q{qp.base_qp}"
             f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
 
@@ -147,8 +152,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                  if k not in ("labels_root", "label_source", "labels_pattern", "instances_pattern")}
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
                    "pattern": judge_labels_pattern, "qp": asdict(combos[0])}
-        jdigest = hashlib.sha1(json.dumps(jparams, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        judge_dir = run_dir / "judge_maps" / jdigest
+        judge_dir = run_dir / "judge_maps" / _digest(jparams)
         build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
                    progress=progress, visualize_every=0, skip_existing=True, qp=combos[0],
                    labels_root=judge_labels_root,
