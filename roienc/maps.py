@@ -59,10 +59,6 @@ class QPParams:
     qp_normalize: str = "none"
     background: int | None = 0      # QP offset of importance 0 (None: = delta, symmetric)
 
-    @property
-    def bg(self) -> int:
-        return self.delta if self.background is None else self.background
-
     def __post_init__(self) -> None:
         if self.background is None:         # recorded as the value it stands for
             object.__setattr__(self, "background", self.delta)
@@ -72,7 +68,7 @@ class QPParams:
             raise InputError(f"--base-qp must be in 0..51, got {self.base_qp}")
         if self.delta < 0 or self.base_qp - self.delta < 0 or self.base_qp + self.delta > 51:
             raise InputError(f"--delta {self.delta} with --base-qp {self.base_qp} leaves 0..51")
-        if self.bg < 0 or self.base_qp + self.bg > 51:
+        if self.background < 0 or self.base_qp + self.background > 51:
             raise InputError(f"--background {self.background} with --base-qp {self.base_qp} "
                              "leaves 0..51 (it must be >= 0)")
         if not (math.isfinite(self.gamma) and self.gamma > 0):
@@ -492,8 +488,8 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
     q = cfg.qp
     qp = qp_map_from_importance(fi.importance, block=q.block_size, stat=q.block_stat,
                                 base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
-                                normalize=q.qp_normalize, background=q.bg)
-    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.bg),
+                                normalize=q.qp_normalize, background=q.background)
+    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.background),
                      vis="qp_map_vis" in want)
     if annotate_ref is not None and "distance_annotation" in want:
         img, bgr = _read_picture(annotate_ref.image)
@@ -581,7 +577,7 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "block_size": cfg.qp.block_size,
         "base_qp": cfg.qp.base_qp,
         "delta": cfg.qp.delta,
-        "background": cfg.qp.bg,
+        "background": cfg.qp.background,
     }
 
 
@@ -616,7 +612,7 @@ def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bo
     src, out = Path(src), ensure_dir(out)
     sp = load_params(src)
     params = dict(sp, qp=asdict(qp), block_size=qp.block_size, base_qp=qp.base_qp,
-                  delta=qp.delta, background=qp.bg, derived_from=str(src.resolve()))
+                  delta=qp.delta, background=qp.background, derived_from=str(src.resolve()))
     claim_folder(out, params, sp.get("cities"), bool(sp.get("sequences")), overwrite)
     man = read_manifest(src)
     rows = []
@@ -655,8 +651,8 @@ def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> None:
     from .qpmap import qp_map_from_importance, write_qp_outputs
     grid = qp_map_from_importance(imp, block=qp.block_size, stat=qp.block_stat, base_qp=qp.base_qp,
                                   delta=qp.delta, gamma=qp.gamma, normalize=qp.qp_normalize,
-                                  background=qp.bg)
-    write_qp_outputs(b, grid, base_qp=qp.base_qp, delta=max(qp.delta, qp.bg))
+                                  background=qp.background)
+    write_qp_outputs(b, grid, base_qp=qp.base_qp, delta=max(qp.delta, qp.background))
 
 
 def _remove_maps(out: Path, old_params: dict) -> None:

@@ -87,7 +87,7 @@ def _digest(params: dict) -> str:
 def maps_label(qp: QPParams, map_params: dict) -> str:
     """``b32-max-d4-bg2-g1-q32-<hash>``: readable QP mapping plus a hash of every map parameter."""
     digest = _digest(map_params)
-    return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.bg}-g{qp.gamma:g}-q{qp.base_qp}"
+    return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.background}-g{qp.gamma:g}-q{qp.base_qp}"
             f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
 
 
@@ -244,7 +244,7 @@ def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str
         def get(metric: str, ref: str = "baseline") -> float:
             r = m[(m["metric"] == metric) & (m["reference"] == ref)]["bd_rate_pct"]
             return float(r.iloc[0]) if len(r) else float("nan")
-        rows.append([lab, q.block_size, q.block_stat, q.delta, q.bg, q.gamma, q.base_qp,
+        rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.gamma, q.base_qp,
                      get("psnr_roi"), get("psnr_nonroi"), get("psnr_y"), get("psnr_weighted"),
                      get("psnr_roi", "roi-settings"), get("psnr_nonroi", "roi-settings"),
                      False, judged_by])
