@@ -25,12 +25,17 @@ import argparse
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+# time this checkout's roienc, not an installed copy (a plain `python3 benchmarks/...` puts only
+# benchmarks/ on sys.path, so `import roienc` would find site-packages' roienc first)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 def seed_build_maps(root: Path, out: Path, split: str, v_default: float = 10.0,
                     visualize_every: int = 30) -> int:
@@ -130,8 +135,11 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=10.0, help="ego speed for frames without vehicle JSON")
     args = ap.parse_args()
 
+    import roienc
     from roienc.maps import build_maps
     from roienc.synth import synthesize
+
+    print(f"roienc from {Path(roienc.__file__).parent}")
 
     tmp = Path(tempfile.mkdtemp(prefix="roienc-bench-"))
     try:
