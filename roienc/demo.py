@@ -1,7 +1,8 @@
 """``roienc demo``: the whole pipeline in one command, on synthesized data or a real root.
 
 Synthesizes a small Cityscapes-format sample (unless ``cityscapes_root`` is given), builds the
-maps, runs a two-mode sweep (baseline vs roi, 3 CRF points) and returns the summary.
+maps, runs a two-mode sweep (baseline vs roi, 3 CRF points, SSIM evaluated too: the frames are
+small) and returns the summary.
 """
 from __future__ import annotations
 
@@ -30,5 +31,5 @@ def run_demo(out: str | Path, cityscapes_root: str | Path | None = None, *, spli
     opts = dict(importance=ImportanceParams(), speed=speed, qp=QPParams())
     return run_sweep(cityscapes_root, out / "run", split=split, cities=cities, codec="hevc",
                      modes=("baseline", "roi"), rates=[RatePoint("crf", c) for c in DEMO_CRF],
-                     map_options=opts, preset=preset, progress=progress,
+                     map_options=opts, preset=preset, progress=progress, ssim=True,
                      argv=["roienc", "demo", "--out", str(out)])

@@ -10,6 +10,7 @@ ROI = luma pixels with importance >= ``roi_threshold``; every region metric (``p
 ``psnr_u``/``psnr_v`` cover whole planes, and ``psnr_yuv`` = (6*PSNR_Y + PSNR_U + PSNR_V)/8 from
 clip-pooled plane PSNRs.
 ``psnr_near_objects``: pixels of objects inside d_safe (``<id>_near_mask.png`` of build-maps).
+SSIM only where asked (``ssim=True``, ``--ssim``): otherwise the ``ssim_*`` columns are NaN.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -51,6 +52,7 @@ RESULT_COLUMNS = ["clip", "codec", "mode", "rate_control", "rate_value", "frames
 EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemean",
                  "near_fraction", "rate_label", "sidecar", "eval_key", "judged_by"]
 REPORT_FLUSH_S = 5.0   # rewrite the partial report at most this often while a run goes on
+SSIM_COLUMNS = ["ssim_y", "ssim_roi", "ssim_nonroi"]
 FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
                  "ssim_nonroi", "roi_fraction"]
 
@@ -63,7 +65,7 @@ class EvalTask:
     roi_threshold: float
     per_frame_dir: Path | None
     ffmpeg: str
-    ssim: bool = True         # False: no SSIM map, the ssim_* columns are NaN
+    ssim: bool = False        # True: the SSIM map (ssim_* columns); False: they are NaN
     pipeline: bool = True     # False: every metric of a frame in the main thread (same numbers)
 
 
@@ -485,14 +487,15 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
              cityscapes_root: str | Path | None = None, roi_threshold: float = 0.5,
              per_frame_dir: str | Path | None = None, ffmpeg: str | None = None,
              executor: ExecutorSpec | None = None, progress: bool = True,
-             skip_existing: bool = False, ssim: bool = True,
+             skip_existing: bool = False, ssim: bool = False,
              pipeline: bool = True) -> pd.DataFrame:
     """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it.
 
     The report is rewritten (atomically) as evaluations finish, so an interrupted run keeps what
     it measured; with ``skip_existing`` rows of an existing report whose ``eval_key`` still
     matches (same encode, maps and threshold) are reused instead of decoding again.
-    ``ssim=False`` skips the SSIM map (the costliest metric): the ``ssim_*`` columns are NaN and
+    SSIM only where asked: ``ssim=True`` computes the SSIM map (the costliest metric, about as
+    much CPU as all the others together); by default the ``ssim_*`` columns are NaN and
     ``<report>.json`` says so. ``pipeline=False`` computes each frame's metrics in the calling
     thread, one frame at a time (the same numbers, slower; for checking the pipelined path).
     """
@@ -539,7 +542,7 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
 
 
 def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: float, ff: str,
-                      rows: list[dict], errors: list[dict], ssim: bool = True) -> None:
+                      rows: list[dict], errors: list[dict], ssim: bool = False) -> None:
     """``<report>.json`` beside the CSV: the parameters, tool versions and, per encode, the exact
     decode commands, so every number in the report can be reproduced."""
     commands = {}
@@ -561,8 +564,8 @@ def _write_provenance(report: str | Path, encoded, maps_root, roi_threshold: flo
         "errors": errors, "decode_commands": commands, "ssim": ssim,
         "metrics": "PSNR pooled over each region's pixels across the clip; "
                    + ("SSIM: 7x7 uniform window map (scikit-image defaults) averaged over the "
-                      "region" if ssim else "SSIM not computed (--no-ssim): the ssim_y, ssim_roi "
-                      "and ssim_nonroi columns are NaN")
+                      "region" if ssim else "SSIM not computed (evaluate without --ssim): the "
+                      "ssim_y, ssim_roi and ssim_nonroi columns are NaN")
                    + "; luma regions; psnr_yuv = (6*Y + U + V)/8",
     })
 
@@ -584,9 +587,17 @@ def _reusable_rows(report: Path, tasks: list[EvalTask]) -> dict[str, dict]:
     if not {"sidecar", "eval_key"} <= set(old.columns):
         return {}
     keys = {str(t.sidecar): eval_key(t) for t in tasks}
+    # a row measured with SSIM also stands for one without: reused with its SSIM left out (the
+    # report stays what its JSON says) and the key of a row without SSIM
+    full = {str(t.sidecar): eval_key(replace(t, ssim=True)) for t in tasks if not t.ssim}
     out = {}
     for row in old.to_dict("records"):
         sc = str(row.get("sidecar"))
-        if sc in keys and row.get("eval_key") == keys[sc]:
+        if sc not in keys:
+            continue
+        if row.get("eval_key") == keys[sc]:
             out[sc] = {c: row.get(c) for c in RESULT_COLUMNS + EXTRA_COLUMNS}
+        elif sc in full and row.get("eval_key") == full[sc]:
+            out[sc] = {c: row.get(c) for c in RESULT_COLUMNS + EXTRA_COLUMNS}
+            out[sc].update({c: float("nan") for c in SSIM_COLUMNS}, eval_key=keys[sc])
     return out

@@ -119,6 +119,12 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
         panel = f"<p>Frame comparison unavailable: {html.escape(str(exc))}</p>"
     cols = ["clip", "codec", "mode", "rate_value", "kbps", "psnr_y", "psnr_roi", "psnr_nonroi",
             "psnr_weighted", "psnr_near_objects", "ssim_roi", "ssim_nonroi", "roi_fraction"]
+    ssim_cols = [c for c in ("ssim_y", "ssim_roi", "ssim_nonroi") if c in results]
+    no_ssim = not ssim_cols or results[ssim_cols].isna().all().all()
+    if no_ssim:                          # not computed (evaluate without --ssim): no NaN columns
+        cols = [c for c in cols if not c.startswith("ssim_")]
+    ssim_note = ("<p>SSIM was not computed (evaluate/sweep without <code>--ssim</code>): the "
+                 "<code>ssim_*</code> columns of results.csv are NaN.</p>" if no_ssim else "")
     res_html = results[[c for c in cols if c in results]].to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
@@ -158,7 +164,7 @@ itself brings. {adds_html}</p>
 {front_html}
 <h2>Rate-distortion</h2><div class="row">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
-<h2>All results</h2>{res_html}
+<h2>All results</h2>{ssim_note}{res_html}
 <h2>Parameters</h2><pre>{html.escape(pd.Series(params, dtype=object).to_string())}</pre>
 </body></html>
 """

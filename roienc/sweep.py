@@ -106,8 +106,10 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               preset: str | None = None, jobs: int = 1, roi_threshold: float = 0.5,
               zone_mode: str | None = None, ffmpeg: str | None = None, x265: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
-              argv: list[str] | None = None, two_pass: bool = False) -> SweepResult:
-    """Run the sweep into ``out`` (RUN); see the module docstring."""
+              argv: list[str] | None = None, two_pass: bool = False,
+              ssim: bool = False) -> SweepResult:
+    """Run the sweep into ``out`` (RUN); see the module docstring. ``ssim``: evaluate computes
+    the SSIM columns too (NaN otherwise)."""
     rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if "baseline" not in modes:
         raise InputError("--modes must include baseline: BD-rates are measured against it")
@@ -132,7 +134,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               "cities": cities, "codec": codec, "modes": list(modes), "roi_modes": roi_modes,
               "rates": [r.label for r in rates], "source": src, "sequence_ids": sequence_ids,
               "config": config, "preset": preset, "roi_threshold": roi_threshold,
-              "zone_mode": zone_mode, "two_pass": two_pass, "map_options": map_params,
+              "zone_mode": zone_mode, "two_pass": two_pass, "ssim": ssim, "map_options": map_params,
               "qp_combinations": {lab: asdict(q) for lab, q in zip(labels, combos)}}
     write_json(run_dir / "sweep.json", params)
 
@@ -171,7 +173,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                   executor=ExecutorSpec("dask", jobs, executor.scheduler)
                   if executor is not None and executor.kind == "dask" else None)
     eval_kw = dict(cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,
-                   executor=executor, progress=progress, skip_existing=True)
+                   executor=executor, progress=progress, skip_existing=True, ssim=ssim)
     errors: list[dict] = []
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
     parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",

@@ -28,7 +28,8 @@ def encoded(seq_dataset, tmp_path_factory):
 
 def test_columns_and_values(encoded, tmp_path):
     root, maps, enc = encoded
-    df = evaluate(enc, maps, tmp_path / "r.csv", per_frame_dir=tmp_path / "pf", progress=False)
+    df = evaluate(enc, maps, tmp_path / "r.csv", per_frame_dir=tmp_path / "pf", progress=False,
+                  ssim=True)
     assert list(df.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert list(pd.read_csv(tmp_path / "r.csv").columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert len(df) == 2 and set(df["mode"]) == {"baseline", "roi"}
@@ -123,12 +124,14 @@ def test_skip_existing_reuses_matching_rows_only(encoded, tmp_path):
 
 def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
     """The pipelined path (metrics of frame n in worker threads while frame n+1 is taken) gives
-    the numbers of the one-frame-at-a-time path bit for bit; --no-ssim leaves every other number
-    as it is, the SSIM columns NaN, and says so in the report's JSON."""
+    the numbers of the one-frame-at-a-time path bit for bit; without --ssim (the default; the
+    old --no-ssim is still accepted) every other number is as it is, the SSIM columns are NaN,
+    and the report's JSON says so."""
     root, maps, enc = encoded
-    piped = evaluate(enc, maps, tmp_path / "p.csv", per_frame_dir=tmp_path / "pp", progress=False)
+    piped = evaluate(enc, maps, tmp_path / "p.csv", per_frame_dir=tmp_path / "pp", progress=False,
+                     ssim=True)
     seq = evaluate(enc, maps, tmp_path / "s.csv", per_frame_dir=tmp_path / "ps", progress=False,
-                   pipeline=False)
+                   pipeline=False, ssim=True)
     pd.testing.assert_frame_equal(piped, seq, check_exact=True)
     for f in sorted((tmp_path / "pp").glob("*.csv")):
         assert f.read_bytes() == (tmp_path / "ps" / f.name).read_bytes()
@@ -147,6 +150,26 @@ def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
     assert pd.read_csv(next((tmp_path / "pn").glob("*.csv")))[ssim_cols].isna().all().all()
     prov = json.loads(report.with_suffix(".json").read_text())
     assert prov["ssim"] is False and "NaN" in prov["metrics"]
+    # the default is the same report (SSIM only where asked), pipelined or not
+    default = evaluate(enc, maps, tmp_path / "d.csv", progress=False)
+    pd.testing.assert_frame_equal(default.drop(columns="eval_key"),
+                                  nossim.drop(columns="eval_key"), check_exact=True)
+    nopipe = evaluate(enc, maps, tmp_path / "d2.csv", progress=False, pipeline=False)
+    pd.testing.assert_frame_equal(default, nopipe, check_exact=True)
+    assert json.loads((tmp_path / "d.json").read_text())["ssim"] is False
     # a row without SSIM is not reused for a run that asks for it
-    again = evaluate(enc, maps, report, progress=False, skip_existing=True)
+    again = evaluate(enc, maps, report, progress=False, skip_existing=True, ssim=True)
     assert again["ssim_y"].notna().all()
+    assert cli(["evaluate", "--encoded", str(enc), "--maps", str(maps), "--report",
+                str(tmp_path / "c.csv"), "--ssim", "--no-progress"]) == 0
+    assert pd.read_csv(tmp_path / "c.csv")[ssim_cols].notna().all().all()
+    # a row with SSIM stands for one without: reused, its SSIM left out (as the JSON says), and
+    # not mistaken later for a row with SSIM
+    marked = pd.read_csv(report)
+    marked["psnr_y"] = -1.0
+    marked.to_csv(report, index=False)
+    reused = evaluate(enc, maps, report, progress=False, skip_existing=True)
+    assert (reused["psnr_y"] == -1.0).all() and reused[ssim_cols].isna().all().all()
+    assert json.loads(report.with_suffix(".json").read_text())["ssim"] is False
+    full_again = evaluate(enc, maps, report, progress=False, skip_existing=True, ssim=True)
+    assert (full_again["psnr_y"] > 15).all() and full_again[ssim_cols].notna().all().all()

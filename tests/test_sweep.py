@@ -54,11 +54,21 @@ def test_sweep_end_to_end(root, tmp_path, capsys):
     html = (run / "report.html").read_text()
     assert "rd_psnr_roi.png" in html and "report_files/roi_crop.png" in html and "Self-judged" in html
     assert "qg-size=16" in html           # what the ROI encode adds to the plain baseline
-    # resumable: a second run reuses maps and encodes
+    # SSIM only where asked: NaN columns, said on the page, left out of its table
+    ssim_cols = ["ssim_y", "ssim_roi", "ssim_nonroi"]
+    assert res[ssim_cols].isna().all().all() and "SSIM was not computed" in html
+    assert "<th>ssim_roi</th>" not in html
+    assert json.loads((run / "sweep.json").read_text())["ssim"] is False
+    # resumable: a second run reuses maps and encodes; --ssim reaches evaluate
     mp4 = run / "enc" / maps.name / "hevc/roi/crf22/lindau_000000.mp4"
     mtime = mp4.stat().st_mtime_ns
-    assert _sweep(root, run) == 0
+    assert _sweep(root, run, "--ssim") == 0
     assert mp4.stat().st_mtime_ns == mtime
+    res_ssim = pd.read_csv(run / "results.csv")
+    assert res_ssim[ssim_cols].notna().all().all() and (res_ssim["ssim_roi"] <= 1).all()
+    html = (run / "report.html").read_text()
+    assert "SSIM was not computed" not in html and "<th>ssim_roi</th>" in html
+    assert res_ssim["psnr_roi"].equals(res["psnr_roi"])
     # changed map options are applied, in a folder of their own (not silently ignored)
     assert _sweep(root, run, "--delta", "6", "--base-qp", "30") == 0
     assert len(list((run / "maps").iterdir())) == 2

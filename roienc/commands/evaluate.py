@@ -21,9 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--skip-existing", action="store_true",
                    help="reuse rows of an existing --report whose encode, maps and threshold are unchanged")
+    p.add_argument("--ssim", action="store_true",
+                   help="also compute the luma SSIM map (the ssim_y, ssim_roi, ssim_nonroi columns; "
+                        "about as much CPU as every other metric together). Without it those "
+                        "columns are NaN and <report>.json says SSIM was not computed")
     p.add_argument("--no-ssim", dest="ssim", action="store_false",
-                   help="skip the SSIM map (about half of the metrics' CPU time): the ssim_y, "
-                        "ssim_roi and ssim_nonroi columns are NaN and <report>.json says so")
+                   help="the default (no SSIM); accepted for scripts written when SSIM was on by default")
     add_executor_options(p)
     p.set_defaults(func=run, workers=1)
 

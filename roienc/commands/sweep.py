@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--judge-maps", metavar="DIR", help="a build-maps output whose ROI judges every encode")
     p.add_argument("--no-settings-reference", action="store_true",
                    help="do not encode the roi-settings reference (ROI settings, zero offsets)")
+    p.add_argument("--ssim", action="store_true",
+                   help="evaluate SSIM too (ssim_* columns; off by default: it costs about as much "
+                        "CPU as every other metric together)")
     p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
     p.add_argument("--out", required=True, metavar="RUN")
     p.add_argument("--no-progress", action="store_true")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
                     executor=executor_spec(args), progress=not args.no_progress,
-                    two_pass=args.two_pass,
+                    two_pass=args.two_pass, ssim=args.ssim,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
     print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, rd_*.png, report: {res.report}")
