@@ -161,9 +161,11 @@ def _json_default(o: Any) -> Any:
 
 
 def write_npy(final: str | os.PathLike, array: np.ndarray) -> Path:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return write_bytes(final, buf.getvalue())
+    """``np.save`` format, atomically; the array goes from its own memory to the file (no
+    in-memory copy of an 8 MB importance map on the way)."""
+    with atomic_path(final) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+    return Path(final)
 
 
 # PNG: rows filtered with 'Up' (numpy), deflated by zlib at level 1 with the Z_RLE strategy.
@@ -239,6 +241,39 @@ def write_png(final: str | os.PathLike, array: np.ndarray, compress_level: int =
     """Write a uint8 (gray/RGB/RGBA, or palette indices with ``palette``) or uint16 (gray) array
     as PNG, atomically (see :func:`encode_png`)."""
     return write_bytes(final, encode_png(array, compress_level, palette))
+
+
+# JPEG for the camera-picture annotation: libjpeg-turbo through cv2 at quality 90 with full-
+# resolution chroma (4:4:4, so 2-px coloured outlines stay crisp). Measured on a real 2048x1050
+# annotation: 8 ms / 0.44 MB, 43 dB PSNR against the lossless picture, where the PNG writer
+# above takes 46 ms / 2.0 MB and cv2's PNG 85-95 ms; 4:2:0 takes 5 ms but washes the outlines
+# out (35 dB).
+JPEG_QUALITY = 90
+
+
+def encode_jpeg(array: np.ndarray, quality: int = JPEG_QUALITY, bgr: bool = False) -> bytes:
+    """JPEG bytes of a uint8 gray (HxW) or colour (HxWx3, RGB; ``bgr``: BGR as cv2 holds it)
+    array, 4:4:4 chroma."""
+    import cv2
+
+    a = np.asarray(array)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or not a.size:
+        raise ValueError(f"JPEG needs a non-empty uint8 HxW or HxWx3 array, got {a.dtype} {a.shape}")
+    if a.ndim == 3 and not bgr:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", a, params)
+    if not ok:
+        raise ValueError(f"cv2 could not encode a {a.shape} array as JPEG")
+    return buf.tobytes()
+
+
+def write_jpeg(final: str | os.PathLike, array: np.ndarray, quality: int = JPEG_QUALITY,
+               bgr: bool = False) -> Path:
+    """Write :func:`encode_jpeg`'s bytes atomically."""
+    return write_bytes(final, encode_jpeg(array, quality, bgr))
 
 
 def write_csv(final: str | os.PathLike, rows: Iterable[Sequence[Any]],

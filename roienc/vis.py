@@ -69,13 +69,14 @@ def _put_text(canvas: np.ndarray, xy: tuple[int, int], text: str, colour, size: 
 
 def distance_annotation(image: np.ndarray, object_map: np.ndarray, objects: pd.DataFrame,
                         d_safe: float, speed_mps: float, title: str = "",
-                        bgr: bool = False) -> np.ndarray:
+                        bgr: bool = False, bgr_out: bool = False) -> np.ndarray:
     """The camera image with each object's outline red (inside ``d_safe``) or blue (outside or
     unknown), ``'car: 12.3 m'`` beside it, and ``d_safe`` in a title bar above the image.
 
-    RGB ``(h + bar, w, 3)``. ``image`` is RGB (``bgr``: BGR as cv2 reads it, swapped while it is
-    copied in). Drawn in place in the one output buffer with cv2 (outlines, text), so a
-    2048x1024 frame costs a few ms besides the copy."""
+    ``(h + bar, w, 3)``, RGB (``bgr_out``: BGR, the order cv2 encodes). ``image`` is RGB
+    (``bgr``: BGR as cv2 reads it); it is copied in once, swapped only when the orders differ.
+    Drawn in place in the one output buffer with cv2 (outlines, text), so a 2048x1024 frame
+    costs a few ms besides the copy."""
     h, w = object_map.shape
     size = max(10, h // 40)
     bar = size + size // 2 + 4
@@ -86,18 +87,19 @@ def distance_annotation(image: np.ndarray, object_map: np.ndarray, objects: pd.D
     if src.ndim == 2:
         src = np.repeat(src[:, :, None], 3, axis=2)
     src = src[:, :, :3]
-    if bgr:
-        cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_BGR2RGB, dst=pic)
+    if bgr != bgr_out:
+        cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_BGR2RGB, dst=pic)  # a swap either way
     else:
         pic[...] = src
+    red, blue = (RED[::-1], BLUE[::-1]) if bgr_out else (RED, BLUE)
     if len(objects):
         inside = np.concatenate(([False], objects["inside_safe"].to_numpy(bool)))
         # thicken the outline a little on large frames so it is visible
         idx = np.flatnonzero(object_outlines(object_map, thick=w >= 1024))
         near = inside[object_map.ravel()[idx]]
         flat = pic.reshape(-1, 3)
-        flat[idx[near]] = RED
-        flat[idx[~near]] = BLUE
+        flat[idx[near]] = red
+        flat[idx[~near]] = blue
     head = f"d_safe = {d_safe:.1f} m at v = {speed_mps:.1f} m/s"
     _put_text(canvas, (4, 2), f"{title}   {head}" if title else head, (255, 255, 255), size)
     scale, thickness = size / 30.0, max(1, round(size / 16))
@@ -109,5 +111,5 @@ def distance_annotation(image: np.ndarray, object_map: np.ndarray, objects: pd.D
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
         x = min(max(int(row.x0), 0), max(w - tw - 2, 0))
         y = max(int(row.y0) + bar - th - base - 2, bar)
-        _put_text(canvas, (x, y), text, RED if row.inside_safe else BLUE, size, (0, 0, 0))
+        _put_text(canvas, (x, y), text, red if row.inside_safe else blue, size, (0, 0, 0))
     return canvas

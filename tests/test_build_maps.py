@@ -59,8 +59,9 @@ def test_outputs_dtypes_shapes_ranges(built):
         assert qp.min() >= d.base_qp - d.delta and qp.max() <= d.base_qp + d.background
         csv = np.loadtxt(f"{p}_qp_map.csv", delimiter=",", dtype=int, ndmin=2)
         assert np.array_equal(csv, qp)
-        ann_img = Image.open(f"{p}_distance_annotation.png")
+        ann_img = Image.open(f"{p}_distance_annotation.jpg")
         assert ann_img.width == info.width and ann_img.height > info.height  # title bar
+        assert ann_img.format == "JPEG" and ann_img.mode == "RGB"
         objs = pd.read_csv(f"{p}_objects.csv")
         assert list(objs.columns[:7]) == ["object_id", "label", "pixels", "valid_pixels",
                                           "distance_m", "importance", "inside_safe"]
@@ -110,7 +111,7 @@ def test_sequences_and_clip_maps(synth_root, tmp_path):
     assert sorted(seq["label_steps"].astype(int)) == list(range(-19, 11))
     assert (seq["distance_source"] == "own disparity").all()    # synth has disparity_sequence
     assert seq["speed_source"].str.contains("vehicle_sequence").all()
-    assert not list((out / "val" / "lindau").glob("*_distance_annotation.png"))
+    assert not list((out / "val" / "lindau").glob("*_distance_annotation.*"))
     clips = find_clips(root, "val", ["lindau"], "sequence")
     cm = load_clip_maps(out, clips[0])
     d = QPParams()

@@ -9,13 +9,14 @@ import pytest
 from PIL import Image
 
 from roienc.errors import InputError
-from roienc.fileio import encode_png
-from roienc.maps import QPParams, IMAGE_OUTPUTS, MAP_KEYS, build_maps, existing_outputs, output_paths, parse_outputs
+from roienc.fileio import encode_jpeg, encode_png, write_npy
+from roienc.maps import (QPParams, IMAGE_OUTPUTS, MAP_KEYS, build_maps, derive_maps, existing_outputs,
+                         output_paths, parse_outputs)
 from roienc.qpmap import _qp_colours, render_qp_vis, render_qp_vis_indexed
 from roienc.vis import BLUE, RED, colormap_lut, distance_annotation, importance_vis, object_outlines
 
 ALWAYS = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
-IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.png"]
+IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.jpg"]
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -103,7 +104,7 @@ def test_all_outputs_decode_to_the_colours(synth, tmp_path):
         assert qvis.mode in ("P", "RGB")   # paletted while levels and colour bar fit 256 colours
         assert np.array_equal(np.asarray(qvis.convert("RGB")),
                               render_qp_vis(qp, d.base_qp, max(d.delta, d.background)))
-        ann = np.asarray(Image.open(f"{p}_distance_annotation.png").convert("RGB"))
+        ann = np.asarray(Image.open(f"{p}_distance_annotation.jpg").convert("RGB"))
         assert ann.shape[1] == 256 and ann.shape[0] > 128
     params = json.loads((out / "params.json").read_text())
     assert params["outputs"] == list(IMAGE_OUTPUTS)
@@ -132,6 +133,10 @@ def test_distance_annotation_outlines_and_picture():
     assert (pic[:45, :][edges[:45] & (om[:45] == 1)] == RED).all()
     assert (pic[edges & (om == 2)][:, 2] == BLUE[2]).mean() > 0.5    # label text overlaps some
     assert np.array_equal(pic[95:, :], img[95:, :])       # untouched rows are the picture
+    # drawn in BGR (what cv2 encodes) from either order: the same picture, channels reversed
+    for src, is_bgr in ((img, False), (np.ascontiguousarray(img[:, :, ::-1]), True)):
+        out = distance_annotation(src, om, objs, 12.0, 10.0, title="t", bgr=is_bgr, bgr_out=True)
+        assert np.array_equal(out, rgb[:, :, ::-1])
 
 
 def test_parse_outputs():
@@ -157,7 +162,7 @@ def test_outputs_maps_and_skip_existing_follow_the_choice(synth, tmp_path):
     rep = build_maps(synth, out, split="val", workers=1, progress=False, skip_existing=True,
                      outputs="importance_vis,distance_annotation", visualize_every=1)
     assert (rep.manifest["reason"] != "existing output kept").all()
-    assert set(_files(out)) == set(ALWAYS) | {"_importance_vis.png", "_distance_annotation.png"}
+    assert set(_files(out)) == set(ALWAYS) | {"_importance_vis.png", "_distance_annotation.jpg"}
     # and back to maps only: every frame is complete, kept
     rep = build_maps(synth, out, split="val", workers=1, progress=False, skip_existing=True,
                      outputs="maps")
@@ -171,3 +176,100 @@ def test_cli_outputs(synth, tmp_path):
     assert main(["build-maps", "--cityscapes-root", str(synth), "--out", str(out), "--workers", "1",
                  "--no-progress", "--outputs", "qp_map_vis"]) == 0
     assert set(_files(out)) == set(ALWAYS) | {"_qp_map_vis.png"}
+
+
+def _psnr(a, b):
+    err = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(err, 1e-12))
+
+
+def test_encode_jpeg_and_write_npy(tmp_path):
+    rng = np.random.default_rng(5)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8), 8, 0), 8, 1)
+    rgb = np.asarray(_decode(encode_jpeg(smooth)))
+    assert rgb.shape == smooth.shape and _psnr(rgb, smooth) > 35
+    bgr = np.asarray(_decode(encode_jpeg(np.ascontiguousarray(smooth[:, :, ::-1]), bgr=True)))
+    assert np.array_equal(bgr, rgb)                       # same bytes whichever order came in
+    with pytest.raises(ValueError):
+        encode_jpeg(np.zeros((4, 4), np.uint16))
+    for a in (rng.random((31, 17)).astype(np.float32), np.asfortranarray(rng.random((5, 9))),
+              rng.integers(0, 50, (3, 4)).astype(np.int8)):
+        write_npy(tmp_path / "a.npy", a)
+        b = np.load(tmp_path / "a.npy")
+        assert b.dtype == a.dtype and np.array_equal(b, a)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]     # no temporary left
+
+
+def test_annotation_is_a_jpeg_of_the_drawing(synth, tmp_path):
+    """The JPEG decodes to the cv2 drawing within JPEG loss; the outlines keep their colour
+    (4:4:4 chroma); a truncated JPEG is rebuilt by --skip-existing; an older version's PNG
+    annotation of the frame is replaced; derive-maps links the JPEG."""
+    from roienc.dataset import find_annotated_frames, read_camera, read_disparity_raw, read_instance_ids, read_label_ids, read_rgb
+    from roienc.importance import compute_importance
+    from roienc.labels import load_class_groups
+
+    out = tmp_path / "a"
+    ref = find_annotated_frames(synth, "val", None)[0]
+    p = out / "val" / "lindau" / ref.frame_id
+    p.parent.mkdir(parents=True)
+    legacy = p.with_name(p.name + "_distance_annotation.png")
+    legacy.write_bytes(b"old")
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    assert (rep.manifest["status"] == "ok").all()
+    assert not legacy.exists()
+    fx, b = read_camera(ref.camera)
+    fi = compute_importance(read_label_ids(ref.labels), read_instance_ids(ref.instances),
+                            read_disparity_raw(ref.disparity), fx, b, 10.0, load_class_groups(None))
+    row = rep.manifest.set_index("frame_id").loc[ref.frame_id]
+    want = distance_annotation(read_rgb(ref.image), fi.object_map, fi.objects, fi.d_safe,
+                               row["speed_mps"], title=ref.frame_id)
+    jpg = p.with_name(p.name + "_distance_annotation.jpg")
+    got = np.asarray(Image.open(jpg).convert("RGB"))
+    assert got.shape == want.shape and _psnr(got, want) > 30
+    red = (want == RED).all(axis=2)
+    assert red.any() and np.abs(got[red].astype(int) - RED).mean() < 40
+    # --skip-existing: a truncated JPEG is not a finished output
+    paths = output_paths(p, True)
+    assert existing_outputs(paths, QPParams().block_size) is not None
+    data = jpg.read_bytes()
+    jpg.write_bytes(data[: len(data) // 2])
+    assert existing_outputs(paths, QPParams().block_size) is None
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1,
+                     skip_existing=True)
+    kept = rep.manifest.set_index("frame_id")["reason"] == "existing output kept"
+    assert not kept[ref.frame_id] and kept.drop(ref.frame_id).all()
+    assert jpg.read_bytes()[-2:] == b"\xff\xd9"
+    d = derive_maps(out, tmp_path / "d", QPParams(delta=4))
+    assert (d.manifest["status"] == "ok").all()
+    assert (tmp_path / "d" / "val" / "lindau" / jpg.name).samefile(jpg)
+
+
+def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, monkeypatch):
+    import roienc.maps as maps
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(maps, "write_jpeg", broken)
+    rep = build_maps(synth, tmp_path / "j", split="val", workers=1, progress=False, visualize_every=1)
+    assert (rep.manifest["status"] == "failed").all()
+    assert rep.manifest["reason"].str.contains("disk full").all()
+    monkeypatch.undo()
+    # the map writers fail while the annotation runs: their error, and the annotation finished
+    started = []
+    real = maps.write_annotation
+
+    def slow_annotation(*a, **k):
+        started.append(1)
+        return real(*a, **k)
+
+    def broken_maps(*a, **k):
+        raise OSError("maps broke")
+    monkeypatch.setattr(maps, "write_annotation", slow_annotation)
+    monkeypatch.setattr(maps, "_write_map_outputs", broken_maps)
+    out = tmp_path / "m"
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    assert (rep.manifest["status"] == "failed").all()
+    assert rep.manifest["reason"].str.contains("maps broke").all()
+    assert len(started) == len(rep.manifest)
+    assert len(list(out.rglob("*_distance_annotation.jpg"))) == len(rep.manifest)
+    assert not [f for f in out.rglob("*") if ".tmp" in f.name]
