@@ -116,8 +116,35 @@ def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
     bar = np.asarray(Image.open(buf).convert("RGB"))
     if bar.shape[0] != height:
         bar = np.asarray(Image.fromarray(bar).resize((bar.shape[1], height)))
+    bar = _fit_colours(bar, _qp_colours(base_qp, delta), 256)
     bar.setflags(write=False)
     return bar
+
+
+def _codes(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
+def _fit_colours(bar: np.ndarray, reserved: np.ndarray, limit: int) -> np.ndarray:
+    """``bar`` with at most ``limit`` colours together with the ``reserved`` ones: the rarest
+    other colours (anti-aliased text and edges) become their nearest kept colour, so the QP
+    picture stays a paletted PNG (at --delta 6 the bar had 279 colours)."""
+    codes = _codes(bar)
+    uniq, inv, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    rcodes = np.unique(_codes(reserved))
+    extra = np.flatnonzero(~np.isin(uniq, rcodes))
+    room = limit - len(rcodes)
+    if len(extra) <= room:
+        return bar
+    order = extra[np.argsort(-counts[extra], kind="stable")]
+    drop = order[max(room, 0):]
+    keep_codes = np.concatenate([rcodes, uniq[order[:max(room, 0)]]])
+    rgb = lambda c: np.stack([(c >> 16) & 255, (c >> 8) & 255, c & 255], axis=-1)
+    dist = ((rgb(uniq[drop])[:, None, :] - rgb(keep_codes)[None, :, :]) ** 2).sum(axis=2)
+    mapped = uniq.copy()
+    mapped[drop] = keep_codes[dist.argmin(axis=1)]
+    return rgb(mapped[inv.reshape(codes.shape)]).astype(np.uint8)
 
 
 @functools.cache
@@ -127,8 +154,7 @@ def _indexed_bar(height: int, base_qp: int, delta: int) -> tuple[np.ndarray, np.
     they do not fit in 256 (the caller then writes RGB)."""
     bar = _colour_bar(height, base_qp, delta)
     qcol = _qp_colours(base_qp, delta)
-    codes = (bar[..., 0].astype(np.int32) << 16) | (bar[..., 1].astype(np.int32) << 8) | bar[..., 2]
-    qcodes = (qcol[:, 0].astype(np.int32) << 16) | (qcol[:, 1].astype(np.int32) << 8) | qcol[:, 2]
+    codes, qcodes = _codes(bar), _codes(qcol)
     uniq, inv = np.unique(codes, return_inverse=True)
     extra = uniq[~np.isin(uniq, qcodes)]
     allcodes = np.concatenate([qcodes, extra])

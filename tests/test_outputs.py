@@ -70,6 +70,16 @@ def test_qp_vis_indexed_decodes_to_rgb_and_qp_colours():
     assert np.array_equal(grid, colours[np.clip(q - 29, 0, 6)])
 
 
+@pytest.mark.parametrize("delta", [1, 3, 6, 9, 12])
+def test_qp_vis_is_paletted_at_every_delta(delta):
+    """The colour bar's anti-aliased colours are fitted beside the QP colours into 256, so the
+    QP picture is paletted at the default --delta 6 too (its bar alone had 279 colours)."""
+    q = np.random.default_rng(delta).integers(32 - delta, 33 + delta, (32, 64))
+    got = render_qp_vis_indexed(q, 32, delta)
+    assert got is not None and len(got[1]) <= 256
+    assert np.array_equal(got[1][got[0]], render_qp_vis(q, 32, delta))
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     from roienc.synth import synthesize
@@ -102,6 +112,7 @@ def test_all_outputs_decode_to_the_colours(synth, tmp_path):
         qvis = Image.open(f"{p}_qp_map_vis.png")
         d = QPParams()
         assert qvis.mode in ("P", "RGB")   # paletted while levels and colour bar fit 256 colours
+        assert qvis.mode == "P"            # they do at the default delta
         assert np.array_equal(np.asarray(qvis.convert("RGB")),
                               render_qp_vis(qp, d.base_qp, max(d.delta, d.background)))
         ann = np.asarray(Image.open(f"{p}_distance_annotation.jpg").convert("RGB"))
