@@ -39,7 +39,7 @@ from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import ensure_dir, read_json, write_csv, write_json
 from .maps import load_importance, load_near_mask
-from .metrics import RegionAccumulator, WeightedAccumulator, masked_sum, ssim_map
+from .metrics import RegionAccumulator, WeightedAccumulator, ssim_map
 from .probe import bitrate_kbps, packet_sizes
 from .tools import _launch_problem, find_ffmpeg, tail
 
@@ -198,6 +198,75 @@ def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir
     return input_args(clip, lst)
 
 
+def _mp4_boxes(f, start: int, end: int):
+    """``(type, payload start, payload end)`` of the ISO-BMFF boxes between two file offsets."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        head = f.read(16)
+        size, typ = int.from_bytes(head[:4], "big"), head[4:8]
+        hdr = 8
+        if size == 1:                          # 64-bit size
+            size, hdr = int.from_bytes(head[8:16], "big"), 16
+        elif size == 0:                        # to the end of the enclosing box
+            size = end - pos
+        if size < hdr or pos + size > end:
+            raise ValueError(f"box {typ!r} at {pos}: size {size} does not fit")
+        yield typ, pos + hdr, pos + size
+        pos += size
+
+
+def mp4_video_sample_sizes(path: str | Path) -> list[int] | None:
+    """Sizes in bytes of the samples (= packets) of the first video track of an MP4/MOV file,
+    read from its sample size table (``stsz``): what :func:`roienc.probe.packet_sizes` gets from
+    an FFmpeg run (~0.14 s of process start and demuxing a clip) in well under a millisecond.
+    None where the file is not a plain MP4 this reads (fragmented, compact ``stz2`` table, no
+    video track, damaged): the caller asks FFmpeg then."""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, 2)
+            moov = next(((a, b) for t, a, b in _mp4_boxes(f, 0, end) if t == b"moov"), None)
+            if moov is None:
+                return None
+            boxes = list(_mp4_boxes(f, *moov))
+            if any(t == b"mvex" for t, _, _ in boxes):
+                return None                     # fragmented: samples live in the fragments
+            for t, a, b in boxes:
+                if t != b"trak":
+                    continue
+                mdia = next(((x, y) for u, x, y in _mp4_boxes(f, a, b) if u == b"mdia"), None)
+                if mdia is None:
+                    continue
+                sub = {u: (x, y) for u, x, y in _mp4_boxes(f, *mdia)}
+                if b"hdlr" not in sub or b"minf" not in sub:
+                    continue
+                f.seek(sub[b"hdlr"][0] + 8)
+                if f.read(4) != b"vide":
+                    continue
+                stbl = next(((x, y) for u, x, y in _mp4_boxes(f, *sub[b"minf"]) if u == b"stbl"), None)
+                stsz = stbl and next(((x, y) for u, x, y in _mp4_boxes(f, *stbl) if u == b"stsz"), None)
+                if not stsz:
+                    return None
+                f.seek(stsz[0])
+                head = f.read(12)
+                size, count = int.from_bytes(head[4:8], "big"), int.from_bytes(head[8:12], "big")
+                if size:
+                    return [size] * count
+                if stsz[0] + 12 + 4 * count > stsz[1]:
+                    return None
+                return np.frombuffer(f.read(4 * count), ">u4").astype(int).tolist()
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _packet_sizes(ffmpeg: str, mp4: Path, frames: int) -> list[int]:
+    """Video packet sizes of an encode: from the MP4's sample table when it holds one entry per
+    encoded frame, else from FFmpeg (:func:`roienc.probe.packet_sizes`)."""
+    sizes = mp4_video_sample_sizes(mp4) if mp4.suffix.lower() in (".mp4", ".mov") else None
+    return sizes if sizes is not None and len(sizes) == frames else packet_sizes(ffmpeg, mp4)
+
+
 def _decode_cmd(ffmpeg: str, path: Path, pix_fmt: str) -> list[str]:
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
             "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
@@ -234,6 +303,7 @@ class _Slot:
         self.diff = [np.empty(sh, dtype) for sh in shapes]
         self.err = [np.empty(sh, np.float32) for sh in shapes]
         self.small_w = np.empty(shapes[0], np.float32)   # the smaller luma region as 0/1 weights
+        self.near_w = np.empty(shapes[0], np.float32)    # near-object pixels as 0/1 weights
         self.smap = np.empty(shapes[0], np.float32)
 
 
@@ -246,14 +316,20 @@ def _psnr_sums(d: list[np.ndarray], s: list[np.ndarray], imp: np.ndarray, nm: np
     for p, q, diff, err in zip(d, s, slot.diff, slot.err):
         cv2.absdiff(p, q, dst=diff)
         errs.append(np.square(diff, dtype=np.float32, out=err))                  # exact
-    e_all = float(errs[0].sum(dtype=np.float64))
+    # whole-plane sums: OpenCV accumulates float32 in float64, 4x numpy's sum(dtype=float64);
+    # the squared errors are integers, so both are the exact sum
+    e_all, e_u, e_v = (cv2.sumElems(e)[0] for e in errs)
     e_small = float(np.dot(errs[0].ravel(), slot.small_w.ravel()))            # = masked_sum
-    e_u = float(errs[1].sum(dtype=np.float64))
-    e_v = float(errs[2].sum(dtype=np.float64))
-    wsq, wsum = WeightedAccumulator.frame_sums(errs[0], imp)
+    w = imp if imp.dtype == np.float32 else imp.astype(np.float32)
+    wsq = float(np.dot(w.ravel(), errs[0].ravel()))            # = WeightedAccumulator.frame_sums
+    wsum = cv2.sumElems(w)[0]                                  # (its sum in another order)
     near_n = int(np.count_nonzero(nm))
-    near_sq = masked_sum(errs[0], nm) if near_n else 0.0
-    return e_all, e_small, e_u, e_v, wsq, wsum, near_sq, near_n
+    if near_n:
+        np.copyto(slot.near_w, nm)
+        near_sq = float(np.dot(errs[0].ravel(), slot.near_w.ravel()))         # = masked_sum
+    else:
+        near_sq = 0.0
+    return e_all, e_u, e_v, e_small, wsq, wsum, near_sq, near_n
 
 
 def _ssim_sums(s0: np.ndarray, d0: np.ndarray, peak: float, slot: _Slot) -> tuple[float, float]:
@@ -304,7 +380,7 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
 
     def pool_frame(i: int, fid: str, n_roi: int, small_is_roi: bool, psnr_f, ssim_f) -> None:
         nonlocal roi_px, near_px, n
-        e_all, e_small, e_u, e_v, wsq, wsum, near_sq, near_n = psnr_f.result()
+        e_all, e_u, e_v, e_small, wsq, wsum, near_sq, near_n = psnr_f.result()
         s_all, s_small = ssim_f.result()
         planes[0].add_sums(e_all, n_all, 0.0, peak)
         planes[1].add_sums(e_u, sizes_uv[0], 0.0, peak)
@@ -366,7 +442,7 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
                     raise
     if n != len(fids):
         raise ToolError(f"{mp4}: decoded {n} frames, the sidecar lists {len(fids)}")
-    sizes = packet_sizes(task.ffmpeg, mp4)
+    sizes = _packet_sizes(task.ffmpeg, mp4, n)
     kbps = bitrate_kbps(sizes, float(side["fps"]))
     py, pu, pv = (p.psnr(peak) for p in planes)
     row = {

@@ -173,3 +173,30 @@ def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
     assert json.loads(report.with_suffix(".json").read_text())["ssim"] is False
     full_again = evaluate(enc, maps, report, progress=False, skip_existing=True, ssim=True)
     assert (full_again["psnr_y"] > 15).all() and full_again[ssim_cols].notna().all().all()
+
+
+def test_packet_sizes_from_the_mp4_sample_table(encoded, tmp_path):
+    """The bitrate comes from the MP4's sample size table, the sizes FFmpeg reports packet by
+    packet; a file the table reader does not take (damaged, not MP4) goes to FFmpeg."""
+    from roienc.evaluate import _packet_sizes, mp4_video_sample_sizes
+    from roienc.probe import packet_sizes
+    from roienc.tools import find_ffmpeg
+
+    root, maps, enc = encoded
+    ff = find_ffmpeg().path
+    mp4s = sorted(enc.rglob("*.mp4"))
+    assert len(mp4s) == 2
+    for mp4 in mp4s:
+        assert mp4_video_sample_sizes(mp4) == packet_sizes(ff, mp4)
+        assert len(packet_sizes(ff, mp4)) == 30
+    cut = tmp_path / "cut.mp4"
+    data = mp4s[0].read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    assert mp4_video_sample_sizes(cut) is None
+    (tmp_path / "x.mp4").write_bytes(b"\x00\x00\x00\x08free" + b"junk" * 10)
+    assert mp4_video_sample_sizes(tmp_path / "x.mp4") is None
+    assert _packet_sizes(ff, mp4s[0], 30) == packet_sizes(ff, mp4s[0])
+    mkv = tmp_path / "clip.mkv"
+    from roienc.tools import run
+    run([ff, "-loglevel", "error", "-i", str(mp4s[0]), "-c", "copy", str(mkv)])
+    assert _packet_sizes(ff, mkv, 30) == packet_sizes(ff, mp4s[0])
