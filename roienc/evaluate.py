@@ -353,10 +353,10 @@ _NO_SSIM = _Done((0.0, 0.0))
 
 def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd: list[str]) -> dict:
     """Metrics of one encode. Both streams are read ahead by :class:`FrameReader` threads; with
-    ``task.pipeline`` the metrics of frame n run in two worker threads (squared-error sums; the
-    SSIM map) while the main thread takes frame n+1 and loads its maps, and the per-frame sums
-    are pooled in frame order on the main thread, so the numbers are those of the sequential
-    path (``pipeline=False``) bit for bit."""
+    ``task.pipeline`` the metrics of frame n run in worker threads (squared-error sums; the SSIM
+    map when asked) while the main thread takes frame n+1, a third thread reads the maps of the
+    next frames, and the per-frame sums are pooled in frame order on the main thread, so the
+    numbers are those of the sequential path (``pipeline=False``) bit for bit."""
     w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
     peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
     dec = FrameReader(dec_cmd, w, h, pix)
@@ -369,7 +369,7 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
     depth = PIPELINE_DEPTH if task.pipeline else 1
     slots = [_Slot(dec.shapes, dec.dtype) for _ in range(depth)]
     pools = ([ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eval-{name}")
-              for name in ("psnr", "ssim")] if task.pipeline else [])
+              for name in ("psnr", "ssim", "maps")] if task.pipeline else [])
     pending: deque = deque()
     n_all = h * w
     sizes_uv = [dec.shapes[1][0] * dec.shapes[1][1], dec.shapes[2][0] * dec.shapes[2][1]]
@@ -400,22 +400,40 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
         n += 1
         rows.append([i, fid, planes[0].frame_psnr[-1], pr, pn, sy, sr, sn, n_roi / n_all])
 
+    def frame_maps(fid: str) -> tuple:
+        imp = load_importance(task.maps_root, side["split"], side["city"], fid)
+        if imp.shape != (h, w):
+            raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
+                             f"the video {w}x{h}")
+        nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
+        if nm is None:
+            nm = imp >= 1.0
+        mask = imp >= task.roi_threshold
+        return imp, nm, mask, int(np.count_nonzero(mask))
+
+    # the maps of the next frames are read (the near mask's PNG inflate: ~7 ms at 2048x1024)
+    # in a thread while this frame is taken
+    maps_ahead: deque = deque()
+
+    def read_ahead(i: int) -> None:           # frames i, i+1, ... up to depth of them
+        while task.pipeline and len(maps_ahead) < depth and i + len(maps_ahead) < len(fids):
+            maps_ahead.append(pools[2].submit(frame_maps, fids[i + len(maps_ahead)]))
+
+    def next_maps(i: int) -> tuple:
+        if not task.pipeline:
+            return frame_maps(fids[i])
+        read_ahead(i)
+        return maps_ahead.popleft().result()
+
     try:
+        read_ahead(0)                          # while FFmpeg starts
         for i, (d, s) in enumerate(zip(dec, src)):
             if i >= len(fids):
                 raise ToolError(f"{mp4}: more decoded frames than the {len(fids)} encoded")
             fid = fids[i]
-            imp = load_importance(task.maps_root, side["split"], side["city"], fid)
-            if imp.shape != (h, w):
-                raise InputError(f"importance map of {fid} is {imp.shape[1]}x{imp.shape[0]}, "
-                                 f"the video {w}x{h}")
-            nm = load_near_mask(task.maps_root, side["split"], side["city"], fid)
-            if nm is None:
-                nm = imp >= 1.0
-            mask = imp >= task.roi_threshold
+            imp, nm, mask, n_roi = next_maps(i)
             # luma region sums once: the whole frame, the smaller of ROI / non-ROI by a dot
             # product, the other by difference
-            n_roi = int(np.count_nonzero(mask))
             small_is_roi = 2 * n_roi <= n_all
             slot = slots[i % depth]               # free: frame i - depth is pooled already
             np.copyto(slot.small_w, mask if small_is_roi else ~mask)
