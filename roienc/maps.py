@@ -11,6 +11,7 @@ import fcntl
 import logging
 import math
 import os
+import queue
 import shutil
 import threading
 import time
@@ -231,7 +232,8 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
 def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: np.ndarray,
            instances: np.ndarray | None, disp: np.ndarray, distance_source: str,
            disp_path: Path | None) -> None:
-    """Check sizes, compute importance, write the outputs, complete ``row``."""
+    """Check sizes, compute importance, write the outputs, complete ``row``. The annotation's
+    picture is decoded on a thread while the importance is computed (:class:`AnnotationJob`)."""
     with Image.open(ref.image) as im:
         img_size = im.size
     if img_size != labels.shape[::-1]:
@@ -242,16 +244,24 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
                          f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
     if instances is not None and instances.shape != labels.shape:
         raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
-    ip = cfg.importance
-    if distance_source.startswith("carried"):   # every carried pixel holds the object's exact
-        ip = replace(ip, min_valid_pixels=1)     # median: one is as good as many
-    fi = compute_importance(labels, instances, disp, row["fx"], row["baseline"], row["speed_mps"],
-                            cfg.groups, ip)
-    row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
-               objects=len(fi.objects), objects_inside_safe=int(fi.objects["inside_safe"].sum()),
-               distance_source=distance_source)
     prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
-    write_frame_outputs(prefix, fi, cfg, ref if annotate else None, row["speed_mps"])
+    job = (AnnotationJob(prefix, ref, row["speed_mps"])
+           if annotate and "distance_annotation" in cfg.outputs else None)
+    try:
+        ip = cfg.importance
+        if distance_source.startswith("carried"):   # every carried pixel holds the object's exact
+            ip = replace(ip, min_valid_pixels=1)     # median: one is as good as many
+        fi = compute_importance(labels, instances, disp, row["fx"], row["baseline"],
+                                row["speed_mps"], cfg.groups, ip)
+        row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
+                   objects=len(fi.objects),
+                   objects_inside_safe=int(fi.objects["inside_safe"].sum()),
+                   distance_source=distance_source)
+    except BaseException:
+        if job is not None:
+            job.cancel()
+        raise
+    write_frame_outputs(prefix, fi, cfg, ref if annotate else None, row["speed_mps"], job)
 
 
 def _guard(row: dict, ref: FrameRef, fn) -> None:
@@ -472,23 +482,35 @@ def _ends_with(path: Path, tail: bytes) -> bool:
         return f.read() == tail
 
 
-class _Background:
-    """``fn()`` on a thread of its own; :meth:`result` joins it and re-raises its error. The
-    annotation's work (PNG decode, drawing, JPEG encode, file writes) is cv2 and I/O that release
-    the GIL, so it runs beside the map outputs (wall time; the CPU time is the same)."""
+class AnnotationJob:
+    """The distance annotation of one frame on a thread of its own: it decodes the camera picture
+    from the moment it is made (beside the importance computation), then draws and writes the
+    JPEG once :meth:`draw` hands it the frame's importance (beside the map outputs). PNG decode,
+    drawing, JPEG encode and file writes are cv2 and I/O that release the GIL: this saves wall
+    time, not CPU time. :meth:`result` joins it and re-raises its error."""
 
-    def __init__(self, fn) -> None:
+    def __init__(self, prefix: Path, ref: FrameRef, speed: float) -> None:
+        self._fi: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # handed to the caller by result()
-                self._error = exc
-        self._thread = threading.Thread(target=run, name="roienc-annotation", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(prefix, ref, speed), daemon=True,
+                                        name=f"roienc-annotation-{ref.frame_id}")
         self._thread.start()
 
-    def join(self) -> None:
+    def _run(self, prefix: Path, ref: FrameRef, speed: float) -> None:
+        try:
+            picture = _read_picture(ref.image)
+            fi = self._fi.get()
+            if fi is not None:
+                write_annotation(prefix, fi, ref, speed, picture)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def draw(self, fi) -> None:
+        self._fi.put(fi)
+
+    def cancel(self) -> None:
+        """Draw nothing (unless already asked to); return once the thread has ended."""
+        self._fi.put(None)
         self._thread.join()
 
     def result(self) -> None:
@@ -497,11 +519,13 @@ class _Background:
             raise self._error
 
 
-def write_annotation(prefix: Path, fi, ref: FrameRef, speed: float) -> Path:
-    """``<prefix>_distance_annotation.jpg``: the camera picture with the objects' outlines and
-    distances (:func:`roienc.vis.distance_annotation`), drawn and encoded in cv2's BGR order.
-    Removes the frame's PNG annotation of an older version (the JPEG supersedes it)."""
-    img, bgr = _read_picture(ref.image)
+def write_annotation(prefix: Path, fi, ref: FrameRef, speed: float,
+                     picture: tuple[np.ndarray, bool] | None = None) -> Path:
+    """``<prefix>_distance_annotation.jpg``: the camera picture (``picture`` from
+    :func:`_read_picture`, else read here) with the objects' outlines and distances
+    (:func:`roienc.vis.distance_annotation`), drawn and encoded in cv2's BGR order. Removes the
+    frame's PNG annotation of an older version (the JPEG supersedes it)."""
+    img, bgr = picture if picture is not None else _read_picture(ref.image)
     canvas = distance_annotation(img, fi.object_map, fi.objects, fi.d_safe, speed,
                                  title=ref.frame_id, bgr=bgr, bgr_out=True)
     path = write_jpeg(prefix.with_name(prefix.name + IMAGE_FILES["distance_annotation"]), canvas,
@@ -511,23 +535,29 @@ def write_annotation(prefix: Path, fi, ref: FrameRef, speed: float) -> Path:
 
 
 def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
-                        speed: float) -> None:
-    """Write the importance, object and QP files of one frame, and the images of ``cfg.outputs``
-    (the annotation when ``annotate_ref`` is given, on a thread beside the others; an error of
-    either fails the frame once both have finished). The importance PNG and its 'hot' rendering
-    share one deflate (the rendering is the same bytes with the colormap as palette)."""
+                        speed: float, annotation: AnnotationJob | None = None) -> None:
+    """Write the importance, object and QP files of one frame, and the images of ``cfg.outputs``:
+    the annotation when ``annotate_ref`` is given, through ``annotation`` (started earlier, else
+    here) beside the others; an error of either fails the frame once both have finished. The
+    importance PNG and its 'hot' rendering share one deflate (the rendering is the same bytes
+    with the colormap as palette)."""
     ensure_dir(prefix.parent)
-    ann = None
-    if annotate_ref is not None and "distance_annotation" in cfg.outputs:
-        ann = _Background(lambda: write_annotation(prefix, fi, annotate_ref, speed))
+    if "distance_annotation" not in cfg.outputs or annotate_ref is None:
+        if annotation is not None:
+            annotation.cancel()
+        annotation = None
+    elif annotation is None:
+        annotation = AnnotationJob(prefix, annotate_ref, speed)
+    if annotation is not None:
+        annotation.draw(fi)
     try:
         _write_map_outputs(prefix, fi, cfg)
     except BaseException:
-        if ann is not None:
-            ann.join()      # nothing is written after the frame's row says it failed
+        if annotation is not None:
+            annotation.cancel()      # nothing is written after the frame's row says it failed
         raise
-    if ann is not None:
-        ann.result()
+    if annotation is not None:
+        annotation.result()
 
 
 def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig) -> None:

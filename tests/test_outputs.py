@@ -284,3 +284,17 @@ def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, mo
     assert len(started) == len(rep.manifest)
     assert len(list(out.rglob("*_distance_annotation.jpg"))) == len(rep.manifest)
     assert not [f for f in out.rglob("*") if ".tmp" in f.name]
+    monkeypatch.undo()
+    # the importance fails while the picture is decoded: no annotation, no thread left running
+    import threading
+
+    def broken_importance(*a, **k):
+        raise ValueError("importance broke")
+    monkeypatch.setattr(maps, "compute_importance", broken_importance)
+    before = threading.active_count()
+    out = tmp_path / "i"
+    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    assert (rep.manifest["status"] == "failed").all()
+    assert rep.manifest["reason"].str.contains("importance broke").all()
+    assert not list(out.rglob("*_distance_annotation.*"))
+    assert threading.active_count() == before
