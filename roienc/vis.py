@@ -43,10 +43,13 @@ def object_outlines(object_map: np.ndarray, thick: bool = False) -> np.ndarray:
     """Bool mask of object pixels with a 4-neighbour of another object (or of no object): the
     'inner' boundaries of skimage's ``find_boundaries`` (connectivity 1) inside objects; with
     ``thick`` also the object pixels 4-adjacent to those (a 2-pixel outline). cv2 morphology on
-    a uint16/float32 copy of the map (~10x faster than scipy's generic filters)."""
+    a uint8/uint16/float32 copy of the map, the narrowest that holds every id (~10x faster than
+    scipy's generic filters; uint8, for frames of fewer than 256 objects, 2.5x uint16)."""
     om = np.asarray(object_map)
     top = int(om.max()) if om.size else 0
-    work = om.astype(np.uint16) if 0 <= top < 65536 and om.min() >= 0 else om.astype(np.float32)
+    low = int(om.min()) if om.size else 0
+    work = (om.astype(np.uint8) if 0 <= low and top < 256 else
+            om.astype(np.uint16) if 0 <= low and top < 65536 else om.astype(np.float32))
     inside = om > 0
     edges = (cv2.dilate(work, _CROSS) != cv2.erode(work, _CROSS)) & inside
     if thick:

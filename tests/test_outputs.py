@@ -56,6 +56,11 @@ def test_object_outlines_match_skimage():
         thick = inner | (find_boundaries(np.where(inner, 0, om), mode="inner") & (om > 0))
         assert np.array_equal(object_outlines(om), inner)
         assert np.array_equal(object_outlines(om, thick=True), thick)
+        # ids past uint8 (k and k + 256 side by side must not merge) and past uint16
+        for offset in (250, 65530):
+            big = np.where(om > 0, om + offset, 0)
+            big[big == 1 + offset] = 1 + offset + 256
+            assert np.array_equal(object_outlines(big), find_boundaries(big, mode="inner") & (big > 0))
 
 
 def test_qp_vis_indexed_decodes_to_rgb_and_qp_colours():
