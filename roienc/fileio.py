@@ -200,10 +200,12 @@ def png_idat(array: np.ndarray, compress_level: int = 1) -> bytes:
 
 
 def png_from_idat(width: int, height: int, idat: bytes, channels: int = 1,
-                  palette: np.ndarray | None = None) -> bytes:
-    """A complete 8-bit PNG around ``idat`` (from :func:`png_idat`): gray/RGB/RGBA by
+                  palette: np.ndarray | None = None, bits: int = 8) -> bytes:
+    """A complete PNG around ``idat`` (from :func:`png_idat`): 8-bit gray/RGB/RGBA by
     ``channels``, or with ``palette`` ((n<=256, 3) uint8 RGB) an indexed-colour ('P') image whose
-    bytes are palette indices."""
+    bytes are palette indices; ``bits=1``: 1-bit gray (rows of ``np.packbits``)."""
+    if bits not in (1, 8) or (bits == 1 and (channels != 1 or palette is not None)):
+        raise ValueError(f"bits={bits}: 8, or 1 for a gray image without palette")
     if palette is not None:
         pal = np.ascontiguousarray(palette, dtype=np.uint8)
         if channels != 1 or pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= len(pal) <= 256:
@@ -211,7 +213,7 @@ def png_from_idat(width: int, height: int, idat: bytes, channels: int = 1,
         colour, extra = 3, [_png_chunk(b"PLTE", pal.tobytes())]
     else:
         colour, extra = _COLOUR_TYPE[channels], []
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)
     return b"".join([_PNG_SIG, _png_chunk(b"IHDR", ihdr), *extra, _png_chunk(b"IDAT", idat),
                      _png_chunk(b"IEND", b"")])
 
@@ -219,9 +221,13 @@ def png_from_idat(width: int, height: int, idat: bytes, channels: int = 1,
 def encode_png(array: np.ndarray, compress_level: int = 1,
                palette: np.ndarray | None = None) -> bytes:
     """PNG bytes of a uint8 gray (HxW), RGB or RGBA (HxWx3/4) array, or with ``palette`` of a
-    uint8 index array (decodes to ``palette[array]``). Other arrays (uint16 gray, ...) through
-    Pillow."""
+    uint8 index array (decodes to ``palette[array]``); a bool HxW array as a 1-bit gray PNG
+    (Pillow reads it as mode '1', ``convert('L')`` and cv2 as 0/255; 8x fewer bytes to deflate).
+    Other arrays (uint16 gray, ...) through Pillow."""
     a = np.asarray(array)
+    if a.dtype == bool and a.ndim == 2 and a.size and palette is None:
+        return png_from_idat(a.shape[1], a.shape[0], png_idat(np.packbits(a, axis=1), compress_level),
+                             bits=1)
     if a.dtype == np.uint8 and a.size and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
         ch = 1 if a.ndim == 2 else a.shape[2]
         if palette is not None and int(a.max()) >= len(palette):
@@ -238,8 +244,8 @@ def encode_png(array: np.ndarray, compress_level: int = 1,
 
 def write_png(final: str | os.PathLike, array: np.ndarray, compress_level: int = 1,
               palette: np.ndarray | None = None) -> Path:
-    """Write a uint8 (gray/RGB/RGBA, or palette indices with ``palette``) or uint16 (gray) array
-    as PNG, atomically (see :func:`encode_png`)."""
+    """Write a uint8 (gray/RGB/RGBA, or palette indices with ``palette``), bool (1-bit) or
+    uint16 (gray) array as PNG, atomically (see :func:`encode_png`)."""
     return write_bytes(final, encode_png(array, compress_level, palette))
 
 

@@ -5,13 +5,14 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from roienc.errors import InputError
 from roienc.fileio import encode_jpeg, encode_png, write_npy
 from roienc.maps import (QPParams, IMAGE_OUTPUTS, MAP_KEYS, build_maps, derive_maps, existing_outputs,
-                         output_paths, parse_outputs)
+                         load_near_mask, output_paths, parse_outputs)
 from roienc.qpmap import _qp_colours, render_qp_vis, render_qp_vis_indexed
 from roienc.vis import BLUE, RED, colormap_lut, distance_annotation, importance_vis, object_outlines
 
@@ -41,6 +42,11 @@ def test_encode_png_palette_and_16_bit():
     assert np.array_equal(np.asarray(_decode(encode_png(d16))), d16)
     with pytest.raises(ValueError):
         encode_png(np.full((2, 2), 5, np.uint8), palette=pal[:3])   # index outside the palette
+    for shape in [(1, 1), (3, 8), (7, 9), (40, 30)]:                # bool: 1-bit gray
+        m = rng.random(shape) > 0.5
+        im = _decode(encode_png(m))
+        assert im.mode == "1" and np.array_equal(np.asarray(im), m)
+        assert np.array_equal(np.asarray(im.convert("L")), m * 255)
 
 
 def test_object_outlines_match_skimage():
@@ -120,6 +126,12 @@ def test_all_outputs_decode_to_the_colours(synth, tmp_path):
         assert qvis.mode == "P"            # they do at the default delta
         assert np.array_equal(np.asarray(qvis.convert("RGB")),
                               render_qp_vis(qp, d.base_qp, max(d.delta, d.background)))
+        near = Image.open(f"{p}_near_mask.png")             # 1-bit: white on near objects
+        objs = pd.read_csv(f"{p}_objects.csv")
+        assert near.mode == "1" and near.size == (256, 128)
+        assert np.asarray(near).sum() == objs.loc[objs["inside_safe"], "pixels"].sum()
+        assert np.array_equal(load_near_mask(out, "val", "lindau", fid), np.asarray(near))
+        assert set(np.unique(np.asarray(near.convert("L")))) <= {0, 255}
         ann = np.asarray(Image.open(f"{p}_distance_annotation.jpg").convert("RGB"))
         assert ann.shape[1] == 256 and ann.shape[0] > 128
     params = json.loads((out / "params.json").read_text())
