@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import struct
@@ -134,9 +135,38 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         raise
 
 
+@contextlib.contextmanager
+def _atomic_file(final: str | os.PathLike) -> Iterator[io.BufferedWriter]:
+    """:func:`atomic_path` as an open binary file: the temporary (same name pattern) is created
+    with ``O_EXCL`` and mode 0o666 less the umask, as ``open()`` makes files, and written through
+    the one descriptor (no mkstemp, chmod, reopen or umask lookup: 0.2 instead of 0.4 ms a file,
+    and build-maps writes ten a frame)."""
+    final = Path(final)
+    folder, tag = final.parent, temp_tag()
+    while True:
+        tmp = folder / f".{final.stem}.{tag}.{secrets.token_hex(4)}.tmp{final.suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError:
+            ensure_dir(folder)     # a clear InputError for a folder that cannot be written
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+    try:
+        with open(fd, "wb") as f:
+            yield f
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
 def write_bytes(final: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(final) as tmp:
-        tmp.write_bytes(data)
+    with _atomic_file(final) as f:
+        f.write(data)
     return Path(final)
 
 
@@ -163,7 +193,7 @@ def _json_default(o: Any) -> Any:
 def write_npy(final: str | os.PathLike, array: np.ndarray) -> Path:
     """``np.save`` format, atomically; the array goes from its own memory to the file (no
     in-memory copy of an 8 MB importance map on the way)."""
-    with atomic_path(final) as tmp, open(tmp, "wb") as f:
+    with _atomic_file(final) as f:
         np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
     return Path(final)
 

@@ -315,3 +315,23 @@ def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, mo
     assert rep.manifest["reason"].str.contains("importance broke").all()
     assert not list(out.rglob("*_distance_annotation.*"))
     assert threading.active_count() == before
+
+
+def test_write_bytes_is_atomic_with_open_permissions(tmp_path):
+    import os
+
+    from roienc.fileio import write_bytes
+
+    old = os.umask(0o027)
+    try:
+        write_bytes(tmp_path / "sub" / "a.png", b"abc")          # folder made on the way
+    finally:
+        os.umask(old)
+    f = tmp_path / "sub" / "a.png"
+    assert f.read_bytes() == b"abc" and (f.stat().st_mode & 0o777) == 0o640
+    with pytest.raises(TypeError):
+        write_bytes(tmp_path / "sub" / "b.png", object())         # fails after the temp exists
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.png"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot create output folder"):
+        write_bytes(tmp_path / "file" / "c.png", b"c")
