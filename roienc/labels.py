@@ -19,6 +19,9 @@ from .errors import InputError
 VOID, STATIC, DYNAMIC = 0, 1, 2
 GROUP_NAMES = {VOID: "void", STATIC: "static", DYNAMIC: "dynamic"}
 LUT_SIZE = 256  # label ids are uint8 in labelIds PNGs
+# Labels that say "not annotated here" rather than what is there: gtFine's frame border around the
+# image and unlabeled pixels. Label propagation fills them from their neighbours (see propagate.py).
+NOT_ANNOTATED = ("unlabeled", "rectification border", "out of roi")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ def load_class_groups(path: str | Path | None = None) -> ClassGroups:
 
     return ClassGroups(static, dynamic, void, _imp("static", 0.1), _imp("void", 0.0), src,
                        unassigned)
+
+
+def not_annotated_ids() -> np.ndarray:
+    """Label ids of :data:`NOT_ANNOTATED` (from cityscapesScripts' table)."""
+    return np.array([name2label[n].id for n in NOT_ANNOTATED], dtype=np.uint8)
 
 
 def label_name(label_id: int) -> str:

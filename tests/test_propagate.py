@@ -1,6 +1,7 @@
 """Label propagation (roienc.propagate) on synthetic sequences with known per-frame truth."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -231,3 +232,29 @@ def test_drop_dynamic_policy_and_void_index():
     o = out[1]
     assert set(np.unique(o.labels).tolist()) <= {0, 7, 26}
     assert np.all((o.instances == 0) == (o.labels == 0))
+
+
+def test_not_annotated_border_does_not_spread():
+    """gtFine's 'out of roi' frame around the image is "no annotation", not content: pixels whose
+    flow points out of the view must not inherit it (border replicate) and carry it inward step
+    by step. The camera pans 4 px a frame over a textured scene; frame 10's labels have a 6-px
+    'out of roi' border and a car touching it."""
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur((rng.random((120, 400)) * 255).astype(np.uint8), (0, 0), 1.5)
+    frames = [np.repeat(big[:, 4 * t:4 * t + 200, None], 3, axis=2) for t in range(14)]
+    lab = np.full((120, 200), 7, np.uint8)
+    lab[40:80, 0:50] = 26
+    ins = lab.astype(np.int32)
+    ins[40:80, 0:50] = 26001
+    border = np.zeros(lab.shape, bool)
+    border[:6], border[-6:], border[:, :6], border[:, -6:] = True, True, True, True
+    lab[border], ins[border] = 3, 3
+    kw = dict(scale=1.0, margin_px=0, margin_growth_px=0.0)
+    filled = propagate_snippet(frames, 10, lab, ins, PropagationParams(**kw), LUT)
+    plain = propagate_snippet(frames, 10, lab, ins, PropagationParams(fill_not_annotated=False, **kw), LUT)
+    assert np.array_equal(filled[10].labels, lab)            # the annotated frame stays as given
+    assert max((o.labels == 3).sum() for t, o in enumerate(filled) if t != 10) == 0
+    # without the fill, the 40 columns that came into view by frame 0 take the border's label
+    assert (plain[0].labels[:, :40] == 3).mean() > 0.9
+    # the car (which touched the border) keeps its pixels and id where the border was
+    assert (filled[9].instances[40:80, 0:6] == 26001).any()
