@@ -6,7 +6,8 @@ figure (``imshow`` + ``savefig``). It is reimplemented faithfully below, produci
 of outputs (importance npy/png/vis, QP map csv/npy/vis, object table, annotation), and both are
 run in this process on the same frames.
 
-    python3 benchmarks/bench_build_maps.py [--frames 12] [--workers 1,2] [--real /work/real]
+    python3 benchmarks/bench_build_maps.py [--frames 12] [--workers 1,2] [--repeat 3] [--stages]
+                                           [--real /work/real]
 
 Timed on one worker (in this process), after one untimed warm-up frame each:
   seed        the seed's algorithm, every output incl. the annotation on every frame
@@ -14,8 +15,12 @@ Timed on one worker (in this process), after one untimed warm-up frame each:
   default     roienc defaults (annotation every 30th frame)
   maps        roienc --outputs maps (npy, objects csv, near mask, QP npy/csv; no optional image)
 and the default output set on each further --workers count. Each line gives wall s/frame and
-CPU s/frame (process time, the one-core cost, which other load on the machine does not
-inflate) and the speed-up vs the seed in both. With --real ROOT (a Cityscapes root with
+CPU s/frame (process time of all threads: the one-core cost, which other load on the machine
+inflates less than wall time) and the speed-up vs the seed of the same round in both. One
+roienc worker runs the annotation (camera decode, drawing, JPEG) on a second thread beside the
+importance and the map outputs, so its wall time can be below its CPU time on an idle machine.
+--repeat N runs seed and roienc N times and prints the medians; --stages the CPU ms of each step
+of an all-outputs frame run one after another. With --real ROOT (a Cityscapes root with
 leftImg8bit_sequence) also s/frame of `--sequences` with label propagation (default
 --label-source propagate) on --real-split at --speed, all outputs and default outputs.
 """
@@ -25,6 +30,7 @@ import argparse
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -126,10 +132,62 @@ def _timed(fn) -> tuple[float, float, object]:
     return time.perf_counter() - t, time.process_time() - c, res
 
 
+def stages(root: Path, out: Path, speed: float = 10.0) -> dict[str, float]:
+    """CPU ms a frame of each step of an all-outputs frame, run one after the other on this thread
+    (best of two passes over the frames): what the threads of build-maps overlap."""
+    import cv2
+
+    from roienc import fileio
+    from roienc.dataset import (find_annotated_frames, read_camera, read_disparity_raw,
+                                read_instance_ids, read_label_ids)
+    from roienc.importance import compute_importance
+    from roienc.labels import load_class_groups
+    from roienc.maps import BuildConfig, _read_picture, _write_map_outputs
+    from roienc.vis import distance_annotation
+
+    groups, cfg = load_class_groups(None), BuildConfig(out=out)
+    refs = find_annotated_frames(root, "val", None)
+    best: dict[str, float] = {}
+    for rnd in range(2):
+        acc: dict[str, float] = {}
+
+        def tm(key, fn):
+            c = time.process_time()
+            res = fn()
+            acc[key] = acc.get(key, 0.0) + time.process_time() - c
+            return res
+        for ref in refs:
+            labels = tm("read labels, instances, disparity", lambda: read_label_ids(ref.labels))
+            inst = tm("read labels, instances, disparity", lambda: read_instance_ids(ref.instances))
+            disp = tm("read labels, instances, disparity", lambda: read_disparity_raw(ref.disparity))
+            fx, b = read_camera(ref.camera)
+            fi = tm("importance and objects", lambda: compute_importance(
+                labels, inst, disp, fx, b, speed, groups))
+            prefix = out / str(rnd) / ref.frame_id
+            fileio.ensure_dir(prefix.parent)
+            tm("map outputs (npy, PNGs, csv, QP)", lambda: _write_map_outputs(prefix, fi, cfg))
+            img, bgr = tm("annotation: decode camera PNG", lambda: _read_picture(ref.image))
+            can = tm("annotation: draw", lambda: distance_annotation(
+                img, fi.object_map, fi.objects, fi.d_safe, speed, title=ref.frame_id, bgr=bgr,
+                bgr_out=True))
+            tm("annotation: JPEG encode + write", lambda: fileio.write_jpeg(
+                prefix.with_name(prefix.name + "_ann.jpg"), can, bgr=True))
+            rgb = cv2.cvtColor(can, cv2.COLOR_BGR2RGB)
+            tm("(annotation as PNG instead: encode + write)", lambda: fileio.write_png(
+                prefix.with_name(prefix.name + "_ann.png"), rgb))
+        for k, v in acc.items():
+            best[k] = min(best.get(k, math.inf), v * 1000 / len(refs))
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12, help="annotated frames to synthesize")
     ap.add_argument("--workers", default="1,2", help="roienc worker counts to time (default outputs)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of seed + roienc 1-worker timings (medians printed after >1)")
+    ap.add_argument("--stages", action="store_true",
+                    help="also print the CPU ms a frame of each step of an all-outputs frame")
     ap.add_argument("--real", metavar="ROOT", help="real Cityscapes root for the --sequences figure")
     ap.add_argument("--real-split", default="train")
     ap.add_argument("--speed", type=float, default=10.0, help="ego speed for frames without vehicle JSON")
@@ -156,34 +214,63 @@ def main() -> None:
         build_maps(tmp / "warm", tmp / "warm_roienc", split="val", workers=1, progress=False,
                    visualize_every=1)
 
-        wall, cpu, n = _timed(lambda: seed_build_maps(tmp / "cs", tmp / "seed", "val",
-                                                      visualize_every=1))
-        seed_w, seed_c = wall / n, cpu / n
-        print(f"{'seed, every output every frame':44s}: {seed_w:6.3f} s/frame wall "
-              f"{seed_c:6.3f} s/frame CPU")
+        variants = [("all outputs, annotation every frame", dict(visualize_every=1)),
+                    ("default outputs", {}), ("--outputs maps", dict(outputs="maps"))]
+        timings: dict[str, list[tuple[float, float]]] = {}
 
-        def run(label: str, workers: int, **kw) -> float:
-            out = tmp / f"roienc-{label}-{workers}"
+        def run(label: str, workers: int, rnd: int, **kw) -> tuple[float, float]:
+            out = tmp / f"roienc-{label}-{workers}-{rnd}"
             wall, cpu, rep = _timed(lambda: build_maps(tmp / "cs", out, split="val",
                                                        workers=workers, progress=False, **kw))
             assert (rep.manifest["status"] == "ok").all(), rep.manifest
             n = len(rep.manifest)
             size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / n / 1e6
-            line = f"roienc {label}, {workers} worker{'s' if workers > 1 else ''}"
-            cpu_part = (f"{cpu / n:6.3f} s/frame CPU ({seed_c / (cpu / n):5.1f}x)" if workers == 1
-                        else "(CPU of worker processes not counted)")
-            print(f"{line:44s}: {wall / n:6.3f} s/frame wall ({seed_w / (wall / n):5.1f}x)  "
-                  f"{cpu_part}  {size:5.2f} MB/frame")
-            return wall / n
+            shutil.rmtree(out, ignore_errors=True)
+            return wall / n, cpu / n, size
 
-        run("all outputs, annotation every frame", 1, visualize_every=1)
-        results = {1: run("default outputs", 1)}
-        run("--outputs maps", 1, outputs="maps")
+        def line(label: str, wall: float, cpu: float | None, seed: tuple[float, float] | None,
+                 extra: str = "") -> None:
+            w = f"{wall:6.3f} s/frame wall" + (f" ({seed[0] / wall:5.1f}x)" if seed else "")
+            c = ("(CPU of worker processes not counted)" if cpu is None else
+                 f"{cpu:6.3f} s/frame CPU" + (f" ({seed[1] / cpu:5.1f}x)" if seed else ""))
+            print(f"{label:44s}: {w}  {c}  {extra}".rstrip())
+
+        for rnd in range(args.repeat):
+            if args.repeat > 1:
+                print(f"round {rnd + 1}/{args.repeat}, load average {os.getloadavg()[0]:.1f}")
+            wall, cpu, n = _timed(lambda: seed_build_maps(tmp / "cs", tmp / f"seed{rnd}", "val",
+                                                          visualize_every=1))
+            shutil.rmtree(tmp / f"seed{rnd}", ignore_errors=True)
+            seed = (wall / n, cpu / n)
+            timings.setdefault("seed", []).append(seed)
+            line("seed, every output every frame", *seed, None)
+            for label, kw in variants:
+                w, c, size = run(label, 1, rnd, **kw)
+                timings.setdefault(label, []).append((w, c))
+                line(f"roienc {label}, 1 worker", w, c, seed, f"{size:5.2f} MB/frame")
+        if args.repeat > 1:
+            med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+                   for k, v in timings.items()}
+            print(f"medians of {args.repeat} rounds (speed-ups of the medians):")
+            line("seed, every output every frame", *med["seed"], None)
+            for label, _ in variants:
+                line(f"roienc {label}, 1 worker", *med[label], med["seed"])
+
+        one = statistics.median(x[0] for x in timings["default outputs"])
         for w in [int(x) for x in args.workers.split(",")]:
             if w != 1:
-                results[w] = run("default outputs", w)
-                print(f"scaling 1 -> {w} workers: {results[1] / results[w]:.2f}x (ideal {w}x, "
+                wall, _, size = run("default outputs", w, 0)
+                line(f"roienc default outputs, {w} workers", wall, None, None, f"{size:5.2f} MB/frame")
+                print(f"scaling 1 -> {w} workers: {one / wall:.2f}x (ideal {w}x, "
                       f"{os.cpu_count()} cores)")
+
+        if args.stages:
+            print("CPU ms a frame of each step (all outputs, one thread, best of 2):")
+            got = stages(tmp / "cs", tmp / "stages", args.speed)
+            for k, v in got.items():
+                print(f"  {k:44s} {v:6.1f}")
+            print(f"  {'total (with the JPEG annotation)':44s} "
+                  f"{sum(v for k, v in got.items() if not k.startswith('(')):6.1f}")
 
         if args.real:
             for label, kw in (("all outputs every frame", dict(visualize_every=1)),
