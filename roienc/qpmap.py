@@ -33,7 +33,7 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
     gh, gw = -(-h // block), -(-w // block)
     ph, pw = gh * block - h, gw * block - w
     if stat == "max":
-        padded = np.pad(imp, ((0, ph), (0, pw)), constant_values=-np.inf)
+        padded = np.pad(imp, ((0, ph), (0, pw)), constant_values=-np.inf) if ph or pw else imp
         return padded.reshape(gh, block, gw, block).max(axis=(1, 3)).astype(np.float32)
     if stat != "mean":
         raise InputError(f"block statistic must be 'mean' or 'max', got {stat!r}")

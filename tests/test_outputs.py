@@ -14,7 +14,8 @@ from roienc.fileio import encode_jpeg, encode_png, write_npy
 from roienc.maps import (QPParams, IMAGE_OUTPUTS, MAP_KEYS, build_maps, derive_maps, existing_outputs,
                          load_near_mask, output_paths, parse_outputs)
 from roienc.qpmap import _qp_colours, render_qp_vis, render_qp_vis_indexed
-from roienc.vis import BLUE, RED, colormap_lut, distance_annotation, importance_vis, object_outlines
+from roienc.vis import (BLUE, RED, colormap_lut, distance_annotation, importance_to_uint8, importance_vis,
+                        object_outlines)
 
 ALWAYS = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
 IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.jpg"]
@@ -335,3 +336,15 @@ def test_write_bytes_is_atomic_with_open_permissions(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="cannot create output folder"):
         write_bytes(tmp_path / "file" / "c.png", b"c")
+
+
+def test_importance_to_uint8_rounds_like_numpy():
+    steps = (np.arange(512, dtype=np.float32) + 0.5) / np.float32(255)    # every half-way point
+    rng = np.random.default_rng(6)
+    for imp in (np.concatenate([steps, [0, 1, 1e-9, 1 - 1e-7]]).astype(np.float32)[None],
+                rng.random((64, 96)).astype(np.float32), rng.random((8, 9)),
+                np.array([[-0.5, 0.2, 1.5, np.nan]], np.float32)):
+        with np.errstate(invalid="ignore"):
+            want = np.rint(np.clip(imp, 0.0, 1.0) * 255.0).astype(np.uint8)
+            got = importance_to_uint8(imp)
+        assert got.dtype == np.uint8 and np.array_equal(got[~np.isnan(imp)], want[~np.isnan(imp)])
