@@ -200,3 +200,55 @@ def test_packet_sizes_from_the_mp4_sample_table(encoded, tmp_path):
     from roienc.tools import run
     run([ff, "-loglevel", "error", "-i", str(mp4s[0]), "-c", "copy", str(mkv)])
     assert _packet_sizes(ff, mkv, 30) == packet_sizes(ff, mp4s[0])
+
+
+@pytest.mark.parametrize("shape", [(96, 192), (37, 101), (1, 1), (5, 8)])
+def test_near_mask_fast_reader_equals_load_near_mask(tmp_path, shape):
+    """The near-object masks are read by a small inflate + un-filter of build-maps' own PNGs (1-bit
+    now, 8-bit gray before): the mask load_near_mask gives, for any other PNG its result, for a
+    damaged one its error."""
+    from PIL import Image
+
+    from roienc.errors import InputError
+    from roienc.evaluate import _near_mask, _up_filtered_gray_png
+    from roienc.fileio import encode_png, png_from_idat, png_idat, write_bytes
+    from roienc.maps import frame_prefix, load_near_mask
+
+    rng = np.random.default_rng(shape[0])
+    mask = rng.random(shape) < 0.3
+    mask[: shape[0] // 2, : shape[1] // 3] = True          # runs, as object masks have
+    gray = np.where(mask, rng.integers(1, 256, shape), 0).astype(np.uint8)
+    path = frame_prefix(tmp_path, "val", "c", "c_000000_000001").with_name("c_000000_000001_near_mask.png")
+    path.parent.mkdir(parents=True)
+
+    def both() -> tuple:
+        return _near_mask(tmp_path, "val", "c", "c_000000_000001"), load_near_mask(tmp_path, "val", "c", "c_000000_000001")
+
+    for data, fast in ((encode_png(mask), True),                                       # 1-bit
+                       (png_from_idat(shape[1], shape[0], png_idat(gray)), True),      # 8-bit
+                       (None, False)):                                                 # Pillow's
+        if data is None:
+            Image.fromarray(gray).save(path)
+        else:
+            write_bytes(path, data)
+        assert (_up_filtered_gray_png(path.read_bytes()) is not None) == fast
+        got, ref = both()
+        assert got.dtype == bool and np.array_equal(got, ref) and np.array_equal(got, mask)
+    write_bytes(path, encode_png(mask)[:-30])              # damaged: load_near_mask's error
+    with pytest.raises(InputError):
+        both()[0]
+    path.unlink()
+    assert both() == (None, None)
+
+
+def test_near_mask_of_build_maps_read_fast(seq_dataset):
+    from roienc.evaluate import _near_mask, _up_filtered_gray_png
+    from roienc.maps import load_near_mask
+
+    root, maps = seq_dataset
+    files = sorted(maps.rglob("*_near_mask.png"))
+    assert files
+    for f in files:
+        fid = f.name[: -len("_near_mask.png")]
+        assert _up_filtered_gray_png(f.read_bytes()) is not None
+        assert np.array_equal(_near_mask(maps, "val", "lindau", fid), load_near_mask(maps, "val", "lindau", fid))
