@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow-scale", type=float, default=None,
                     help="propagation: scale of the frames the flow is computed on (default: the module's)")
     ap.add_argument("--margin", type=int, default=None, help="propagation: base margin px (at 2048 wide)")
+    ap.add_argument("--unseen-importance", type=float, default=None,
+                    help="propagation: importance floor of pixels outside the annotated frame's view")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -75,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             opts["labels_root"] = str(labels_pred)
         else:
             opts["label_source"] = source
-            if source == "propagate" and (args.flow_scale is not None or args.margin is not None):
+            if source == "propagate" and (args.flow_scale is not None or args.margin is not None
+                                          or args.unseen_importance is not None):
                 from dataclasses import replace
 
                 from roienc.propagate import PropagationParams
                 p = PropagationParams()
                 p = replace(p, scale=args.flow_scale if args.flow_scale is not None else p.scale,
-                            margin_px=args.margin if args.margin is not None else p.margin_px)
+                            margin_px=args.margin if args.margin is not None else p.margin_px,
+                            unseen_importance=(args.unseen_importance if args.unseen_importance
+                                               is not None else p.unseen_importance))
                 opts["propagation"] = p
         t0 = time.perf_counter()
         res = run_sweep(root, run, split="train", modes=("baseline", "roi"), rates=rates,

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "speed_mps",
                     "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
-                    "label_source", "annotated_frame", "label_steps", "distance_source",
+                    "label_source", "annotated_frame", "label_steps", "distance_source", "unseen_fraction",
                     "objects", "objects_inside_safe", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
@@ -231,8 +231,10 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
 
 def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: np.ndarray,
            instances: np.ndarray | None, disp: np.ndarray, distance_source: str,
-           disp_path: Path | None) -> None:
-    """Check sizes, compute importance, write the outputs, complete ``row``. The annotation's
+           disp_path: Path | None, unseen: np.ndarray | None = None) -> None:
+    """Check sizes, compute importance, write the outputs, complete ``row``. ``unseen``: pixels
+    of a propagated frame that no label of the annotated frame reaches (importance raised to
+    ``cfg.propagation.unseen_importance``). The annotation's
     picture is decoded on a thread while the importance is computed (:class:`AnnotationJob`)."""
     with Image.open(ref.image) as im:
         img_size = im.size
@@ -257,6 +259,11 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
                    objects=len(fi.objects),
                    objects_inside_safe=int(fi.objects["inside_safe"].sum()),
                    distance_source=distance_source)
+        if unseen is not None:
+            row["unseen_fraction"] = round(float(np.count_nonzero(unseen)) / unseen.size, 4)
+            floor = np.float32(cfg.propagation.unseen_importance)
+            if floor > 0:
+                np.maximum(fi.importance, floor, out=fi.importance, where=unseen)
     except BaseException:
         if job is not None:
             job.cancel()
@@ -352,6 +359,7 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
             own = read_disparity_raw(ref.disparity) if ref.disparity is not None else None
             src = ref.label_source
             if src == "labels-root" or i == ann_idx:
+                unseen = None
                 labels = read_label_ids(ref.labels)
                 inst = read_instance_ids(ref.instances) if ref.instances is not None else None
                 if own is not None:
@@ -367,9 +375,10 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                         how, dpath = f"warped from {ref.annotated}", st["disp_path"]
             else:
                 st = annotated()
+                unseen = None
                 if src.startswith("propagate"):
                     pf = st["frames"][i]
-                    labels, inst = pf.labels, pf.instances
+                    labels, inst, unseen = pf.labels, pf.instances, pf.unseen
                     row["label_steps"] = pf.steps
                 else:
                     labels, inst = st["labels"], st["instances"]
@@ -384,7 +393,7 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                     disp, how, dpath = st["disp"], f"held from {ref.annotated}", st["disp_path"]
             if disp is None:       # no disparity anywhere: every object of unknown distance
                 disp = np.zeros(labels.shape, np.uint16)
-            _build(ref, cfg, flags[i], row, labels, inst, disp, how, dpath)
+            _build(ref, cfg, flags[i], row, labels, inst, disp, how, dpath, unseen)
         _guard(row, ref, work)
     return rows
 

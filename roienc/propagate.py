@@ -104,6 +104,11 @@ class PropagationParams:
         and again by every pixel whose flow points out of the view (border replicate), spreads
         inward step by step: on the real aachen_000000 snippet it covered 60% of frame 0 and hid
         half of the objects that matter there.
+    unseen_importance: importance floor (0..1) for *unseen* pixels: those whose flow leaves the
+        annotated frame's view at some step back to it (what the camera had passed, or turned
+        away from, by the annotated frame). No label of the annotated frame says what is there;
+        they take the label of the nearest pixel at the view's edge (an object cut by the edge
+        extends), and build-maps raises their importance to at least this value. 0 disables it.
     """
 
     scale: float = 0.25
@@ -118,6 +123,7 @@ class PropagationParams:
     margin_growth_px: float = 2.0
     margin_max_px: int = 48
     fill_not_annotated: bool = True
+    unseen_importance: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -132,6 +138,9 @@ class PropagationParams:
             bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.unreliable not in UNRELIABLE_POLICIES:
             bad(f"unreliable must be one of {', '.join(UNRELIABLE_POLICIES)}, got {self.unreliable!r}")
+        if not (isinstance(self.unseen_importance, (int, float)) and not isinstance(self.unseen_importance, bool)
+                and 0.0 <= self.unseen_importance <= 1.0):
+            bad(f"unseen_importance must be in [0, 1], got {self.unseen_importance!r}")
         for name in ("fb_threshold", "fb_relative", "margin_growth_px"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
@@ -145,6 +154,30 @@ class PropagationParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, items: Sequence[str]) -> "PropagationParams":
+        """Defaults overridden by ``KEY=VALUE`` strings (``--propagation margin_px=12``), each
+        value converted to its field's type; unknown keys and bad values raise InputError."""
+        kw: dict = {}
+        fields = {k: type(v) for k, v in asdict(cls()).items()}
+        for item in items:
+            key, sep, val = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in fields:
+                raise InputError(f"--propagation {item!r}: expected KEY=VALUE with KEY one of "
+                                 f"{', '.join(fields)}")
+            typ, val = fields[key], val.strip()
+            try:
+                if typ is bool:
+                    if val.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError(val)
+                    kw[key] = val.lower() in ("1", "true", "yes", "on")
+                else:
+                    kw[key] = typ(val)
+            except ValueError:
+                raise InputError(f"--propagation {item!r}: {key} takes a {typ.__name__}") from None
+        return cls(**kw)
 
     def margin_at(self, steps: int, width: int = REFERENCE_WIDTH) -> int:
         """Dilation radius (px) of an output ``steps`` frames from the annotation, for frames
@@ -166,6 +199,8 @@ class PropagatedFrame:
     unreliable_fraction: fraction of pixels that failed the forward-backward check at this step.
     margin_px: dilation radius applied to dynamic objects in this frame.
     margin_fraction: fraction of pixels that the margin turned dynamic.
+    unseen: bool HxW, pixels whose flow left the annotated frame's view on the way back to it
+        (None on the annotated frame).
     """
 
     labels: np.ndarray
@@ -175,6 +210,7 @@ class PropagatedFrame:
     margin_px: int = 0
     margin_fraction: float = 0.0
     extra: dict = field(default_factory=dict)
+    unseen: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------- flow
@@ -562,6 +598,7 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
         g_prev = g_ann
         acc = None                      # composed flow back to the annotated frame (flow grid)
         prev_idx, prev_x = idx0, x0     # previous output without margin (chain state)
+        prev_un = np.zeros((hs, ws), np.uint8)      # 1: the flow left the annotated view
         t = annotated_index + direction
         while 0 <= t < n:
             t0 = time.perf_counter()
@@ -588,6 +625,9 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
             else:
                 new_idx = _remap_nearest(prev_idx, mapxy)
                 new_x = {k: _remap_nearest(v, mapxy) for k, v in prev_x.items()}
+            # a pixel is unseen once its path back to the annotated frame leaves the view
+            un = cv2.remap(prev_un, mapxy, None, cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=1)
             frac = 0.0
             if bad is not None:
                 frac = float(np.count_nonzero(bad)) / bad.size
@@ -599,14 +639,15 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
                         if p.unreliable == "keep_dynamic":
                             take = bad & code.dynamic(prev_idx) & ~code.dynamic(new_idx)
                         np.copyto(new_idx, prev_idx, where=take)
-            prev_idx, prev_x = new_idx, new_x
+            prev_idx, prev_x, prev_un = new_idx, new_x, un
             steps = t - annotated_index
             r = p.margin_at(steps, w)
             midx, added = _margin_index(new_idx, code.dynamic(new_idx), r / s)
             ml, mi = code.decode(_resize_nearest(midx, (w, h)), np.int32)
             xs = {k: _resize_nearest(v, (w, h)) for k, v in new_x.items()}
+            unseen = _resize_nearest(un, (w, h)).view(bool)
             t_warp += time.perf_counter() - t1
-            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs)
+            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs, unseen)
             g_prev = g
             t += direction
     if timings is not None:

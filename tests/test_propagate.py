@@ -258,3 +258,28 @@ def test_not_annotated_border_does_not_spread():
     assert (plain[0].labels[:, :40] == 3).mean() > 0.9
     # the car (which touched the border) keeps its pixels and id where the border was
     assert (filled[9].instances[40:80, 0:6] == 26001).any()
+
+
+def test_unseen_pixels_are_those_out_of_the_annotated_view():
+    """The camera pans 4 px a frame: frame 0's 40 leftmost columns were never in frame 10's view."""
+    rng = np.random.default_rng(4)
+    big = cv2.GaussianBlur((rng.random((120, 400)) * 255).astype(np.uint8), (0, 0), 1.5)
+    frames = [np.repeat(big[:, 4 * t:4 * t + 200, None], 3, axis=2) for t in range(14)]
+    lab = np.full((120, 200), 7, np.uint8)
+    out = propagate_snippet(frames, 10, lab, None, PropagationParams(scale=1.0), LUT)
+    assert out[10].unseen is None
+    u0 = out[0].unseen
+    assert u0.shape == lab.shape and u0.dtype == bool
+    assert u0[:, :36].mean() > 0.95 and u0[:, 48:].mean() < 0.02
+    assert out[13].unseen[:, 188:].mean() > 0.9 and out[13].unseen[:, :180].mean() < 0.02
+
+
+def test_params_from_settings():
+    p = PropagationParams.from_settings(["margin_px=12", "unseen-importance=0.5", "fb_check=off",
+                                         "preset=fast"])
+    assert (p.margin_px, p.unseen_importance, p.fb_check, p.preset) == (12, 0.5, False, "fast")
+    assert PropagationParams.from_settings([]) == PropagationParams()
+    for bad in (["margin_px"], ["nope=1"], ["margin_px=1.5"], ["fb_check=maybe"],
+                ["unseen_importance=2"], ["scale=x"]):
+        with pytest.raises(InputError):
+            PropagationParams.from_settings(bad)

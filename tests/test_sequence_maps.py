@@ -104,3 +104,26 @@ def test_json_true_and_absurd_speeds_are_refused(tmp_path):
         read_camera(c)
     with pytest.raises(InputError, match="--speed"):
         build_maps(tmp_path, tmp_path / "m", speed=1e200)
+
+
+def test_unseen_importance_floor_and_manifest(root, tmp_path):
+    """Pixels whose flow leaves the annotated view get at least ``unseen_importance`` (the synth's
+    background scrolls, so early frames show what frame 19 no longer does); the manifest records
+    the unseen fraction of every propagated frame."""
+    from roienc.propagate import PropagationParams
+
+    plain = _build(root, tmp_path / "p", speed_override=8.0).manifest
+    floor = _build(root, tmp_path / "u", speed_override=8.0,
+                   propagation=PropagationParams(unseen_importance=0.6)).manifest
+    prop = floor["label_source"].str.startswith("propagate")
+    assert prop.sum() == 29 and floor.loc[prop, "unseen_fraction"].notna().all()
+    assert floor.loc[~prop, "unseen_fraction"].isna().all()
+    assert floor["unseen_fraction"].max() > 0.01
+    assert plain["unseen_fraction"].equals(floor["unseen_fraction"])     # NaN on frame 19
+    f = floor.loc[floor["unseen_fraction"].idxmax(), "frame_id"]
+    a = np.load(tmp_path / f"p/val/lindau/{f}_importance.npy")
+    b = np.load(tmp_path / f"u/val/lindau/{f}_importance.npy")
+    assert np.all(b >= a)                                   # only ever raised
+    raised = b > a
+    assert raised.any() and np.all(b[raised] == np.float32(0.6))
+    assert raised.mean() <= floor.loc[floor["frame_id"] == f, "unseen_fraction"].item() + 1e-3

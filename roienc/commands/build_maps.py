@@ -6,6 +6,7 @@ import argparse
 from ..executor import ExecutorSpec
 from ..importance import ImportanceParams
 from ..maps import QPParams, build_maps
+from ..propagate import PropagationParams
 
 
 def csv_list(text: str) -> list[str]:
@@ -81,6 +82,9 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     s.add_argument("--label-source", choices=["propagate", "hold"], default="propagate",
                    help="sequence frames without their own labels: 'propagate' the annotated "
                         "frame's labels along optical flow (default) or 'hold' them unchanged")
+    s.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
+                   help="label propagation setting (repeatable), e.g. margin_px=12, "
+                        "unseen_importance=0.5, scale=0.5; see roienc.propagate.PropagationParams")
 
 
 def _first(v):
@@ -115,6 +119,7 @@ def map_kwargs(args: argparse.Namespace) -> dict:
         fx=args.fx, baseline=args.baseline, sequences=args.sequences,
         labels_root=args.labels_root, labels_pattern=args.labels_pattern,
         instances_pattern=args.instances_pattern, label_source=args.label_source,
+        propagation=PropagationParams.from_settings(args.propagation),
     )
 
 
