@@ -6,9 +6,11 @@
                                        [--repeat 3] [--long-frames 300] [--no-old]
 
 ``--real``: the first real snippet (2048x1024, per-frame maps from predicted labels): the exact
-baseline and roi commands of ``encode_many``, timed alternately (wall and child CPU seconds, best
-of ``--repeat``), the ROI graph of this version and the previous split/trim graph with the
-disjoint cover, then the same on a ``--long-frames`` clip. Skips with a message without the data.
+baseline and roi commands of ``encode_many`` for each engine (``--engines``: the in-process PyAV
+runner and the FFmpeg CLI with its per-frame filter graph), timed alternately (wall and child CPU
+seconds, best of ``--repeat``), each ROI encode against its own engine's baseline, and the CLI's
+previous split/trim graph with the disjoint cover; then the same on a ``--long-frames`` clip.
+Skips with a message without the data.
 
 On one synthesized Cityscapes-format snippet (30 frames, moving objects, so the per-frame QP maps
 differ frame to frame and the per-frame filter script has one branch per distinct map) it runs
@@ -89,48 +91,66 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old: bool) -> None:
+def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old: bool,
+                engines: tuple[str, ...] = ("pyav", "ffmpeg"), zero: bool = False) -> None:
     """ROI vs baseline on one clip of real maps: the encode commands roienc runs (built by
-    encode_many), timed alternately; the ROI graph of this version (segment router, overlapping
-    first-wins rectangles) and, with ``old``, the previous one (split/trim, disjoint cover)."""
-    from roienc.adapters import ffmpeg_filter_script_args, perframe_filter_script, qp_range_for
+    encode_many, per engine: the in-process PyAV runner and the FFmpeg CLI), timed alternately,
+    each ROI encode against the baseline of its own engine (its own encoder build); with ``old``
+    also the CLI's previous graph (split/trim, disjoint cover); with ``zero`` each engine's ROI
+    encode with every offset set to 0 (the same rectangles, runs and graphs, the baseline's
+    bitstream: what the ROI machinery alone costs, apart from the encoder's work on the ROI)."""
+    import re
+    from roienc.adapters import perframe_filter_script, qp_range_for
     from roienc.encode import RatePoint, encode_many
     from roienc.maps import load_clip_maps
 
-    res = {r["mode"]: r for r in encode_many([clip], maps_root, codec="hevc",
-                                             modes=["baseline", "roi"],
-                                             rates=[RatePoint("crf", 28)], out=out, preset=preset,
-                                             progress=False)}
-    for r in res.values():
-        if r["status"] != "ok":
-            raise RuntimeError(r.get("error"))
-    m = load_clip_maps(maps_root, clip)
-    variants = {"baseline": res["baseline"]["commands"][0], "roi": res["roi"]["commands"][0]}
+    variants: dict[str, tuple[list[str], str]] = {}      # name -> (argv, its baseline's name)
     rects = {}
-    graphs = {"roi": dict(router="segment", overlapping=True)}
-    if old:
-        graphs["roi, old graph"] = dict(router="trim", overlapping=False)
-    roi_cmd = variants["roi"]
-    for name, kw in graphs.items():
-        fs = perframe_filter_script(m.dq, m.block_size, m.width, m.height,
-                                    qp_range=qp_range_for("yuv420p"), pix_fmt="yuv420p", **kw)
-        script = out / f"{name.replace(' ', '_').replace(',', '')}.filter.txt"
-        script.write_text(fs.text)
-        rects[name] = (sum(fs.rects_per_frame) / len(fs.rects_per_frame), len(fs.runs), len(fs.text))
-        i = next(k for k, a in enumerate(roi_cmd) if a in ("-filter_complex_script", "-/filter_complex"))
-        variants[name] = roi_cmd[:i + 1] + [str(script)] + roi_cmd[i + 2:]
+    m = load_clip_maps(maps_root, clip)
+    for eng in engines:
+        res = {r["mode"]: r for r in encode_many([clip], maps_root, codec="hevc",
+                                                 modes=["baseline", "roi"], engine=eng,
+                                                 rates=[RatePoint("crf", 28)], out=out / eng,
+                                                 preset=preset, progress=False)}
+        for r in res.values():
+            if r["status"] != "ok":
+                raise RuntimeError(r.get("error"))
+        base = f"{eng} baseline"
+        variants[base] = (res["baseline"]["commands"][0], base)
+        variants[f"{eng} roi"] = (res["roi"]["commands"][0], base)
+        ad = res["roi"]["adapter"]
+        rects[f"{eng} roi"] = (sum(ad["rects_per_frame"]) / len(ad["rects_per_frame"]), ad["runs"],
+                               Path(ad.get("roi_file") or ad["filter_script"]).stat().st_size)
+        if zero:
+            cmd = res["roi"]["commands"][0]
+            src = Path(ad.get("roi_file") or ad["filter_script"])
+            z = out / f"{eng}_zero{''.join(src.suffixes[-2:]) if eng == 'ffmpeg' else '.roi.json'}"
+            z.write_text(re.sub(r"qoffset=-?\d+/", "qoffset=0/", src.read_text()))
+            variants[f"{eng} roi, zero offsets"] = ([str(z) if a == str(src) else a for a in cmd], base)
+        if eng == "ffmpeg" and old:
+            roi_cmd = res["roi"]["commands"][0]
+            fs = perframe_filter_script(m.dq, m.block_size, m.width, m.height,
+                                        qp_range=qp_range_for("yuv420p"), pix_fmt="yuv420p",
+                                        router="trim", overlapping=False)
+            script = out / "old_graph.filter.txt"
+            script.write_text(fs.text)
+            rects["ffmpeg roi, old graph"] = (sum(fs.rects_per_frame) / len(fs.rects_per_frame),
+                                              len(fs.runs), len(fs.text))
+            i = next(k for k, a in enumerate(roi_cmd) if a in ("-filter_complex_script", "-/filter_complex"))
+            variants["ffmpeg roi, old graph"] = (roi_cmd[:i + 1] + [str(script)] + roi_cmd[i + 2:], base)
     best = {k: (float("inf"), float("inf")) for k in variants}
     for _ in range(repeat):
-        for k, cmd in variants.items():
+        for k, (cmd, _) in variants.items():
             w, c = _timed(cmd[:-1] + [str(out / "bench.mp4")])
             best[k] = (min(best[k][0], w), min(best[k][1], c))
-    bw, bc = best["baseline"]
     for k, (w, c) in best.items():
+        bw, bc = best[variants[k][1]]
         extra = ""
         if k in rects:
             n, runs, size = rects[k]
-            extra = f"  ({n:.0f} rects/frame, {runs} runs, {size / 1024:.0f} KiB script)"
-        print(f"  {k:15s} wall {w:7.2f} s  {w / bw:5.3f}x   cpu {c:7.2f} s  {c / bc:5.3f}x{extra}")
+            extra = f"  ({n:.0f} rects/frame, {runs} runs, {size / 1024:.0f} KiB ROI file)"
+        print(f"  {k:22s} wall {w:7.2f} s  {w / bw:5.3f}x   cpu {c:7.2f} s  {c / bc:5.3f}x{extra}",
+              flush=True)
 
 
 def real_main(args) -> None:
@@ -155,12 +175,15 @@ def real_main(args) -> None:
         print(f"real clip {clip.clip_id}: {len(clip.frame_ids)} frames, x265 preset {args.preset}, "
               f"CRF 28, one job, {os.cpu_count()} cores, best of {args.repeat} "
               f"(ratios against the baseline of this run; target <= 1.05)")
-        real_graphs(clip, maps, args.preset, args.repeat, tmp, old=not args.no_old)
+        engines = tuple(args.engines.split(","))
+        real_graphs(clip, maps, args.preset, args.repeat, tmp / "short", old=not args.no_old,
+                    engines=engines, zero=args.zero_offsets)
         if args.long_frames:
             lclip, lmaps = long_clip(root, maps, clip, args.long_frames, tmp)
             print(f"long clip: {args.long_frames} frames (the snippet forwards and backwards), "
                   f"best of {args.long_repeat}")
-            real_graphs(lclip, lmaps, args.preset, args.long_repeat, tmp, old=not args.no_old)
+            real_graphs(lclip, lmaps, args.preset, args.long_repeat, tmp / "long",
+                        old=not args.no_old, engines=engines, zero=args.zero_offsets)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -178,6 +201,10 @@ def main() -> None:
                     "--labels-root ROOT/labels_pred --speed 10 if absent)")
     ap.add_argument("--long-repeat", type=int, default=1)
     ap.add_argument("--no-old", action="store_true", help="skip the previous graph (split/trim)")
+    ap.add_argument("--zero-offsets", action="store_true", help="--real: also time each engine's "
+                    "ROI encode with all offsets 0 (the machinery's cost alone)")
+    ap.add_argument("--engines", default="pyav,ffmpeg", help="--real: engines to time "
+                    "(pyav: in-process runner, ffmpeg: the FFmpeg CLI)")
     args = ap.parse_args()
     if args.real:
         real_main(args)

@@ -23,12 +23,14 @@ Modes:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -44,6 +46,7 @@ from .configs import EncoderConfig, check_rate, load_config, parse_kbps
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
+from . import inproc
 from .fileio import (atomic_path, clean_stale_temps, ensure_dir, read_json, temp_tag,
                      write_json, write_text)
 from .maps import ClipMaps, load_clip_maps, load_params
@@ -56,6 +59,50 @@ MODES = ("baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile")
 # modes whose ROI offsets act per quantisation group: they carry qg-size = the maps' block size
 QG_MODES = ("roi", "roi+zones", "roi-settings")
 X265_ONLY = ("zones", "roi+zones", "qpfile")
+# how libx265/libx264 encodes run: "pyav" (in-process runner, roienc/inproc.py, through the FFmpeg
+# libraries of the av wheel: ROI side data per frame, linear in clip length) or "ffmpeg" (the
+# FFmpeg CLI with a per-frame filter script); "auto": pyav when it has the encoder, unless an
+# FFmpeg was named (--ffmpeg, $ROIENC_FFMPEG) or two-pass is asked (CLI only)
+ENGINES = ("auto", "pyav", "ffmpeg")
+
+
+@functools.cache
+def inproc_versions() -> dict | None:
+    """:func:`roienc.inproc.versions` (once per process)."""
+    return inproc.versions()
+
+
+def uses_pyav(job: "EncodeJob") -> bool:
+    """Whether ``job`` encodes through the in-process runner (libx265/libx264, one pass)."""
+    return (job.engine == "pyav" and job.config.encoder in ("libx265", "libx264")
+            and not job.two_pass)
+
+
+def resolve_engine(engine: str | None, encoder: str, *, ffmpeg_named: bool = False,
+                   two_pass: bool = False) -> str:
+    """``'pyav'`` or ``'ffmpeg'`` for every libx265/libx264 encode of a run (one engine per run:
+    a baseline and its ROI encodes go through the same encoder build). ``engine`` None reads
+    ``$ROIENC_ENGINE``, default ``auto``."""
+    engine = engine or os.environ.get("ROIENC_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise InputError(f"engine {engine!r}: choose from {', '.join(ENGINES)}")
+    if engine == "ffmpeg":
+        return "ffmpeg"
+    info = inproc_versions()
+    usable = info is not None and encoder in info["encoders"]
+    if engine == "pyav":
+        if two_pass:
+            raise InputError("--two-pass runs through the FFmpeg CLI: use engine ffmpeg "
+                             "(ROIENC_ENGINE=ffmpeg)")
+        if not usable:
+            why = ("PyAV (the av package) is not installed" if info is None else
+                   f"PyAV {info['av']}'s FFmpeg has no {encoder}")
+            raise ToolError(f"engine pyav: {why}; pip install 'av>={inproc.MIN_AV[0]}' or use "
+                            "engine ffmpeg")
+        return "pyav"
+    if ffmpeg_named or two_pass or not usable:
+        return "ffmpeg"
+    return "pyav"
 
 
 @dataclass(frozen=True)
@@ -126,6 +173,7 @@ class EncodeJob:
     cityscapes_root: str = ""
     two_pass: bool = False            # bitrate mode: analysis pass, then the real encode
     frame_progress: bool = False      # a tqdm bar over frames (in-process runs only)
+    engine: str = "ffmpeg"            # libx265/libx264 through the FFmpeg CLI or "pyav" (inproc)
 
     @property
     def folder(self) -> Path:
@@ -246,13 +294,19 @@ def _encoder_params(job: EncodeJob, maps: ClipMaps | None, zones: str | None) ->
 
 
 def build_ffmpeg_cmd(job: EncodeJob, tmp_out: Path, filter_args: list[str] | None,
-                     extra_params: dict) -> list[str]:
+                     extra_params: dict, *, program: Sequence[str] | None = None,
+                     roi_file: Path | None = None) -> list[str]:
+    """The FFmpeg command line of an encode. ``program`` replaces the FFmpeg binary (the
+    in-process runner, which reads the same argv); ``roi_file`` adds its ``-roi FILE`` (per-run
+    addroi chains) instead of a filter graph."""
     cfg = job.config
-    cmd = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", *job_input_args(job)]
+    cmd = [*(program or [job.ffmpeg.path]), "-hide_banner", "-nostdin", "-y", *job_input_args(job)]
     if filter_args:
         cmd += [*filter_args, "-map", "[vout]"]
     else:
         cmd += ["-vf", f"format={cfg.pix_fmt}", "-map", "0:v:0"]
+    if roi_file is not None:
+        cmd += ["-roi", str(roi_file)]
     cmd += ["-fps_mode", "passthrough", "-c:v", cfg.encoder, "-preset", cfg.preset]
     if cfg.tune:
         cmd += ["-tune", cfg.tune]
@@ -327,6 +381,8 @@ def job_signature(job: EncodeJob) -> dict:
     sig = {"config": job.config.as_dict(), "frame_ids": list(job.clip.frame_ids),
            "maps": str(job.maps_root) if job.maps_root and job.mode != "baseline" else None, "zone_mode": job.zone_mode,
            "two_pass": job.two_pass}
+    if uses_pyav(job):                    # another encoder build: a CLI encode is not reused
+        sig["engine"] = f"pyav {(inproc_versions() or {}).get('ffmpeg')}"
     return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
 
 
@@ -384,6 +440,7 @@ def encode_clip(job: EncodeJob) -> dict:
         "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
         "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
+        "engine": "x265-cli" if cfg.encoder == "x265" else "ffmpeg",
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
         "maps": signature["maps"],
         "cityscapes_root": str(Path(job.cityscapes_root).absolute()) if job.cityscapes_root else "",
@@ -396,6 +453,11 @@ def encode_clip(job: EncodeJob) -> dict:
         "input_args": job_input_args(job) if clip.image_paths else [], "adapter": {},
         "status": "ok", "error": None,
     }
+    if uses_pyav(job):
+        # the encoder is the FFmpeg of the av wheel; job.ffmpeg (the CLI) only counts packets
+        info = inproc_versions() or {}
+        side.update(engine="pyav", encoder_version=f"FFmpeg {info.get('ffmpeg')} (PyAV {info.get('av')})",
+                    ffmpeg_version=info.get("ffmpeg"), pyav=info)
     t0 = time.perf_counter()
     try:
         if clip.missing:
@@ -491,6 +553,7 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
         return
 
     filter_args = None
+    roi_file = None
     if job.mode in ("roi", "roi+zones"):
         fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
                                     qp_range=qp_range_for(cfg.pix_fmt), pix_fmt=cfg.pix_fmt,
@@ -502,8 +565,32 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             write_text(script, fs.text)
             adapter["filter_script"] = str(script)
             filter_args = ffmpeg_filter_script_args(job.ffmpeg, script)
+            if uses_pyav(job):
+                roi_file = job.folder / f"{clip.clip_id}.roi.json"
+                with atomic_path(roi_file) as tmp:
+                    inproc.write_roi(tmp, fs.runs, fs.chains, qp_range=qp_range_for(cfg.pix_fmt),
+                                     width=maps.width, height=maps.height)
+                adapter["roi_file"] = str(roi_file)
         else:
             adapter["note"] = "all-zero delta QP map: no ROI, command identical to baseline"
+    if uses_pyav(job):
+        # in-process: the same argv, run by roienc/inproc.py through PyAV's FFmpeg libraries,
+        # the ROI as per-run addroi chains (-roi FILE) instead of the one big filter graph
+        with atomic_path(job.mp4) as tmp:
+            cmd = build_ffmpeg_cmd(job, tmp, None, extra, roi_file=roi_file,
+                                   program=[sys.executable, str(Path(inproc.__file__).absolute())])
+            side["commands"].append(cmd)
+            side["ffmpeg_equivalent"] = {
+                "note": "the same encode through the FFmpeg CLI and the filter script (another "
+                        "FFmpeg/x265 build than the one that encoded: not the same bitstream)",
+                "command": build_ffmpeg_cmd(job, tmp, filter_args, extra)}
+            _run_encoder(job, cmd, log_path, "")
+        m = re.search(rb"HEVC encoder version (\S+)|\b264 - core (\d+ \S+)", log_path.read_bytes()
+                      if log_path.is_file() else b"")
+        if m:
+            side["pyav"] = {**side.get("pyav", {}), "encoder_build": (
+                f"x265 {m.group(1).decode()}" if m.group(1) else f"x264 core {m.group(2).decode()}")}
+        return
     if not job.two_pass:
         with atomic_path(job.mp4) as tmp:
             cmd = build_ffmpeg_cmd(job, tmp, filter_args, extra)
@@ -582,7 +669,7 @@ _BAD_OPTION = re.compile(r"Unknown option|Invalid value|Error parsing option|\[e
                          re.IGNORECASE)
 
 
-def check_encoder_options(ff: Tool, cfg: EncoderConfig) -> None:
+def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") -> None:
     """Refuse a config whose preset, tune or ``[params]`` the encoder does not accept.
 
     FFmpeg's libx265/libx264 wrappers only *log* an unknown or malformed ``-x265-params`` /
@@ -593,7 +680,22 @@ def check_encoder_options(ff: Tool, cfg: EncoderConfig) -> None:
     if cfg.encoder not in ("libx265", "libx264"):
         return                            # the x265 CLI exits with an error on unknown options
     params = cfg.params_string()
-    key = (ff.path, cfg.encoder, cfg.preset, cfg.tune, cfg.pix_fmt, params)
+    key = (ff.path if engine != "pyav" else "pyav", cfg.encoder, cfg.preset, cfg.tune, cfg.pix_fmt,
+           params)
+    if key not in _CHECKED_CONFIGS and engine == "pyav":
+        opts = {"preset": cfg.preset, **({"tune": cfg.tune} if cfg.tune else {}),
+                **({f"{'x265' if cfg.codec == 'hevc' else 'x264'}-params": params} if params else {})}
+        cmd = [sys.executable, str(Path(inproc.__file__).absolute()), "--check",
+               json.dumps({"encoder": cfg.encoder, "options": opts, "pix_fmt": cfg.pix_fmt})]
+        problem = None
+        try:
+            err = run(cmd).stderr.decode("utf-8", "replace")
+            bad = [ln.strip() for ln in err.splitlines() if _BAD_OPTION.search(ln)]
+            if bad:
+                problem = bad[0]
+        except ToolError as exc:
+            problem = (exc.stderr_tail or str(exc)).strip().splitlines()[-1]
+        _CHECKED_CONFIGS[key] = problem
     if key not in _CHECKED_CONFIGS:
         cmd = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "lavfi", "-i",
                "color=c=gray:s=64x64:r=17", "-frames:v", "1", "-c:v", cfg.encoder,
@@ -624,13 +726,15 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
                 preset: str | None = None, executor: ExecutorSpec | None = None,
-                progress: bool = True, two_pass: bool = False) -> list[dict]:
+                progress: bool = True, two_pass: bool = False,
+                engine: str | None = None) -> list[dict]:
     """Encode every clip in every mode at every rate point; return the sidecars.
 
     Refusals (impossible mode/codec/rate combinations, missing x265) raise before anything runs;
     a failing encode is recorded in its sidecar and the run goes on. ``jobs`` encodes run at
     once (local processes, threads per encode divided accordingly) unless ``executor`` sends
-    them to Dask.
+    them to Dask. ``engine``: how libx265/libx264 encodes run (see :data:`ENGINES`; None:
+    ``$ROIENC_ENGINE`` or auto), one engine for the whole run.
     """
     if not clips:
         raise InputError("no clips to encode (check --split/--cities/--sequence)")
@@ -657,17 +761,21 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     needs_x265 = any(cfg.encoder == "x265" for _, cfg, _ in plans)
     x = find_x265(x265) if needs_x265 else None
     enc_name = {"hevc": "libx265", "h264": "libx264"}[codec]
-    if any(cfg.encoder == enc_name for _, cfg, _ in plans) and enc_name not in ff.encoders:
+    eng = resolve_engine(engine, enc_name, two_pass=two_pass,
+                         ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
+    if (eng == "ffmpeg" and any(cfg.encoder == enc_name for _, cfg, _ in plans)
+            and enc_name not in ff.encoders):
         raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "
                         "with it or unset ROIENC_FFMPEG to use the bundled one")
     for _, cfg, _ in plans:
-        check_encoder_options(ff, cfg)
+        check_encoder_options(ff, cfg, eng)
     if maps_root is not None:
         load_params(maps_root)
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
-                      threads, skip_existing, zone_mode, str(cityscapes_root), two_pass)
+                      threads, skip_existing, zone_mode, str(cityscapes_root), two_pass,
+                      engine=eng)
             for c in clips for mode, cfg, mode_rates in plans for rate in mode_rates]
     spec = executor or ExecutorSpec("local", jobs)
     if progress and spec.kind == "local" and spec.resolved_workers() == 1:

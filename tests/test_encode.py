@@ -25,13 +25,22 @@ def _x265_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def hevc_runs(seq_dataset, tmp_path_factory):
+def _engines():
+    from roienc.inproc import versions
+    return ["ffmpeg"] + (["pyav"] if versions() else [])
+
+
+ENGINES = _engines()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def hevc_runs(seq_dataset, tmp_path_factory, request):
+    """Every hevc mode, through each engine (the FFmpeg CLI; the in-process runner with PyAV)."""
     root, maps = seq_dataset
     out = tmp_path_factory.mktemp("enc")
     clips = find_clips(root, "val", source="sequence")
     modes = ["baseline", "roi-settings", "roi", "zones", "roi+zones"] + (["qpfile"] if _x265_missing() is None else [])
-    res = encode_many(clips, maps, codec="hevc", modes=modes,
+    res = encode_many(clips, maps, codec="hevc", modes=modes, engine=request.param,
                       rates=CRF, out=out, preset="fast", progress=False, cityscapes_root=root)
     return root, maps, out, {r["mode"]: r for r in res}
 
@@ -52,9 +61,15 @@ def test_every_hevc_mode_encodes(hevc_runs):
         assert side["maps"] == (None if mode == "baseline" else str(maps))
         assert len(side["frame_ids"]) == 30
     assert not list(out.rglob("*.tmp*"))
-    # the ROI command reads the filter script it wrote, with qg-size matching the 16-px blocks
+    # the ROI command reads the filter script (CLI) or the per-run ROI file (in-process) it
+    # wrote, with qg-size matching the 16-px blocks; every FFmpeg mode went through one engine
     roi_cmd = res["roi"]["commands"][0]
-    assert any(a.endswith("lindau_000000.filter.txt") for a in roi_cmd)
+    engine = res["roi"]["engine"]
+    assert {r["engine"] for m, r in res.items() if m != "qpfile"} == {engine}
+    if engine == "pyav":
+        assert roi_cmd[roi_cmd.index("-roi") + 1].endswith("lindau_000000.roi.json")
+    else:
+        assert any(a.endswith("lindau_000000.filter.txt") for a in roi_cmd)
     assert "qg-size=16" in roi_cmd[roi_cmd.index("-x265-params") + 1]
     assert "-tag:v" in roi_cmd and "hvc1" in roi_cmd
     # zones follow the rate point: QP = crf + frame delta
@@ -80,7 +95,7 @@ def test_baseline_is_the_plain_encoder(hevc_runs, tmp_path):
     root, maps, out, res = hevc_runs
     plain = encode_many(find_clips(root, "val", source="sequence"), None, codec="hevc",
                         modes=["baseline"], rates=CRF, out=tmp_path, preset="fast",
-                        progress=False, cityscapes_root=root)[0]
+                        progress=False, cityscapes_root=root, engine=res["baseline"]["engine"])[0]
     with_maps = res["baseline"]
     assert plain["status"] == "ok"
     assert _argv_without_output(plain["commands"][0]) == _argv_without_output(with_maps["commands"][0])
@@ -130,14 +145,16 @@ def test_h264_baseline_and_roi_and_skip_existing(seq_dataset, tmp_path):
     assert not two[0].get("skipped_existing") and len(two[0]["commands"]) == 2
 
 
-def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path, engine):
     root, _ = seq_dataset
     maps0 = tmp_path / "maps0"
     build_maps(root, maps0, split="val", sequences=True, workers=1, progress=False,
                visualize_every=0, qp=QPParams(delta=0))
     clips = find_clips(root, "val")
     res = encode_many(clips, maps0, modes=["baseline", "roi"], rates=CRF, out=tmp_path / "e",
-                      preset="fast", progress=False)
+                      preset="fast", progress=False, engine=engine)
+    assert [r["engine"] for r in res] == [engine, engine]
     b = (tmp_path / "e/hevc/baseline/crf30/lindau_000000.mp4").read_bytes()
     r = (tmp_path / "e/hevc/roi/crf30/lindau_000000.mp4").read_bytes()
     assert b == r
