@@ -469,8 +469,8 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
         mask = imp >= task.roi_threshold
         return imp, nm, mask, int(np.count_nonzero(mask))
 
-    # the maps of the next frames are read (the near mask's PNG inflate: ~7 ms at 2048x1024)
-    # in a thread while this frame is taken
+    # the maps of the next frames (importance .npy and its checks, near mask: ~3 ms a frame at
+    # 2048x1024) are read in a thread while this frame is taken
     maps_ahead: deque = deque()
 
     def read_ahead(i: int) -> None:           # frames i, i+1, ... up to depth of them
@@ -646,8 +646,8 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     The report is rewritten (atomically) as evaluations finish, so an interrupted run keeps what
     it measured; with ``skip_existing`` rows of an existing report whose ``eval_key`` still
     matches (same encode, maps and threshold) are reused instead of decoding again.
-    SSIM only where asked: ``ssim=True`` computes the SSIM map (the costliest metric, about as
-    much CPU as all the others together); by default the ``ssim_*`` columns are NaN and
+    SSIM only where asked: ``ssim=True`` computes the SSIM map (the costliest metric: twice the
+    CPU time of all the others together); by default the ``ssim_*`` columns are NaN and
     ``<report>.json`` says so. ``pipeline=False`` computes each frame's metrics in the calling
     thread, one frame at a time (the same numbers, slower; for checking the pipelined path).
     """

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reuse rows of an existing --report whose encode, maps and threshold are unchanged")
     p.add_argument("--ssim", action="store_true",
                    help="also compute the luma SSIM map (the ssim_y, ssim_roi, ssim_nonroi columns; "
-                        "about as much CPU as every other metric together). Without it those "
+                        "two thirds of the metrics' CPU time with it). Without it those "
                         "columns are NaN and <report>.json says SSIM was not computed")
     p.add_argument("--no-ssim", dest="ssim", action="store_false",
                    help="the default (no SSIM); accepted for scripts written when SSIM was on by default")

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-settings-reference", action="store_true",
                    help="do not encode the roi-settings reference (ROI settings, zero offsets)")
     p.add_argument("--ssim", action="store_true",
-                   help="evaluate SSIM too (ssim_* columns; off by default: it costs about as much "
-                        "CPU as every other metric together)")
+                   help="evaluate SSIM too (ssim_* columns; off by default: two thirds of the "
+                        "metrics' CPU time with it)")
     p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
     p.add_argument("--out", required=True, metavar="RUN")
     p.add_argument("--no-progress", action="store_true")
