@@ -12,13 +12,14 @@ run in this process on the same frames.
 Timed on one worker (in this process), after one untimed warm-up frame each:
   seed        the seed's algorithm, every output incl. the annotation on every frame
   all         roienc, every output incl. the distance annotation on every frame (--visualize-every 1)
+  thread      the same with annotation_thread=True (camera decode, drawing and JPEG on a second
+              thread beside the importance and map outputs)
   default     roienc defaults (annotation every 30th frame)
   maps        roienc --outputs maps (npy, objects csv, near mask, QP npy/csv; no optional image)
 and the default output set on each further --workers count. Each line gives wall s/frame and
 CPU s/frame (process time of all threads: the one-core cost, which other load on the machine
-inflates less than wall time) and the speed-up vs the seed of the same round in both. One
-roienc worker runs the annotation (camera decode, drawing, JPEG) on a second thread beside the
-importance and the map outputs, so its wall time can be below its CPU time on an idle machine.
+inflates less than wall time) and the speed-up vs the seed of the same round in both (with the
+annotation thread, wall time can be below CPU time where a core is idle).
 --repeat N runs seed and roienc N times and prints the medians; --stages the CPU ms of each step
 of an all-outputs frame run one after another. With --real ROOT (a Cityscapes root with
 leftImg8bit_sequence) also s/frame of `--sequences` with label propagation (default
@@ -215,6 +216,8 @@ def main() -> None:
                    visualize_every=1)
 
         variants = [("all outputs, annotation every frame", dict(visualize_every=1)),
+                    ("  the same, annotation on a thread", dict(visualize_every=1,
+                                                             annotation_thread=True)),
                     ("default outputs", {}), ("--outputs maps", dict(outputs="maps"))]
         timings: dict[str, list[tuple[float, float]]] = {}
 

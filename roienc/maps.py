@@ -100,6 +100,9 @@ class BuildConfig:
     labels_pattern: str = "{frame_id}_labelIds.png"
     outputs: tuple[str, ...] = ("importance_png", "importance_vis", "qp_map_vis",
                                 "distance_annotation")   # optional images written (IMAGE_OUTPUTS)
+    # the annotation on a thread of its own (AnnotationJob): less wall time where a core is idle
+    # (one worker), more CPU time where none is (measured on 2 busy cores: +15-25%), so off
+    annotation_thread: bool = False
 
     def __post_init__(self) -> None:
         bad = [o for o in self.outputs if o not in IMAGE_OUTPUTS]
@@ -234,7 +237,7 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
            disp_path: Path | None, unseen: np.ndarray | None = None) -> None:
     """Check sizes, compute importance, write the outputs, complete ``row``. ``unseen``: pixels
     of a propagated frame that no label of the annotated frame reaches (importance raised to
-    ``cfg.propagation.unseen_importance``). The annotation's
+    ``cfg.propagation.unseen_importance``). With ``cfg.annotation_thread`` the annotation's
     picture is decoded on a thread while the importance is computed (:class:`AnnotationJob`)."""
     with Image.open(ref.image) as im:
         img_size = im.size
@@ -248,7 +251,8 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
         raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
     prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
     job = (AnnotationJob(prefix, ref, row["speed_mps"])
-           if annotate and "distance_annotation" in cfg.outputs else None)
+           if annotate and "distance_annotation" in cfg.outputs and cfg.annotation_thread
+           else None)
     try:
         ip = cfg.importance
         if distance_source.startswith("carried"):   # every carried pixel holds the object's exact
@@ -546,15 +550,19 @@ def write_annotation(prefix: Path, fi, ref: FrameRef, speed: float,
 def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
                         speed: float, annotation: AnnotationJob | None = None) -> None:
     """Write the importance, object and QP files of one frame, and the images of ``cfg.outputs``:
-    the annotation when ``annotate_ref`` is given, through ``annotation`` (started earlier, else
-    here) beside the others; an error of either fails the frame once both have finished. The
-    importance PNG and its 'hot' rendering share one deflate (the rendering is the same bytes
-    with the colormap as palette)."""
+    the annotation when ``annotate_ref`` is given, after the others, or with
+    ``cfg.annotation_thread`` through ``annotation`` (started earlier, else here) beside them; an
+    error of either fails the frame once both have finished. The importance PNG and its 'hot'
+    rendering share one deflate (the rendering is the same bytes with the colormap as palette)."""
     ensure_dir(prefix.parent)
     if "distance_annotation" not in cfg.outputs or annotate_ref is None:
         if annotation is not None:
             annotation.cancel()
         annotation = None
+    elif annotation is None and not cfg.annotation_thread:
+        _write_map_outputs(prefix, fi, cfg)
+        write_annotation(prefix, fi, annotate_ref, speed)
+        return
     elif annotation is None:
         annotation = AnnotationJob(prefix, annotate_ref, speed)
     if annotation is not None:
@@ -794,7 +802,8 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                labels_pattern: str = "{frame_id}_labelIds.png",
                instances_pattern: str = "{frame_id}_instanceIds.png",
                propagation: PropagationParams | None = None,
-               outputs: str | list[str] | tuple[str, ...] | None = None) -> BuildReport:
+               outputs: str | list[str] | tuple[str, ...] | None = None,
+               annotation_thread: bool = False) -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README."""
     out = ensure_dir(out)
@@ -811,7 +820,8 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                       camera_file=str(camera) if camera is not None else None,
                       fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
                       skip_existing=skip_existing, propagation=propagation or PropagationParams(),
-                      labels_pattern=labels_pattern, outputs=parse_outputs(outputs))
+                      labels_pattern=labels_pattern, outputs=parse_outputs(outputs),
+                      annotation_thread=annotation_thread)
 
     refs: list[FrameRef] = []
     if annotated:

@@ -273,17 +273,25 @@ def test_annotation_is_a_jpeg_of_the_drawing(synth, tmp_path):
     assert (tmp_path / "d" / "val" / "lindau" / jpg.name).samefile(jpg)
 
 
-def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, monkeypatch, threaded):
+    import threading
+
     import roienc.maps as maps
+
+    def build(out):
+        return build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1,
+                          annotation_thread=threaded)
 
     def broken(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(maps, "write_jpeg", broken)
-    rep = build_maps(synth, tmp_path / "j", split="val", workers=1, progress=False, visualize_every=1)
+    rep = build(tmp_path / "j")
     assert (rep.manifest["status"] == "failed").all()
     assert rep.manifest["reason"].str.contains("disk full").all()
     monkeypatch.undo()
-    # the map writers fail while the annotation runs: their error, and the annotation finished
+    # the map writers fail: their error; on a thread the annotation runs beside them and has
+    # finished when the row is returned, without one it is not started
     started = []
     real = maps.write_annotation
 
@@ -296,26 +304,33 @@ def test_annotation_errors_fail_the_frame_after_both_writers(synth, tmp_path, mo
     monkeypatch.setattr(maps, "write_annotation", slow_annotation)
     monkeypatch.setattr(maps, "_write_map_outputs", broken_maps)
     out = tmp_path / "m"
-    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    rep = build(out)
     assert (rep.manifest["status"] == "failed").all()
     assert rep.manifest["reason"].str.contains("maps broke").all()
-    assert len(started) == len(rep.manifest)
-    assert len(list(out.rglob("*_distance_annotation.jpg"))) == len(rep.manifest)
+    assert len(started) == (len(rep.manifest) if threaded else 0)
+    assert len(list(out.rglob("*_distance_annotation.jpg"))) == len(started)
     assert not [f for f in out.rglob("*") if ".tmp" in f.name]
     monkeypatch.undo()
-    # the importance fails while the picture is decoded: no annotation, no thread left running
-    import threading
-
+    # the importance fails (while the picture is decoded): no annotation, no thread left running
     def broken_importance(*a, **k):
         raise ValueError("importance broke")
     monkeypatch.setattr(maps, "compute_importance", broken_importance)
     before = threading.active_count()
     out = tmp_path / "i"
-    rep = build_maps(synth, out, split="val", workers=1, progress=False, visualize_every=1)
+    rep = build(out)
     assert (rep.manifest["status"] == "failed").all()
     assert rep.manifest["reason"].str.contains("importance broke").all()
     assert not list(out.rglob("*_distance_annotation.*"))
     assert threading.active_count() == before
+    monkeypatch.undo()
+    # and when nothing fails, the thread writes the very same files
+    a, b = tmp_path / "a", tmp_path / "b"
+    build_maps(synth, a, split="val", workers=1, progress=False, visualize_every=1)
+    build_maps(synth, b, split="val", workers=1, progress=False, visualize_every=1,
+               annotation_thread=True)
+    files = sorted(f.relative_to(a) for f in a.rglob("*_*.*") if f.parent != a)
+    assert files and files == sorted(f.relative_to(b) for f in b.rglob("*_*.*") if f.parent != b)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
 def test_write_bytes_is_atomic_with_open_permissions(tmp_path):
