@@ -20,6 +20,17 @@ Modes:
 - ``roi+zones``: both;
 - ``qpfile``: the x265 CLI with ``--qpfile`` (QP per frame, same rule as zones), frames piped from
   FFmpeg as y4m, then remuxed into MP4.
+
+Engines (:data:`ENGINES`, one per run so that a baseline and its ROI encodes share one encoder
+build): libx265/libx264 encodes run either through the FFmpeg CLI (``ffmpeg``: the per-frame ROI
+as one filter script, whose cost grows with frames x filters) or through the in-process runner
+``roienc/inproc.py`` (``pyav``: the same argv, run with the FFmpeg libraries of the ``av`` wheel,
+the ROI attached per run of frames by a graph of that run's addroi chain only: linear in clip
+length). ``auto`` (default) is ``pyav`` unless an FFmpeg was named (``--ffmpeg``,
+``$ROIENC_FFMPEG``), two-pass is asked or the wheel lacks the encoder; ``$ROIENC_ENGINE``
+overrides. A pyav sidecar records the runner's argv (replayable), the ``-roi`` file, the av/FFmpeg
+versions and x265/x264 build that encoded (``pyav``), and ``ffmpeg_equivalent``: the same encode
+as an FFmpeg CLI command with the filter script (written too).
 """
 from __future__ import annotations
 
@@ -585,7 +596,7 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
                         "FFmpeg/x265 build than the one that encoded: not the same bitstream)",
                 "command": build_ffmpeg_cmd(job, tmp, filter_args, extra)}
             _run_encoder(job, cmd, log_path, "")
-        m = re.search(rb"HEVC encoder version (\S+)|\b264 - core (\d+ \S+)", log_path.read_bytes()
+        m = re.search(rb"HEVC encoder version (\S+)|\b264 - core (\d+(?: r\d+)?)", log_path.read_bytes()
                       if log_path.is_file() else b"")
         if m:
             side["pyav"] = {**side.get("pyav", {}), "encoder_build": (

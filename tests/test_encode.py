@@ -130,6 +130,8 @@ def test_h264_baseline_and_roi_and_skip_existing(seq_dataset, tmp_path):
                       preset="fast", progress=False)
     assert [r["status"] for r in res] == ["ok", "ok"]
     assert (tmp_path / "h264" / "roi" / "bitrate300k" / "lindau_000000.mp4").is_file()
+    for r in res:          # in-process encodes name the x264 build that encoded
+        assert r["engine"] != "pyav" or r["pyav"]["encoder_build"].startswith("x264 core "), r.get("pyav")
     again = encode_many(clips, maps, codec="h264", modes=["baseline"],
                         rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="fast",
                         progress=False, skip_existing=True)
