@@ -8,6 +8,7 @@ annotated frame 19 (-19..+10) the dynamic-object mask (roienc.labels DYNAMIC gro
   hold      frame 19's labels everywhere (today's behaviour),
   prop      propagated, no margin,
   prop+m    propagated with the default margin,
+  prop+m+u  that plus the pixels outside frame 19's view (the ROI with an unseen-importance floor),
 is compared with that frame's predicted labels (labels_pred: a segmentation network's per-frame
 output, the reference; it flickers on small objects): pixel IoU, 16x16 and 32x32 block recall
 (blocks containing a reference dynamic pixel that also contain a predicted one), 16x16 block
@@ -115,7 +116,10 @@ def run(data, params: PropagationParams, lut: np.ndarray, sources=("pred",)):
                 ref = is_dyn[refs[i]]
                 p0 = is_dyn[out0[i].labels]
                 known = known_mask(ref, p0, is_dyn[refs[ANN]])
-                for name, m in (("hold", hold), ("prop", p0), ("prop+m", is_dyn[out[i].labels])):
+                pm = is_dyn[out[i].labels]
+                # prop+m+u: the ROI when unseen pixels get an importance floor >= the ROI threshold
+                pmu = pm if out[i].unseen is None else pm | out[i].unseen
+                for name, m in (("hold", hold), ("prop", p0), ("prop+m", pm), ("prop+m+u", pmu)):
                     sc = scores(m, ref)
                     kb, rb = block_any(known, 16), block_any(ref, 16)
                     sc["rec16k"] = (block_any(m, 16) & kb).sum() / kb.sum() if kb.sum() else 1.0
@@ -214,8 +218,10 @@ def main() -> int:
               f"area = ROI blocks / reference blocks; unknown blocks = share of reference blocks "
               f"only in objects absent from frame 19")
         print(per_offset(rows, src))
-        for m in ("hold", "prop", "prop+m"):
-            print(f"  {m:7s} (all offsets != 0): {fmt(overall(rows, src, m))}")
+        for m in ("hold", "prop", "prop+m", "prop+m+u"):
+            print(f"  {m:8s} (all offsets != 0): {fmt(overall(rows, src, m))}")
+        print("  (prop+m+u: propagated objects with margin plus the unseen pixels, the ROI with "
+              "--propagation unseen_importance >= the ROI threshold)")
     unrel = np.mean([r["unrel"] for r in rows if r["method"] == "prop" and r["off"] != 0])
     print(f"\nunreliable (forward-backward) fraction per step: {unrel:.3f}")
     print("Objects absent from frame 19 (entering the view, disoccluded, or found by the network "

@@ -11,6 +11,11 @@ missing), for each label source of the sequence frames:
 - ``propagate``: the annotated frame's labels propagated along optical flow (the default);
 - ``per-frame``: each frame's own predicted labels (``labels_pred``, ``--labels-root``): the
   best the encoder can be told, the reference of the gap;
+- ``tracked`` (with ``--sources ...,tracked``): the per-frame labels without the dynamic objects
+  that have no counterpart in the annotated frame (entering the view, leaving it by frame 19,
+  disoccluded, or found by the network only there; the rule of ``bench_propagate_masks.py``'s
+  ``known_mask``), their pixels given the static label 'building': the ceiling of any label
+  propagation from the one annotated frame, perfect on every object frame 19 shows;
 
 it runs one sweep (plain libx265 baseline, the ROI, all at the same CRFs) into one run folder
 (the plain baseline is encoded once and reused), every encode judged by maps built from the
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         opts = dict(importance=ImportanceParams(), qp=qp, speed=args.speed)
         if source == "per-frame":
             opts["labels_root"] = str(labels_pred)
+        elif source == "tracked":
+            opts["labels_root"] = str(tracked_labels(root, run / "tracked_labels"))
         else:
             opts["label_source"] = source
             if source == "propagate" and (args.flow_scale is not None or args.margin is not None
@@ -122,6 +129,47 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npropagation s/frame (flow + warps, PNG reading excluded, 1 process): {prop:.3f}; "
           f"encode s/frame (roi, preset {args.preset}): {enc:.3f}; ratio {prop / enc:.2f}")
     return 0
+
+
+def tracked_labels(root: Path, out: Path) -> Path:
+    """Per-frame predicted labels with the objects frame 19 does not show made static (see the
+    module docstring); written once under ``out`` in the labels_pred layout."""
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_propagate_masks import known_mask
+
+    from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
+    from roienc.labels import DYNAMIC, load_class_groups
+    from roienc.propagate import PropagationParams, propagate_snippet
+
+    lut = load_class_groups().group_lut()
+    is_dyn = lut == DYNAMIC
+    building = 11
+    refs = find_sequence_frames(root, "train")
+    for snip in sorted({r.snippet for r in refs}):
+        group = [r for r in refs if r.snippet == snip]
+        dst = out / "train" / group[0].city
+        if all((dst / f"{r.frame_id}_labelIds.png").is_file() for r in group):
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
+        lab = read_label_ids(group[ann].labels)
+        inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
+        nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
+        prop = propagate_snippet(lambda k: read_rgb(group[k].image), ann, lab, inst, nomargin, lut,
+                                 n_frames=len(group))
+        for k, r in enumerate(group):
+            src = root / "labels_pred" / "train" / r.city
+            pl = read_label_ids(src / f"{r.frame_id}_labelIds.png").copy()
+            pi = read_instance_ids(src / f"{r.frame_id}_instanceIds.png").copy()
+            ref = is_dyn[pl]
+            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], is_dyn[lab])
+            pl[unknown], pi[unknown] = building, building
+            cv2.imwrite(str(dst / f"{r.frame_id}_labelIds.png"), pl)
+            cv2.imwrite(str(dst / f"{r.frame_id}_instanceIds.png"), pi.astype(np.uint16))
+    return out
 
 
 def propagation_seconds_per_frame(root: Path) -> float:
