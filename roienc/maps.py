@@ -499,8 +499,9 @@ class AnnotationJob:
     """The distance annotation of one frame on a thread of its own: it decodes the camera picture
     from the moment it is made (beside the importance computation), then draws and writes the
     JPEG once :meth:`draw` hands it the frame's importance (beside the map outputs). PNG decode,
-    drawing, JPEG encode and file writes are cv2 and I/O that release the GIL: this saves wall
-    time, not CPU time. :meth:`result` joins it and re-raises its error."""
+    drawing, JPEG encode and file writes are cv2 and I/O that release the GIL, so this can save
+    wall time where a core is idle; on busy cores it cost CPU and wall time (measured), hence
+    ``BuildConfig.annotation_thread`` (off). :meth:`result` joins it and re-raises its error."""
 
     def __init__(self, prefix: Path, ref: FrameRef, speed: float) -> None:
         self._fi: queue.SimpleQueue = queue.SimpleQueue()
@@ -555,26 +556,24 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
     error of either fails the frame once both have finished. The importance PNG and its 'hot'
     rendering share one deflate (the rendering is the same bytes with the colormap as palette)."""
     ensure_dir(prefix.parent)
-    if "distance_annotation" not in cfg.outputs or annotate_ref is None:
-        if annotation is not None:
-            annotation.cancel()
+    annotate = annotate_ref is not None and "distance_annotation" in cfg.outputs
+    if annotation is not None and not annotate:
+        annotation.cancel()
         annotation = None
-    elif annotation is None and not cfg.annotation_thread:
-        _write_map_outputs(prefix, fi, cfg)
-        write_annotation(prefix, fi, annotate_ref, speed)
-        return
-    elif annotation is None:
+    if annotate and annotation is None and cfg.annotation_thread:
         annotation = AnnotationJob(prefix, annotate_ref, speed)
-    if annotation is not None:
-        annotation.draw(fi)
+    if annotation is None:
+        _write_map_outputs(prefix, fi, cfg)
+        if annotate:
+            write_annotation(prefix, fi, annotate_ref, speed)
+        return
+    annotation.draw(fi)
     try:
         _write_map_outputs(prefix, fi, cfg)
     except BaseException:
-        if annotation is not None:
-            annotation.cancel()      # nothing is written after the frame's row says it failed
+        annotation.cancel()      # nothing is written after the frame's row says it failed
         raise
-    if annotation is not None:
-        annotation.result()
+    annotation.result()
 
 
 def near_mask(object_map: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
