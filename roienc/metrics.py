@@ -62,42 +62,53 @@ def ssim_map(ref: np.ndarray, dist: np.ndarray, data_range: float = 255.0,
         half = win_size // 2
         unit = 64 // math.gcd(wd, 64)          # strips start at multiples of 64 elements (below)
         rows = unit * max(1, -(-_STRIP_ROWS // unit))
-        bufs = _workspace((rows + 2 * half, wd), 6)
-        # x*y exactly: uint16 holds 255*255; 10/12-bit products need float64 (exact too)
-        tdepth, tdtype = (cv2.CV_16U, np.uint16) if ref.dtype == np.uint8 else (f64, np.float64)
-        tbuf = _scratch((rows + 2 * half, wd), tdtype)
+        ux, uy, uxy, ud2, num = _workspace((rows + 2 * half, wd), 5)
+        # x*y and (x-y)^2 exactly: 8-bit ones in uint16 (the square from a table), 10/12-bit
+        # ones in float64 (exact too)
+        small = ref.dtype == np.uint8
+        tdtype = np.uint16 if small else np.float64
+        tbuf = _scratch((3, rows + 2 * half, wd), tdtype)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a0, a1 = max(0, r0 - half), min(h, r1 + half)
             m = a1 - a0
-            ux, uy, uxy, uxx, uyy, num = (b[:m] for b in bufs)
-            x, y, t = ref[a0:a1], dist[a0:a1], tbuf[:m]
-            cv2.boxFilter(x, f64, k, dst=ux, borderType=border)      # E[x]
-            cv2.boxFilter(y, f64, k, dst=uy, borderType=border)      # E[y]
-            cv2.multiply(x, y, dst=t, dtype=tdepth)
-            cv2.boxFilter(t, f64, k, dst=uxy, borderType=border)     # E[xy]
-            cv2.sqrBoxFilter(x, f64, k, dst=uxx, borderType=border)  # E[x^2]
-            cv2.sqrBoxFilter(y, f64, k, dst=uyy, borderType=border)  # E[y^2]
+            x, y, t, d = ref[a0:a1], dist[a0:a1], tbuf[0, :m], tbuf[1, :m]
+            ad = tbuf[2].reshape(-1).view(np.uint8)[:m * wd].reshape(m, wd) if small else None
+            cv2.boxFilter(x, f64, k, dst=ux[:m], borderType=border)      # E[x]
+            cv2.boxFilter(y, f64, k, dst=uy[:m], borderType=border)      # E[y]
+            np.multiply(x, y, out=t, dtype=tdtype)       # numpy: 6x cv2's mixed-type multiply
+            cv2.boxFilter(t, f64, k, dst=uxy[:m], borderType=border)     # E[xy]
+            if small:
+                cv2.absdiff(x, y, dst=ad)
+                cv2.LUT(ad, _SQUARES_U16, dst=d)
+            else:
+                cv2.subtract(x, y, dst=d, dtype=f64)
+                cv2.multiply(d, d, dst=d)
+            cv2.boxFilter(d, f64, k, dst=ud2[:m], borderType=border)     # E[(x-y)^2]
             o0, o1 = r0 - a0, r1 - a0                 # the strip's own rows, halo dropped
-            _ssim_from_moments(*(b[o0:o1] for b in (ux, uy, uxy, uxx, uyy, num)),
+            _ssim_from_moments(*(b[o0:o1] for b in (ux, uy, uxy, ud2, num)),
                                res[r0:r1], *consts)
         return res
-    ux, uy, uxy, uxx, uyy, num = _workspace(ref.shape, 6)
-    x, y = uxx, uyy
+    ux, uy, uxy, ud2, num = _workspace(ref.shape, 5)
+    x, y = ud2, num
     np.copyto(x, ref, casting="unsafe")
     np.copyto(y, dist, casting="unsafe")
     cv2.boxFilter(x, f64, k, dst=ux, borderType=border)              # E[x]
     cv2.boxFilter(y, f64, k, dst=uy, borderType=border)              # E[y]
-    cv2.multiply(x, y, dst=num)
-    cv2.boxFilter(num, f64, k, dst=uxy, borderType=border)           # E[xy]
-    cv2.sqrBoxFilter(x, f64, k, dst=uxx, borderType=border)          # E[x^2] (x no longer needed)
-    cv2.sqrBoxFilter(y, f64, k, dst=uyy, borderType=border)          # E[y^2]
-    # the element-wise passes chunk by chunk (cache-resident pieces instead of twelve sweeps
+    cv2.multiply(x, y, dst=uxy)
+    cv2.boxFilter(uxy, f64, k, dst=uxy, borderType=border)           # E[xy]
+    cv2.subtract(x, y, dst=x)
+    cv2.multiply(x, x, dst=x)
+    cv2.boxFilter(x, f64, k, dst=ud2, borderType=border)             # E[(x-y)^2]
+    # the element-wise passes chunk by chunk (cache-resident pieces instead of eleven sweeps
     # over 16 MB arrays)
-    flat = [a.reshape(-1) for a in (ux, uy, uxy, uxx, uyy, num, res)]
+    flat = [a.reshape(-1) for a in (ux, uy, uxy, ud2, num, res)]
     for lo in range(0, res.size, _CHUNK):
         _ssim_from_moments(*(a[lo:lo + _CHUNK] for a in flat), *consts)
     return res
+
+
+_SQUARES_U16 = (np.arange(256, dtype=np.uint16) ** 2).reshape(1, 256)
 
 
 _STRIP_ROWS = 64          # rows per strip of integer frames (2048 wide: 6 x 1.1 MB of moments;
@@ -105,24 +116,29 @@ _STRIP_ROWS = 64          # rows per strip of integer frames (2048 wide: 6 x 1.1
 _CHUNK = 1 << 14          # elements per element-wise chunk of the float path (128 KB of float64)
 
 
-def _ssim_from_moments(ux, uy, uxy, uxx, uyy, num, res, c1: float, c2: float, cn: float) -> None:
-    """The SSIM map from the window moments, element-wise (all arrays contiguous, the moments
-    overwritten). Every piece a caller passes starts at a multiple of 64 elements from the start
-    of the frame and only the last one ends at its end, so OpenCV splits them into SIMD and scalar
-    elements as it splits the whole frame (its SIMD addWeighted may fuse multiply-adds): the map
-    is the full-frame one bit for bit."""
+def _ssim_from_moments(ux, uy, uxy, ud2, num, res, c1: float, c2: float, cn: float) -> None:
+    """The SSIM map from the window moments E[x], E[y], E[xy], E[(x-y)^2], element-wise (all
+    arrays contiguous, the moments overwritten), with the denominator's terms as the numerator's
+    plus those of the difference image d = x - y:
+
+        b1 = ux^2 + uy^2 + c1 = a1 + (ux - uy)^2           (a1 = 2*ux*uy + c1)
+        b2 = var_x + var_y + c2 = a2 + cn*(E[d^2] - (ux - uy)^2)   (a2 = 2*cov_xy + c2)
+
+    (identical frames: d = 0, b = a, exactly 1). Every piece a caller passes starts at a multiple
+    of 64 elements from the start of the frame and only the last one ends at its end, so OpenCV
+    splits them into SIMD and scalar elements as it splits the whole frame (its SIMD addWeighted
+    may fuse multiply-adds): the map is the full-frame one bit for bit."""
     # fused passes (cv2.addWeighted = a*s1 + b*s2 + g)
     cv2.multiply(ux, uy, dst=num)                                    # ux*uy
     cv2.addWeighted(uxy, 2 * cn, num, -2 * cn, c2, dst=uxy)          # a2 = 2*cov_xy + c2
     cv2.addWeighted(num, 2.0, num, 0.0, c1, dst=num)                 # a1 = 2*ux*uy + c1
+    cv2.subtract(ux, uy, dst=ux)
+    cv2.multiply(ux, ux, dst=ux)                                     # (ux - uy)^2
+    cv2.addWeighted(ud2, cn, ux, -cn, 0.0, dst=ud2)                  # cn*var_d
+    cv2.add(ud2, uxy, dst=ud2)                                       # b2
+    cv2.add(ux, num, dst=ux)                                         # b1
     cv2.multiply(num, uxy, dst=num)                                  # a1*a2
-    cv2.multiply(ux, ux, dst=ux)
-    cv2.multiply(uy, uy, dst=uy)
-    cv2.add(ux, uy, dst=ux)                                          # ux^2 + uy^2
-    cv2.addWeighted(uxx, cn, uyy, cn, c2, dst=uxx)                   # cn*(E[x^2]+E[y^2]) + c2
-    cv2.addWeighted(uxx, 1.0, ux, -cn, 0.0, dst=uxx)                 # b2 = var_x + var_y + c2
-    cv2.addWeighted(ux, 1.0, ux, 0.0, c1, dst=ux)                    # b1 = ux^2 + uy^2 + c1
-    cv2.multiply(ux, uxx, dst=ux)                                    # b1*b2
+    cv2.multiply(ux, ud2, dst=ux)                                    # b1*b2
     cv2.divide(num, ux, dst=res, dtype=cv2.CV_32F)                   # the map itself in float32
 
 
