@@ -234,11 +234,13 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
 
 def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: np.ndarray,
            instances: np.ndarray | None, disp: np.ndarray, distance_source: str,
-           disp_path: Path | None, unseen: np.ndarray | None = None) -> None:
-    """Check sizes, compute importance, write the outputs, complete ``row``. ``unseen``: pixels
-    of a propagated frame that no label of the annotated frame reaches (importance raised to
-    ``cfg.propagation.unseen_importance``). With ``cfg.annotation_thread`` the annotation's
-    picture is decoded on a thread while the importance is computed (:class:`AnnotationJob`)."""
+           disp_path: Path | None, pf=None) -> None:
+    """Check sizes, compute importance, write the outputs, complete ``row``. ``pf``: the
+    frame's :class:`roienc.propagate.PropagatedFrame` when its labels were propagated: its margin
+    ring's importance is scaled by ``cfg.propagation.margin_importance`` and its unseen pixels
+    (no label of the annotated frame reaches them) raised to ``unseen_importance``. With
+    ``cfg.annotation_thread`` the annotation's picture is decoded on a thread while the
+    importance is computed (:class:`AnnotationJob`)."""
     with Image.open(ref.image) as im:
         img_size = im.size
     if img_size != labels.shape[::-1]:
@@ -263,11 +265,15 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
                    objects=len(fi.objects),
                    objects_inside_safe=int(fi.objects["inside_safe"].sum()),
                    distance_source=distance_source)
-        if unseen is not None:
-            row["unseen_fraction"] = round(float(np.count_nonzero(unseen)) / unseen.size, 4)
-            floor = np.float32(cfg.propagation.unseen_importance)
-            if floor > 0:
-                np.maximum(fi.importance, floor, out=fi.importance, where=unseen)
+        if pf is not None and pf.unseen is not None:
+            prop = cfg.propagation
+            row["unseen_fraction"] = round(float(np.count_nonzero(pf.unseen)) / pf.unseen.size, 4)
+            if prop.margin_importance < 1 and pf.ring is not None:
+                np.multiply(fi.importance, np.float32(prop.margin_importance), out=fi.importance,
+                            where=pf.ring)
+            if prop.unseen_importance > 0:
+                np.maximum(fi.importance, np.float32(prop.unseen_importance), out=fi.importance,
+                           where=pf.unseen)
     except BaseException:
         if job is not None:
             job.cancel()
@@ -363,7 +369,7 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
             own = read_disparity_raw(ref.disparity) if ref.disparity is not None else None
             src = ref.label_source
             if src == "labels-root" or i == ann_idx:
-                unseen = None
+                pf = None
                 labels = read_label_ids(ref.labels)
                 inst = read_instance_ids(ref.instances) if ref.instances is not None else None
                 if own is not None:
@@ -379,10 +385,10 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                         how, dpath = f"warped from {ref.annotated}", st["disp_path"]
             else:
                 st = annotated()
-                unseen = None
+                pf = None
                 if src.startswith("propagate"):
                     pf = st["frames"][i]
-                    labels, inst, unseen = pf.labels, pf.instances, pf.unseen
+                    labels, inst = pf.labels, pf.instances
                     row["label_steps"] = pf.steps
                 else:
                     labels, inst = st["labels"], st["instances"]
@@ -397,7 +403,7 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                     disp, how, dpath = st["disp"], f"held from {ref.annotated}", st["disp_path"]
             if disp is None:       # no disparity anywhere: every object of unknown distance
                 disp = np.zeros(labels.shape, np.uint16)
-            _build(ref, cfg, flags[i], row, labels, inst, disp, how, dpath, unseen)
+            _build(ref, cfg, flags[i], row, labels, inst, disp, how, dpath, pf)
         _guard(row, ref, work)
     return rows
 

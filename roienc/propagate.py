@@ -109,6 +109,8 @@ class PropagationParams:
         away from, by the annotated frame). No label of the annotated frame says what is there;
         they take the label of the nearest pixel at the view's edge (an object cut by the edge
         extends), and build-maps raises their importance to at least this value. 0 disables it.
+    margin_importance: build-maps multiplies the importance of the margin's ring pixels by this
+        factor (0..1): the ring is where the object may be, not where it was seen.
     """
 
     scale: float = 0.25
@@ -124,6 +126,7 @@ class PropagationParams:
     margin_max_px: int = 48
     fill_not_annotated: bool = True
     unseen_importance: float = 0.0
+    margin_importance: float = 1.0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -141,6 +144,9 @@ class PropagationParams:
         if not (isinstance(self.unseen_importance, (int, float)) and not isinstance(self.unseen_importance, bool)
                 and 0.0 <= self.unseen_importance <= 1.0):
             bad(f"unseen_importance must be in [0, 1], got {self.unseen_importance!r}")
+        if not (isinstance(self.margin_importance, (int, float)) and not isinstance(self.margin_importance, bool)
+                and 0.0 <= self.margin_importance <= 1.0):
+            bad(f"margin_importance must be in [0, 1], got {self.margin_importance!r}")
         for name in ("fb_threshold", "fb_relative", "margin_growth_px"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
@@ -201,6 +207,7 @@ class PropagatedFrame:
     margin_fraction: fraction of pixels that the margin turned dynamic.
     unseen: bool HxW, pixels whose flow left the annotated frame's view on the way back to it
         (None on the annotated frame).
+    ring: bool HxW, the pixels the margin added (None on the annotated frame).
     """
 
     labels: np.ndarray
@@ -211,6 +218,7 @@ class PropagatedFrame:
     margin_fraction: float = 0.0
     extra: dict = field(default_factory=dict)
     unseen: np.ndarray | None = None
+    ring: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------- flow
@@ -642,12 +650,16 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
             prev_idx, prev_x, prev_un = new_idx, new_x, un
             steps = t - annotated_index
             r = p.margin_at(steps, w)
-            midx, added = _margin_index(new_idx, code.dynamic(new_idx), r / s)
+            dyn = code.dynamic(new_idx)
+            midx, added = _margin_index(new_idx, dyn, r / s)
+            ring = code.dynamic(midx) & ~dyn if added else np.zeros_like(dyn)
             ml, mi = code.decode(_resize_nearest(midx, (w, h)), np.int32)
             xs = {k: _resize_nearest(v, (w, h)) for k, v in new_x.items()}
             unseen = _resize_nearest(un, (w, h)).view(bool)
+            ring = _resize_nearest(ring.view(np.uint8), (w, h)).view(bool)
             t_warp += time.perf_counter() - t1
-            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs, unseen)
+            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs, unseen,
+                                     ring)
             g_prev = g
             t += direction
     if timings is not None:

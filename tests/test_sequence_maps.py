@@ -127,3 +127,26 @@ def test_unseen_importance_floor_and_manifest(root, tmp_path):
     raised = b > a
     assert raised.any() and np.all(b[raised] == np.float32(0.6))
     assert raised.mean() <= floor.loc[floor["frame_id"] == f, "unseen_fraction"].item() + 1e-3
+
+
+def test_margin_importance_scales_the_ring_only(root, tmp_path):
+    from roienc.propagate import PropagationParams
+
+    full = _build(root, tmp_path / "f", speed_override=8.0).manifest
+    half = _build(root, tmp_path / "h", speed_override=8.0,
+                  propagation=PropagationParams(margin_importance=0.5)).manifest
+    assert full["unseen_fraction"].equals(half["unseen_fraction"])
+    changed = 0
+    for f in full["frame_id"]:
+        a = np.load(tmp_path / f"f/val/lindau/{f}_importance.npy")
+        b = np.load(tmp_path / f"h/val/lindau/{f}_importance.npy")
+        assert np.all(b <= a)
+        d = b < a
+        if f.endswith("_000019"):
+            assert not d.any()                       # the annotated frame has no margin
+        elif d.any():
+            changed += 1
+            assert np.allclose(b[d], a[d] * np.float32(0.5))
+    # at 256 px wide the margin is (8 + 2|steps|) * 256/2048 px: a ring on the flow grid (a
+    # quarter of the frame) only from ~10 steps away
+    assert changed >= 10
