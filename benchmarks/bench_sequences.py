@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--margin", type=int, default=None, help="propagation: base margin px (at 2048 wide)")
     ap.add_argument("--unseen-importance", type=float, default=None,
                     help="propagation: importance floor of pixels outside the annotated frame's view")
+    ap.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
+                    help="any propagation setting, as build-maps --propagation")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -85,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             opts["label_source"] = source
             if source == "propagate" and (args.flow_scale is not None or args.margin is not None
-                                          or args.unseen_importance is not None):
+                                          or args.unseen_importance is not None or args.propagation):
                 from dataclasses import replace
 
                 from roienc.propagate import PropagationParams
-                p = PropagationParams()
+                p = PropagationParams.from_settings(args.propagation)
                 p = replace(p, scale=args.flow_scale if args.flow_scale is not None else p.scale,
                             margin_px=args.margin if args.margin is not None else p.margin_px,
                             unseen_importance=(args.unseen_importance if args.unseen_importance
