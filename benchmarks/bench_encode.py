@@ -3,13 +3,17 @@
     python3 benchmarks/bench_encode.py [--width 1024 --height 512] [--preset medium]
                                        [--repeat 2] [--long-frames 300]
     python3 benchmarks/bench_encode.py --real /work/real [--real-maps MAPS] --preset fast
-                                       [--repeat 3] [--long-frames 300] [--no-old]
+                                       [--repeat 3] [--long-frames 300] [--long-repeat 2]
+                                       [--no-old] [--zero-offsets] [--engines pyav,ffmpeg]
 
 ``--real``: the first real snippet (2048x1024, per-frame maps from predicted labels): the exact
 baseline and roi commands of ``encode_many`` for each engine (``--engines``: the in-process PyAV
 runner and the FFmpeg CLI with its per-frame filter graph), timed alternately (wall and child CPU
 seconds, best of ``--repeat``), each ROI encode against its own engine's baseline, and the CLI's
 previous split/trim graph with the disjoint cover; then the same on a ``--long-frames`` clip.
+With ``--zero-offsets`` also each engine's ROI encode with every offset 0 (same rectangles and
+graphs, the baseline's bitstream): the machinery's own cost, apart from the encoder's extra work
+on the bits the ROI moves. On a shared machine quote the CPU ratios (wall times follow the load).
 Skips with a message without the data.
 
 On one synthesized Cityscapes-format snippet (30 frames, moving objects, so the per-frame QP maps
