@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -93,35 +94,85 @@ def distance_m(disp: np.ndarray | float, fx: float, baseline: float) -> np.ndarr
         return np.float64(fx) * baseline / np.asarray(disp, dtype=np.float64)
 
 
+def _dynamic_mask(labels: np.ndarray, group_lut: np.ndarray) -> np.ndarray:
+    """Bool HxW: pixels whose label is in the dynamic group (one table look-up a pixel)."""
+    if (labels.dtype == np.uint8 and group_lut.shape == (256,) and labels.flags.c_contiguous):
+        return cv2.LUT(labels, (group_lut == DYNAMIC).astype(np.uint8)).view(bool)
+    return group_lut[labels] == DYNAMIC
+
+
+def _rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for 1-D values; by a count table (no sort)
+    when they are non-negative integers below 2**22."""
+    if values.dtype.kind in "iu" and values.size and values.min() >= 0 and values.max() < 1 << 22:
+        present = np.bincount(values) > 0
+        uniq = np.flatnonzero(present).astype(values.dtype)
+        table = np.cumsum(present, dtype=np.int64) - 1
+        return uniq, table[values]
+    return np.unique(values, return_inverse=True)
+
+
+def _components(pix: np.ndarray, width: int) -> tuple[int, np.ndarray]:
+    """8-connected components of the pixels at flat indices ``pix`` (increasing, non-empty) of
+    an image ``width`` wide, numbered as ``scipy.ndimage.label`` numbers them: 1.. in raster
+    order of each component's first pixel. Returns ``(n, number of each pixel of pix)``.
+
+    OpenCV labels the pixels' bounding box (~3x faster than scipy on the same mask; its numbers
+    follow its own scan), then the numbers are renumbered by first appearance in ``pix``."""
+    ys, xs = np.divmod(pix, width)
+    y0, x0 = int(ys[0]), int(xs.min())
+    h, w = int(ys[-1]) - y0 + 1, int(xs.max()) - x0 + 1
+    local = (ys - y0) * w + (xs - x0)
+    crop = np.zeros(h * w, np.uint8)
+    crop[local] = 1
+    n, comp = cv2.connectedComponents(crop.reshape(h, w), connectivity=8, ltype=cv2.CV_32S)
+    labs = comp.reshape(-1)[local]
+    n -= 1
+    if n > 1:
+        runs = np.concatenate(([0], np.flatnonzero(np.diff(labs)) + 1))
+        _, first_run = np.unique(labs[runs], return_index=True)   # per OpenCV number 1..n
+        remap = np.empty(n + 1, np.int32)
+        remap[0] = 0
+        remap[np.argsort(first_run) + 1] = np.arange(1, n + 1, dtype=np.int32)
+        labs = remap[labs]
+    return n, labs
+
+
 def object_map(labels: np.ndarray, instances: np.ndarray | None,
                group_lut: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """Number the dynamic objects of a frame.
 
     Instances (``instanceIds >= 1000`` on a dynamic label) are objects as they are; the remaining
     dynamic pixels are split into 8-connected components per label. Returns an int32 map
-    (0 = no object, k = k-th object) and, per object, ``(object_id, label_id)``.
+    (0 = no object, k = k-th object) and, per object, ``(object_id, label_id)``. Instances come
+    first in increasing id order, then per label (increasing) its components in raster order
+    of their first pixel.
     """
+    labels = np.asarray(labels)
     h, w = labels.shape
-    groups = group_lut[labels]
-    dynamic = groups == DYNAMIC
+    dynamic = _dynamic_mask(labels, group_lut)
     omap = np.zeros((h, w), dtype=np.int32)
+    flat = omap.reshape(-1)
     ids: list[tuple[str, int]] = []
     if instances is not None:
+        instances = np.asarray(instances)
         inst_mask = dynamic & (instances >= 1000)
-        if inst_mask.any():
-            uniq, inv = np.unique(instances[inst_mask], return_inverse=True)
-            omap[inst_mask] = inv.astype(np.int32) + 1
+        idx = np.flatnonzero(inst_mask)
+        if idx.size:
+            uniq, inv = _rank(instances.reshape(-1)[idx])
+            flat[idx] = inv.astype(np.int32) + 1
             ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
         rest = dynamic & ~inst_mask
     else:
         rest = dynamic
-    if rest.any():
-        structure = np.ones((3, 3), dtype=bool)
-        for lid in np.unique(labels[rest]):
-            mask = rest & (labels == lid)
-            comp, n = ndimage.label(mask, structure=structure)
+    ridx = np.flatnonzero(rest)
+    if ridx.size:
+        rlab = labels.reshape(-1)[ridx]
+        for lid in np.unique(rlab):
+            pix = ridx[rlab == lid]
+            n, comp = _components(pix, w)
             base = len(ids)
-            omap[mask] = comp[mask] + base
+            flat[pix] = comp + np.int32(base)
             ids.extend((f"{int(lid)}c{k}", int(lid)) for k in range(1, n + 1))
     return omap, ids
 

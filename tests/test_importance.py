@@ -6,8 +6,8 @@ import pytest
 from cityscapesscripts.helpers.labels import name2label
 
 from roienc.errors import InputError
-from roienc.importance import (ImportanceParams, compute_importance, decay, disparity_px,
-                               distance_m, grouped_median, safe_distance)
+from roienc.importance import (ImportanceParams, _components, compute_importance, decay,
+                               disparity_px, distance_m, grouped_median, object_map, safe_distance)
 from roienc.labels import load_class_groups
 
 FX, B = 2262.52, 0.209313
@@ -200,3 +200,103 @@ def test_class_groups_cover_the_label_table(tmp_path):
     custom.write_text('[static]\nimportance=0.2\nclasses=["road"]\n[dynamic]\nclasses=["car"]\n')
     g = load_class_groups(custom)
     assert g.static_importance == 0.2 and "sky" in g.unassigned
+
+
+# --- the fast paths (OpenCV labelling, count tables, table look-ups) against plain references ---
+
+def reference_object_map(labels, instances, group_lut):
+    """object_map as first written: np.unique for instances, scipy.ndimage.label per label."""
+    from scipy import ndimage
+    dynamic = group_lut[labels] == 2
+    omap = np.zeros(labels.shape, np.int32)
+    ids = []
+    rest = dynamic
+    if instances is not None:
+        inst_mask = dynamic & (instances >= 1000)
+        if inst_mask.any():
+            uniq, inv = np.unique(instances[inst_mask], return_inverse=True)
+            omap[inst_mask] = inv.astype(np.int32) + 1
+            ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
+        rest = dynamic & ~inst_mask
+    for lid in np.unique(labels[rest]):
+        mask = rest & (labels == lid)
+        comp, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        omap[mask] = comp[mask] + len(ids)
+        ids.extend((f"{int(lid)}c{k}", int(lid)) for k in range(1, n + 1))
+    return omap, ids
+
+
+def reference_importance(labels, instances, disp, fx, b, speed, params=ImportanceParams()):
+    """compute_importance's map and object table, one object at a time."""
+    omap, ids = reference_object_map(labels, instances, GROUPS.group_lut())
+    ds = safe_distance(speed)
+    lut = GROUPS.group_lut()
+    imp = np.where(lut[labels] == 1, np.float32(GROUPS.static_importance),
+                   np.float32(GROUPS.void_importance)).astype(np.float32)
+    rows = []
+    for k, (oid, lid) in enumerate(ids, start=1):
+        m = omap == k
+        vals = disp[m & (disp > 0)]
+        known = vals.size >= params.min_valid_pixels
+        dist = FX * B / ((np.median(vals) - 1.0) / 256.0) if known else np.nan
+        val = float(decay(dist, ds)) if known else params.unknown_importance
+        imp[m] = np.float32(val)
+        ys, xs = np.nonzero(m)
+        rows.append((oid, int(m.sum()), int(vals.size), dist, val, known and dist <= ds,
+                     xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    return np.clip(imp, 0, 1), omap, ids, rows
+
+
+def random_frame(rng, h, w):
+    dyn = [CAR, PERSON, SIGN, name2label["bicycle"].id, name2label["rider"].id]
+    stat = [ROAD, SKY, EGO]
+    labels = np.where(rng.random((h, w)) < rng.random(), rng.choice(dyn, (h, w)),
+                      rng.choice(stat, (h, w))).astype(np.uint8)
+    if rng.random() < 0.5:                      # blobs of 4x4 rather than salt and pepper
+        labels = np.repeat(np.repeat(labels, 4, 0), 4, 1)[:h, :w].copy()
+    inst = labels.astype(np.int32)
+    sel = rng.random((h, w)) < rng.random()
+    inst[sel] = inst[sel] * 1000 + rng.integers(0, 4, (h, w))[sel]
+    disp = rng.integers(1, 4000, (h, w)).astype(np.uint16)
+    disp[rng.random((h, w)) < 0.3] = 0
+    return labels, inst, disp
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_paths_match_the_references(seed):
+    rng = np.random.default_rng(seed)
+    lut = GROUPS.group_lut()
+    for _ in range(15):
+        h, w = int(rng.integers(1, 50)), int(rng.integers(1, 70))
+        labels, inst, disp = random_frame(rng, h, w)
+        for lab, ins in ((labels, inst), (labels, None), (labels.astype(np.int32), inst),
+                         (labels, inst.astype(np.int64)), (np.asfortranarray(labels), inst)):
+            omap, ids = object_map(lab, ins, lut)
+            ref_map, ref_ids = reference_object_map(lab, ins, lut)
+            assert ids == ref_ids and omap.dtype == np.int32
+            np.testing.assert_array_equal(omap, ref_map)
+        speed = float(rng.uniform(0, 20))
+        fi = compute_importance(labels, inst, disp, FX, B, speed, GROUPS)
+        imp, ref_map, ref_ids, rows = reference_importance(labels, inst, disp, FX, B, speed)
+        assert fi.importance.dtype == np.float32
+        np.testing.assert_array_equal(fi.importance, imp)       # bit for bit
+        np.testing.assert_array_equal(fi.object_map, ref_map)
+        got = list(fi.objects[["object_id", "pixels", "valid_pixels", "distance_m", "importance",
+                               "inside_safe", "x0", "y0", "x1", "y1"]].itertuples(index=False))
+        assert len(got) == len(rows)
+        for g, r in zip(got, rows):
+            assert g[:3] == r[:3] and g[5:] == r[5:]
+            np.testing.assert_array_equal(g[3:5], r[3:5])          # exact, NaN == NaN
+
+
+def test_components_numbered_as_scipy_numbers_them():
+    from scipy import ndimage
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 40)), int(rng.integers(1, 60)))) < rng.random()
+        if not mask.any():
+            continue
+        n, comp = _components(np.flatnonzero(mask), mask.shape[1])
+        ref, m = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        assert n == m
+        np.testing.assert_array_equal(comp, ref[mask])
