@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .errors import InputError
 from .labels import DYNAMIC, STATIC, ClassGroups, label_name
@@ -182,7 +181,14 @@ def grouped_median(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple
 
     Returns (median float64[n_groups] with NaN for empty groups, counts int64[n_groups]).
     """
-    order = np.lexsort((values, keys))
+    keys, values = np.asarray(keys), np.asarray(values)
+    if (values.dtype.kind == "u" and values.dtype.itemsize <= 2 and keys.dtype.kind in "iu"
+            and n_groups < 1 << 16 and (keys.size == 0 or keys.min() >= 0)):
+        # lexsort's order by two stable sorts of 16-bit numbers (numpy radix-sorts those): ~2x
+        by_value = np.argsort(values, kind="stable")
+        order = by_value[np.argsort(keys.astype(np.uint16)[by_value], kind="stable")]
+    else:
+        order = np.lexsort((values, keys))
     k, v = keys[order], values[order]
     counts = np.bincount(k, minlength=n_groups + 1)[1:]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -217,13 +223,16 @@ def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
     omap, ids = object_map(labels, instances, lut)
     n = len(ids)
 
-    # Per-object robust distance: median valid disparity, converted to metres.
-    flat_obj = omap.ravel()
-    flat_raw = disparity_raw.ravel()
-    in_obj = flat_obj > 0
-    valid = in_obj & (flat_raw > 0)
-    pixels = np.bincount(flat_obj[in_obj], minlength=n + 1)[1:]
-    med_raw, valid_counts = grouped_median(flat_obj[valid], flat_raw[valid], n)
+    # Per-object robust distance: median valid disparity, converted to metres. Everything per
+    # object works on the object pixels' flat indices (increasing: raster order).
+    h, w = omap.shape
+    flat_obj = omap.reshape(-1)
+    idx = np.flatnonzero(flat_obj > 0)     # (a bool mask: ~8x faster than on the int32 map)
+    obj = flat_obj[idx]
+    raw = disparity_raw.reshape(-1)[idx]
+    pixels = np.bincount(obj, minlength=n + 1)[1:]
+    valid = raw > 0
+    med_raw, valid_counts = grouped_median(obj[valid], raw[valid], n)
     med_disp = (med_raw - 1.0) / 256.0
     dist = distance_m(med_disp, fx, baseline)
     known = valid_counts >= params.min_valid_pixels
@@ -234,7 +243,10 @@ def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
     value_lut = np.zeros(lut.shape, dtype=np.float32)
     value_lut[lut == STATIC] = groups.static_importance
     value_lut[lut != STATIC] = groups.void_importance
-    imp = value_lut[labels]
+    if labels.dtype == np.uint8 and lut.shape == (256,) and labels.flags.c_contiguous:
+        imp = cv2.LUT(labels, value_lut)
+    else:
+        imp = value_lut[labels]
     obj_lut = np.concatenate(([0.0], obj_imp)).astype(np.float32)
     if params.distance_mode == "pixel":
         # Each object pixel with valid disparity uses its own distance; the others the object's.
@@ -242,15 +254,25 @@ def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
         pix = np.where(np.isnan(own), obj_lut[omap], own)
         imp = np.where(omap > 0, pix, imp).astype(np.float32)
     else:
-        imp = np.where(omap > 0, obj_lut[omap], imp).astype(np.float32)
+        imp = np.ascontiguousarray(imp, dtype=np.float32)
+        imp.reshape(-1)[idx] = obj_lut[obj]
     np.clip(imp, 0.0, 1.0, out=imp)
 
-    # Bounding boxes per object (slices over the object map: one pass).
-    boxes = ndimage.find_objects(omap, max_label=n) if n else []
-    x0 = [s[1].start if s else -1 for s in boxes]
-    y0 = [s[0].start if s else -1 for s in boxes]
-    x1 = [s[1].stop if s else -1 for s in boxes]
-    y1 = [s[0].stop if s else -1 for s in boxes]
+    # Bounding boxes per object: its pixels grouped by a stable sort of the object numbers (the
+    # first and last of a group are its top and bottom rows), columns by min/max per group.
+    if n:
+        order = np.argsort(obj.astype(np.uint16) if n < 1 << 16 else obj, kind="stable")
+        ys, xs = np.divmod(idx[order], w)
+        has = pixels > 0
+        starts = (np.cumsum(pixels) - pixels)[has]
+        ends = starts + pixels[has]
+        x0, y0, x1, y1 = (np.full(n, -1, np.int64) for _ in range(4))
+        y0[has] = ys[starts]
+        y1[has] = ys[ends - 1] + 1
+        x0[has] = np.minimum.reduceat(xs, starts)
+        x1[has] = np.maximum.reduceat(xs, starts) + 1
+    else:
+        x0 = y0 = x1 = y1 = []
     objects = pd.DataFrame({
         "object_id": [i for i, _ in ids],
         "label": [label_name(lid) for _, lid in ids],
