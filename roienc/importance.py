@@ -147,33 +147,38 @@ def object_map(labels: np.ndarray, instances: np.ndarray | None,
     first in increasing id order, then per label (increasing) its components in raster order
     of their first pixel.
     """
-    labels = np.asarray(labels)
-    h, w = labels.shape
-    dynamic = _dynamic_mask(labels, group_lut)
-    omap = np.zeros((h, w), dtype=np.int32)
-    flat = omap.reshape(-1)
-    ids: list[tuple[str, int]] = []
-    if instances is not None:
-        instances = np.asarray(instances)
-        inst_mask = dynamic & (instances >= 1000)
-        idx = np.flatnonzero(inst_mask)
-        if idx.size:
-            uniq, inv = _rank(instances.reshape(-1)[idx])
-            flat[idx] = inv.astype(np.int32) + 1
-            ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
-        rest = dynamic & ~inst_mask
-    else:
-        rest = dynamic
-    ridx = np.flatnonzero(rest)
-    if ridx.size:
-        rlab = labels.reshape(-1)[ridx]
-        for lid in np.unique(rlab):
-            pix = ridx[rlab == lid]
-            n, comp = _components(pix, w)
-            base = len(ids)
-            flat[pix] = comp + np.int32(base)
-            ids.extend((f"{int(lid)}c{k}", int(lid)) for k in range(1, n + 1))
+    omap, ids, _, _ = _object_pixels(np.asarray(labels), instances, group_lut)
     return omap, ids
+
+
+def _object_pixels(labels: np.ndarray, instances: np.ndarray | None, group_lut: np.ndarray
+                   ) -> tuple[np.ndarray, list[tuple[str, int]], np.ndarray, np.ndarray]:
+    """:func:`object_map` and the object pixels: their flat indices (increasing; every dynamic
+    pixel is in an object) and object numbers."""
+    h, w = labels.shape
+    didx = np.flatnonzero(_dynamic_mask(labels, group_lut))
+    obj = np.zeros(didx.size, np.int32)
+    ids: list[tuple[str, int]] = []
+    rest = None
+    if instances is not None and didx.size:
+        is_inst = np.asarray(instances).reshape(-1)[didx] >= 1000
+        if is_inst.any():
+            uniq, inv = _rank(np.asarray(instances).reshape(-1)[didx[is_inst]])
+            obj[is_inst] = inv.astype(np.int32) + 1
+            ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
+        rest = np.flatnonzero(~is_inst)           # positions in didx
+    elif didx.size:
+        rest = np.arange(didx.size)
+    if rest is not None and rest.size:
+        rlab = labels.reshape(-1)[didx[rest]]
+        for lid in np.unique(rlab):
+            pos = rest[rlab == lid]
+            n, comp = _components(didx[pos], w)
+            obj[pos] = comp + np.int32(len(ids))
+            ids.extend((f"{int(lid)}c{k}", int(lid)) for k in range(1, n + 1))
+    omap = np.zeros((h, w), dtype=np.int32)
+    omap.reshape(-1)[didx] = obj
+    return omap, ids, didx, obj
 
 
 def grouped_median(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,15 +225,13 @@ def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
     d_safe = safe_distance(speed_mps, params.t_react, params.decel, params.min_safe_distance)
 
     lut = groups.group_lut()
-    omap, ids = object_map(labels, instances, lut)
+    # Everything per object works on the object pixels' flat indices (increasing: raster order)
+    # and object numbers, not on full-frame masks.
+    omap, ids, idx, obj = _object_pixels(labels, instances, lut)
     n = len(ids)
-
-    # Per-object robust distance: median valid disparity, converted to metres. Everything per
-    # object works on the object pixels' flat indices (increasing: raster order).
     h, w = omap.shape
-    flat_obj = omap.reshape(-1)
-    idx = np.flatnonzero(flat_obj > 0)     # (a bool mask: ~8x faster than on the int32 map)
-    obj = flat_obj[idx]
+
+    # Per-object robust distance: median valid disparity, converted to metres.
     raw = disparity_raw.reshape(-1)[idx]
     pixels = np.bincount(obj, minlength=n + 1)[1:]
     valid = raw > 0
@@ -243,20 +246,23 @@ def compute_importance(labels: np.ndarray, instances: np.ndarray | None,
     value_lut = np.zeros(lut.shape, dtype=np.float32)
     value_lut[lut == STATIC] = groups.static_importance
     value_lut[lut != STATIC] = groups.void_importance
-    if labels.dtype == np.uint8 and lut.shape == (256,) and labels.flags.c_contiguous:
-        imp = cv2.LUT(labels, value_lut)
-    else:
-        imp = value_lut[labels]
     obj_lut = np.concatenate(([0.0], obj_imp)).astype(np.float32)
     if params.distance_mode == "pixel":
+        imp = value_lut[labels]
         # Each object pixel with valid disparity uses its own distance; the others the object's.
         own = decay(distance_m(disparity_px(disparity_raw), fx, baseline), d_safe)
         pix = np.where(np.isnan(own), obj_lut[omap], own)
         imp = np.where(omap > 0, pix, imp).astype(np.float32)
+        np.clip(imp, 0.0, 1.0, out=imp)
     else:
-        imp = np.ascontiguousarray(imp, dtype=np.float32)
+        # the tables clipped, not the map: the same values, one pass less
+        np.clip(value_lut, 0.0, 1.0, out=value_lut)
+        np.clip(obj_lut, 0.0, 1.0, out=obj_lut)
+        if labels.dtype == np.uint8 and lut.shape == (256,) and labels.flags.c_contiguous:
+            imp = cv2.LUT(labels, value_lut)
+        else:
+            imp = np.ascontiguousarray(value_lut[labels])   # (F-ordered labels give F order)
         imp.reshape(-1)[idx] = obj_lut[obj]
-    np.clip(imp, 0.0, 1.0, out=imp)
 
     # Bounding boxes per object: its pixels grouped by a stable sort of the object numbers (the
     # first and last of a group are its top and bottom rows), columns by min/max per group.

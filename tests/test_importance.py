@@ -276,7 +276,8 @@ def test_fast_paths_match_the_references(seed):
             assert ids == ref_ids and omap.dtype == np.int32
             np.testing.assert_array_equal(omap, ref_map)
         speed = float(rng.uniform(0, 20))
-        fi = compute_importance(labels, inst, disp, FX, B, speed, GROUPS)
+        lab = (labels, labels.astype(np.int32), np.asfortranarray(labels))[int(rng.integers(3))]
+        fi = compute_importance(lab, inst, disp, FX, B, speed, GROUPS)
         imp, ref_map, ref_ids, rows = reference_importance(labels, inst, disp, FX, B, speed)
         assert fi.importance.dtype == np.float32
         np.testing.assert_array_equal(fi.importance, imp)       # bit for bit
