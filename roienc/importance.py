@@ -161,9 +161,10 @@ def _object_pixels(labels: np.ndarray, instances: np.ndarray | None, group_lut: 
     ids: list[tuple[str, int]] = []
     rest = None
     if instances is not None and didx.size:
-        is_inst = np.asarray(instances).reshape(-1)[didx] >= 1000
+        ivals = np.asarray(instances).reshape(-1)[didx]
+        is_inst = ivals >= 1000
         if is_inst.any():
-            uniq, inv = _rank(np.asarray(instances).reshape(-1)[didx[is_inst]])
+            uniq, inv = _rank(ivals[is_inst])
             obj[is_inst] = inv.astype(np.int32) + 1
             ids.extend((str(int(u)), int(u) // 1000) for u in uniq)
         rest = np.flatnonzero(~is_inst)           # positions in didx
