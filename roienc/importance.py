@@ -9,6 +9,12 @@ Distances are measured per object: each instance of ``instanceIds`` (value ``id*
 connected component of a dynamic class without instances gets the median of its valid disparity
 pixels, converted to metres with ``Z = fx * baseline / d``. Medians are computed for all objects
 at once by sorting (object id, disparity) pairs; there is no per-object full-image mask.
+
+Speed (2048x1024, one core): everything per object works on the flat indices of the dynamic
+pixels (one ``flatnonzero`` a frame); components are labelled by OpenCV on each class's bounding
+box and renumbered to scipy's order, so object ids are those ``scipy.ndimage.label`` gives.
+~5-6 ms CPU a synthesized frame and ~10 a real aachen frame, against 38 and 50-68 before
+(tests compare with a scipy reference and a per-object reference, bit for bit).
 """
 from __future__ import annotations
 
@@ -102,8 +108,8 @@ def _dynamic_mask(labels: np.ndarray, group_lut: np.ndarray) -> np.ndarray:
 
 def _rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)`` for 1-D values; by a count table (no sort)
-    when they are non-negative integers below 2**22."""
-    if values.dtype.kind in "iu" and values.size and values.min() >= 0 and values.max() < 1 << 22:
+    when they are non-negative integers below 2**17 (16-bit PNG instance ids)."""
+    if values.dtype.kind in "iu" and values.size and values.min() >= 0 and values.max() < 1 << 17:
         present = np.bincount(values) > 0
         uniq = np.flatnonzero(present).astype(values.dtype)
         table = np.cumsum(present, dtype=np.int64) - 1
@@ -189,7 +195,7 @@ def grouped_median(keys: np.ndarray, values: np.ndarray, n_groups: int) -> tuple
     """
     keys, values = np.asarray(keys), np.asarray(values)
     if (values.dtype.kind == "u" and values.dtype.itemsize <= 2 and keys.dtype.kind in "iu"
-            and n_groups < 1 << 16 and (keys.size == 0 or keys.min() >= 0)):
+            and (keys.size == 0 or keys.min() >= 0 and keys.max() < 1 << 16)):
         # lexsort's order by two stable sorts of 16-bit numbers (numpy radix-sorts those): ~2x
         by_value = np.argsort(values, kind="stable")
         order = by_value[np.argsort(keys.astype(np.uint16)[by_value], kind="stable")]

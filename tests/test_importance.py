@@ -6,7 +6,7 @@ import pytest
 from cityscapesscripts.helpers.labels import name2label
 
 from roienc.errors import InputError
-from roienc.importance import (ImportanceParams, _components, compute_importance, decay,
+from roienc.importance import (ImportanceParams, _components, _rank, compute_importance, decay,
                                disparity_px, distance_m, grouped_median, object_map, safe_distance)
 from roienc.labels import load_class_groups
 
@@ -301,3 +301,23 @@ def test_components_numbered_as_scipy_numbers_them():
         ref, m = ndimage.label(mask, structure=np.ones((3, 3), bool))
         assert n == m
         np.testing.assert_array_equal(comp, ref[mask])
+
+
+def test_grouped_median_of_16_bit_values_and_ranks():
+    rng = np.random.default_rng(3)
+    keys = rng.integers(1, 40, 3000).astype(np.int32)
+    vals = rng.integers(0, 65536, 3000).astype(np.uint16)      # the radix path
+    med, cnt = grouped_median(keys, vals, 45)
+    ref_med, ref_cnt = grouped_median(keys, vals.astype(np.int64), 45)   # the lexsort path
+    np.testing.assert_array_equal(cnt, ref_cnt)
+    np.testing.assert_array_equal(med, ref_med)
+    for k in (1, 17, 39):
+        assert med[k - 1] == np.median(vals[keys == k].astype(np.float64))
+    assert np.isnan(med[40:]).all()
+    for values in (np.array([26003, 26001, 24000, 26003, 33000], np.int32),
+                   np.array([5, 1 << 20, 5, 7], np.int64),            # beyond the count table
+                   np.array([2.5, 1.0, 2.5])):
+        uniq, inv = _rank(values)
+        ref_uniq, ref_inv = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(uniq, ref_uniq)
+        np.testing.assert_array_equal(inv, ref_inv)
