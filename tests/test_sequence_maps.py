@@ -132,7 +132,8 @@ def test_unseen_importance_floor_and_manifest(root, tmp_path):
 def test_margin_importance_scales_the_ring_only(root, tmp_path):
     from roienc.propagate import PropagationParams
 
-    full = _build(root, tmp_path / "f", speed_override=8.0).manifest
+    full = _build(root, tmp_path / "f", speed_override=8.0,
+                  propagation=PropagationParams(margin_importance=1.0)).manifest
     half = _build(root, tmp_path / "h", speed_override=8.0,
                   propagation=PropagationParams(margin_importance=0.5)).manifest
     assert full["unseen_fraction"].equals(half["unseen_fraction"])
