@@ -38,6 +38,25 @@ def _trial(name: str, fn, essential: bool = True) -> Check:
                                                              if len(str(exc).splitlines()) > 1 else ""), essential)
 
 
+def _engine_check(ffmpeg: str | None) -> Check:
+    """Which engine encodes libx265/libx264 by default here, and with which build."""
+    from .encode import inproc_versions, resolve_engine
+
+    try:
+        eng = resolve_engine(None, "libx265", ffmpeg_named=ffmpeg is not None)
+    except RoiencError as exc:
+        return Check("encode engine", False, str(exc).splitlines()[0], essential=False)
+    info = inproc_versions()
+    if eng == "pyav":
+        detail = (f"pyav: in-process through PyAV {info['av']} (FFmpeg {info['ffmpeg']}); "
+                  "--engine ffmpeg or ROIENC_ENGINE=ffmpeg for the FFmpeg CLI above")
+    else:
+        why = ("PyAV not installed" if info is None else "chosen by --ffmpeg/ROIENC_FFMPEG/ROIENC_ENGINE"
+               if "libx265" in info["encoders"] else "PyAV's FFmpeg has no libx265")
+        detail = f"ffmpeg: the FFmpeg CLI above ({why})"
+    return Check("encode engine", True, detail, essential=False)
+
+
 def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check]:
     """All checks, in order; nothing raises."""
     checks: list[Check] = []
@@ -57,6 +76,7 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
                         "present: per-frame ROI graphs route each frame to its own branch"
                         if "segment" in ff.filters else "missing: per-frame ROI graphs fall back to "
                         "split/trim (slower on long clips)", essential=False))
+    checks.append(_engine_check(ffmpeg))
     probe = find_ffprobe(ff.path)
     checks.append(Check("ffprobe", probe is not None, probe or "not found (optional: roienc reads "
                         "packet sizes with ffmpeg itself)", essential=False))

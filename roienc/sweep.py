@@ -107,9 +107,10 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               zone_mode: str | None = None, ffmpeg: str | None = None, x265: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
               argv: list[str] | None = None, two_pass: bool = False,
-              ssim: bool = False) -> SweepResult:
+              ssim: bool = False, engine: str | None = None) -> SweepResult:
     """Run the sweep into ``out`` (RUN); see the module docstring. ``ssim``: evaluate computes
-    the SSIM columns too (NaN otherwise)."""
+    the SSIM columns too (NaN otherwise). ``engine``: see :func:`roienc.encode.encode_many`
+    (resolved once here, so the plain baseline and every ROI encode use the same build)."""
     rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if "baseline" not in modes:
         raise InputError("--modes must include baseline: BD-rates are measured against it")
@@ -169,7 +170,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     clips = find_clips(cityscapes_root, split, cities, src, sequence_ids)
     enc_kw = dict(codec=codec, rates=rates, config=config, jobs=jobs, ffmpeg=ffmpeg, x265=x265,
                   skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
-                  preset=preset, progress=progress, two_pass=two_pass,
+                  preset=preset, progress=progress, two_pass=two_pass, engine=engine,
                   executor=ExecutorSpec("dask", jobs, executor.scheduler)
                   if executor is not None and executor.kind == "dask" else None)
     eval_kw = dict(cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,

@@ -20,6 +20,28 @@ def test_doctor_reports_working_tools(capsys):
     assert "ffmpeg" in out and "addroi" in out
 
 
+def test_doctor_names_the_engine(monkeypatch):
+    monkeypatch.setenv("ROIENC_ENGINE", "ffmpeg")
+    eng = {c.name: c for c in run_doctor()}["encode engine"]
+    assert eng.ok and eng.detail.startswith("ffmpeg")
+    monkeypatch.setenv("ROIENC_ENGINE", "auto")
+    from roienc.encode import inproc_versions
+    eng = {c.name: c for c in run_doctor()}["encode engine"]
+    usable = inproc_versions() is not None and "libx265" in inproc_versions()["encoders"]
+    assert eng.detail.startswith("pyav" if usable else "ffmpeg")
+
+
+def test_encode_engine_option(seq_dataset, tmp_path, monkeypatch):
+    """--engine picks the engine for the run and the sidecar records it."""
+    root, maps = seq_dataset
+    monkeypatch.setenv("ROIENC_ENGINE", "pyav")         # the option wins over the environment
+    assert cli(["encode", "--cityscapes-root", str(root), "--split", "val", "--mode", "baseline",
+                "--crf", "34", "--preset", "veryfast", "--sequence", "lindau_000000",
+                "--engine", "ffmpeg", "--out", str(tmp_path), "--no-progress"]) == 0
+    side = json.loads((tmp_path / "hevc/baseline/crf34/lindau_000000.json").read_text())
+    assert side["engine"] == "ffmpeg"
+
+
 def test_doctor_without_ffmpeg(tmp_path, capsys):
     from roienc import tools
     tools.find_ffmpeg.cache_clear()

@@ -6,7 +6,7 @@ import argparse
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
 from ..configs import check_rate
-from ..encode import MODES, RatePoint, encode_many
+from ..encode import ENGINES, MODES, RatePoint, encode_many
 from ..errors import InputError
 from .build_maps import csv_list
 
@@ -66,6 +66,11 @@ def _mode_list(text: str) -> list[str]:
 def add_tool_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg binary (default: $ROIENC_FFMPEG, PATH, bundled)")
     p.add_argument("--x265", metavar="PATH", help="x265 CLI for qpfile mode (default: $ROIENC_X265, PATH)")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="how libx265/libx264 encodes run, one engine for the whole run: 'pyav' "
+                        "in-process through the av wheel's FFmpeg (ROI per frame, linear in clip "
+                        "length), 'ffmpeg' the FFmpeg CLI; 'auto' pyav unless --ffmpeg is given "
+                        "or --two-pass asked (default: $ROIENC_ENGINE, else auto)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
                           preset=args.preset, progress=not args.no_progress,
                           executor=ExecutorSpec(args.executor, args.jobs, args.scheduler),
-                          two_pass=args.two_pass)
+                          two_pass=args.two_pass, engine=args.engine)
     ok = [r for r in results if r["status"] == "ok"]
     for r in results:
         line = f"{r['clip']:24s} {r['codec']} {r['mode']:10s} {r['rate_label']:14s} "

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
                     executor=executor_spec(args), progress=not args.no_progress,
-                    two_pass=args.two_pass, ssim=args.ssim,
+                    two_pass=args.two_pass, ssim=args.ssim, engine=args.engine,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
     print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, rd_*.png, report: {res.report}")
