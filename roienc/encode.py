@@ -693,28 +693,19 @@ def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") 
     params = cfg.params_string()
     key = (ff.path if engine != "pyav" else "pyav", cfg.encoder, cfg.preset, cfg.tune, cfg.pix_fmt,
            params)
-    if key not in _CHECKED_CONFIGS and engine == "pyav":
-        opts = {"preset": cfg.preset, **({"tune": cfg.tune} if cfg.tune else {}),
-                **({f"{'x265' if cfg.codec == 'hevc' else 'x264'}-params": params} if params else {})}
-        cmd = [sys.executable, str(Path(inproc.__file__).absolute()), "--check",
-               json.dumps({"encoder": cfg.encoder, "options": opts, "pix_fmt": cfg.pix_fmt})]
-        problem = None
-        try:
-            err = run(cmd).stderr.decode("utf-8", "replace")
-            bad = [ln.strip() for ln in err.splitlines() if _BAD_OPTION.search(ln)]
-            if bad:
-                problem = bad[0]
-        except ToolError as exc:
-            problem = (exc.stderr_tail or str(exc)).strip().splitlines()[-1]
-        _CHECKED_CONFIGS[key] = problem
     if key not in _CHECKED_CONFIGS:
-        cmd = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "lavfi", "-i",
-               "color=c=gray:s=64x64:r=17", "-frames:v", "1", "-c:v", cfg.encoder,
-               "-preset", cfg.preset, *(["-tune", cfg.tune] if cfg.tune else []),
-               "-pix_fmt", cfg.pix_fmt]
-        if params:
-            cmd += [f"-{'x265' if cfg.codec == 'hevc' else 'x264'}-params", params]
-        cmd += ["-f", "null", "-"]
+        flag = f"{'x265' if cfg.codec == 'hevc' else 'x264'}-params"
+        if engine == "pyav":
+            opts = {"preset": cfg.preset, **({"tune": cfg.tune} if cfg.tune else {}),
+                    **({flag: params} if params else {})}
+            cmd = [sys.executable, str(Path(inproc.__file__).absolute()), "--check",
+                   json.dumps({"encoder": cfg.encoder, "options": opts, "pix_fmt": cfg.pix_fmt})]
+        else:
+            cmd = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "lavfi", "-i",
+                   "color=c=gray:s=64x64:r=17", "-frames:v", "1", "-c:v", cfg.encoder,
+                   "-preset", cfg.preset, *(["-tune", cfg.tune] if cfg.tune else []),
+                   "-pix_fmt", cfg.pix_fmt, *([f"-{flag}", params] if params else []),
+                   "-f", "null", "-"]
         problem = None
         try:
             err = run(cmd).stderr.decode("utf-8", "replace")

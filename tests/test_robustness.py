@@ -386,9 +386,12 @@ def test_unusable_ffmpeg_or_x265_is_a_one_line_error(seq_dataset, tmp_path, caps
     ("hevc", "aq-mod = 0", "Unknown option: aq-mod"),
     ("hevc", 'aq-mode = "abc"', "Invalid value for aq-mode"),
     ("h264", "aq-mod = 0", "Error parsing option 'aq-mod = 0'")])
+@pytest.mark.parametrize("engine", ["auto", "ffmpeg"])
 def test_unknown_encoder_params_are_refused_before_encoding(seq_dataset, tmp_path, capsys,
-                                                            codec, params, line):
+                                                            monkeypatch, codec, params, line,
+                                                            engine):
     root, _ = seq_dataset
+    monkeypatch.setenv("ROIENC_ENGINE", engine)
     cfg = tmp_path / "typo.toml"
     enc = "libx265" if codec == "hevc" else "libx264"
     cfg.write_text(f'encoder = "{enc}"\npreset = "ultrafast"\n[params]\n{params}\n')
