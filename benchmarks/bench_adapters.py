@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
+
 import argparse
 import shutil
 import tempfile

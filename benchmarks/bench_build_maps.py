@@ -32,17 +32,13 @@ import math
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-# time this checkout's roienc, not an installed copy (a plain `python3 benchmarks/...` puts only
-# benchmarks/ on sys.path, so `import roienc` would find site-packages' roienc first)
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
 
 def seed_build_maps(root: Path, out: Path, split: str, v_default: float = 10.0,
                     visualize_every: int = 30) -> int:

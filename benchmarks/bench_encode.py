@@ -28,6 +28,8 @@ number of distinct maps, so this shows whether long clips need chunking.
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
+
 import argparse
 import multiprocessing as mp
 import os

@@ -29,7 +29,6 @@ import argparse
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +36,7 @@ from pathlib import Path
 import numpy as np
 from _timing import best_of
 
-# time this checkout's roienc, not an installed copy (a plain `python3 benchmarks/...` puts only
-# benchmarks/ on sys.path, so `import roienc` would find site-packages' roienc first)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
 
 
 def _cpu() -> float:

@@ -20,6 +20,8 @@ propagation (flow + warps) is measured with the frames in memory; PNG reading is
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
+
 import argparse
 import subprocess
 import sys

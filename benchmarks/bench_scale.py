@@ -11,6 +11,8 @@ unless given.
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
+
 import argparse
 import os
 import shutil

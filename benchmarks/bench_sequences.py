@@ -25,6 +25,8 @@ frame next to encode seconds per frame.
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
+
 import argparse
 import subprocess
 import sys
@@ -176,7 +178,6 @@ def tracked_labels(root: Path, out: Path) -> Path:
 
 def propagation_seconds_per_frame(root: Path) -> float:
     """Seconds per frame of :func:`roienc.propagate.propagate_snippet` over every snippet."""
-    import numpy as np
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import load_class_groups
