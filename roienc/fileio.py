@@ -126,12 +126,19 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     finally:
         os.close(fd)
     tmp_path = Path(tmp)
-    try:
+    with _replace_or_remove(tmp_path, final):
         yield tmp_path
-        os.replace(tmp_path, final)
+
+
+@contextlib.contextmanager
+def _replace_or_remove(tmp: Path, final: Path) -> Iterator[None]:
+    """The body writes ``tmp``; then ``tmp`` replaces ``final``, or is removed if anything fails."""
+    try:
+        yield
+        os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+            tmp.unlink()
         raise
 
 
@@ -154,14 +161,8 @@ def _atomic_file(final: str | os.PathLike) -> Iterator[io.BufferedWriter]:
             ensure_dir(folder)     # a clear InputError for a folder that cannot be written
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             break
-    try:
-        with open(fd, "wb") as f:
-            yield f
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with _replace_or_remove(tmp, final), open(fd, "wb") as f:
+        yield f
 
 
 def write_bytes(final: str | os.PathLike, data: bytes) -> Path:
