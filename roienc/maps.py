@@ -368,8 +368,8 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
         def work(ref=ref, row=row, i=i) -> None:
             own = read_disparity_raw(ref.disparity) if ref.disparity is not None else None
             src = ref.label_source
+            pf = None             # the PropagatedFrame when the labels are propagated
             if src == "labels-root" or i == ann_idx:
-                pf = None
                 labels = read_label_ids(ref.labels)
                 inst = read_instance_ids(ref.instances) if ref.instances is not None else None
                 if own is not None:
@@ -385,7 +385,6 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                         how, dpath = f"warped from {ref.annotated}", st["disp_path"]
             else:
                 st = annotated()
-                pf = None
                 if src.startswith("propagate"):
                     pf = st["frames"][i]
                     labels, inst = pf.labels, pf.instances
