@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .errors import InputError
-from .fileio import read_json
+from .fileio import read_json, read_png
 
 FPS = 17.0  # Cityscapes sequences are recorded at 17 Hz
 ANNOTATED_INDEX = 19  # the annotated frame is the 20th frame of its 30-frame snippet
@@ -260,23 +259,15 @@ def select_clips(clips: list[Clip], clip_ids: list[str] | None, where: str) -> l
 
 # ---------------------------------------------------------------- readers
 
-def _open_image(path: Path, what: str) -> Image.Image:
-    try:
-        im = Image.open(path)
-        im.load()
-        return im
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} file not found") from None
-    except Exception as exc:  # PIL raises many types for corrupt files
-        raise InputError(f"{path}: unreadable {what} image ({exc})") from None
+def _describe(arr: np.ndarray) -> str:
+    return f"{arr.shape[2] if arr.ndim == 3 else 1} channel(s) of {arr.dtype}"
 
 
 def read_disparity_raw(path: Path) -> np.ndarray:
     """Raw uint16 disparity (``d=(p-1)/256``, 0 = invalid)."""
-    im = _open_image(path, "disparity")
-    arr = np.asarray(im)
-    if arr.ndim != 2 or im.mode not in ("I;16", "I;16B", "I", "L"):
-        raise InputError(f"{path}: disparity must be a 16-bit grayscale PNG, got mode {im.mode}")
+    arr = read_png(path, "disparity")
+    if arr.ndim != 2 or arr.dtype not in (np.uint8, np.uint16, np.int32):
+        raise InputError(f"{path}: disparity must be a 16-bit grayscale PNG, got {_describe(arr)}")
     if arr.dtype != np.uint16:
         if arr.min() < 0 or arr.max() > 65535:
             raise InputError(f"{path}: disparity values outside uint16")
@@ -285,10 +276,9 @@ def read_disparity_raw(path: Path) -> np.ndarray:
 
 
 def _read_single_channel(path: Path, what: str) -> np.ndarray:
-    im = _open_image(path, what)
-    arr = np.asarray(im)
+    arr = read_png(path, what)
     if arr.ndim != 2:
-        raise InputError(f"{path}: {what} must be a single-channel image, got mode {im.mode}")
+        raise InputError(f"{path}: {what} must be a single-channel image, got {_describe(arr)}")
     return arr
 
 
@@ -342,4 +332,5 @@ def read_speed(path: Path) -> float:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    return np.asarray(_open_image(path, "leftImg8bit").convert("RGB"))
+    """HxWx3 uint8 RGB of a camera picture."""
+    return read_png(path, "leftImg8bit", rgb=True)

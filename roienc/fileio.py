@@ -332,3 +332,54 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{p}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: malformed JSON ({exc})") from None
+
+
+try:                                   # libspng: 1.2-1.8x libpng (cv2, Pillow) on Cityscapes PNGs
+    import pyspng as _spng
+except ImportError:                    # pragma: no cover - a dependency; Pillow reads everything
+    _spng = None
+
+
+def _spng_decode(data: bytes, rgb: bool) -> np.ndarray | None:
+    """``data`` decoded by libspng when it is a plain (non-interlaced) 8/16-bit grey or 8-bit RGB
+    PNG, as stored: HxW grey, HxWx3 RGB; None for any other PNG or a decoding error (the caller
+    falls back to Pillow, which also words the errors)."""
+    if _spng is None or len(data) < 33 or data[:8] != _PNG_SIG or data[12:16] != b"IHDR":
+        return None
+    depth, ctype, interlace = data[24], data[25], data[28]
+    if interlace or not ((ctype == 0 and depth in (8, 16) and not rgb)
+                         or (ctype == 2 and depth == 8)):
+        return None
+    try:
+        a = _spng.load(data)
+    except Exception:
+        return None
+    if ctype == 0 and a.ndim == 3:      # 16-bit grey comes back as grey + alpha
+        a = np.ascontiguousarray(a[..., 0])
+    elif ctype == 2 and a.shape[2] == 4:  # RGB with a tRNS colour
+        a = np.ascontiguousarray(a[..., :3])
+    return a
+
+
+def read_png(path: str | os.PathLike, what: str, rgb: bool = False) -> np.ndarray:
+    """The samples of an image file, ``rgb``: as HxWx3 uint8 RGB, else as stored (HxW for grey,
+    palette indices for a paletted file). Plain grey and RGB PNGs (every Cityscapes file) are
+    decoded by libspng, the rest by Pillow. An InputError naming the file and ``what`` it should
+    hold when it is absent or unreadable."""
+    from PIL import Image
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: {what} file not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read {what} file ({exc.strerror})") from None
+    a = _spng_decode(data, rgb)
+    if a is not None:
+        return a
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB") if rgb else im)
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise InputError(f"{p}: unreadable {what} image ({exc})") from None

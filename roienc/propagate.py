@@ -64,6 +64,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .fileio import read_png
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -675,15 +676,10 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """HxWx3 uint8 RGB of an image file."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"{path}: cannot read image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_png(path, "image", rgb=True)
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """A labelIds (uint8) or instanceIds (int32) PNG as stored."""
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None:
-        raise InputError(f"{path}: cannot read label image")
+    a = read_png(path, "label image")
     return a.astype(np.int32) if a.dtype == np.uint16 else a
