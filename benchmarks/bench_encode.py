@@ -4,7 +4,8 @@
                                        [--repeat 2] [--long-frames 300]
     python3 benchmarks/bench_encode.py --real /work/real [--real-maps MAPS] --preset fast
                                        [--repeat 3] [--long-frames 300] [--long-repeat 2]
-                                       [--no-old] [--zero-offsets] [--engines pyav,ffmpeg]
+                                       [--no-old] [--zero-offsets] [--same-size]
+                                       [--engines pyav,ffmpeg]
 
 ``--real``: the first real snippet (2048x1024, per-frame maps from predicted labels): the exact
 baseline and roi commands of ``encode_many`` for each engine (``--engines``: the in-process PyAV
@@ -13,7 +14,9 @@ seconds, best of ``--repeat``), each ROI encode against its own engine's baselin
 previous split/trim graph with the disjoint cover; then the same on a ``--long-frames`` clip.
 With ``--zero-offsets`` also each engine's ROI encode with every offset 0 (same rectangles and
 graphs, the baseline's bitstream): the machinery's own cost, apart from the encoder's extra work
-on the bits the ROI moves. On a shared machine quote the CPU ratios (wall times follow the load).
+on the bits the ROI moves; with ``--same-size`` each engine's ROI encode at the CRF that makes its
+file the baseline's size (the ROI's lower QPs spend more bits at the same CRF, and coding more
+bits takes x265 longer). On a shared machine quote the CPU ratios (wall times follow the load).
 Skips with a message without the data.
 
 On one synthesized Cityscapes-format snippet (30 frames, moving objects, so the per-frame QP maps
@@ -98,13 +101,16 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old: bool,
-                engines: tuple[str, ...] = ("pyav", "ffmpeg"), zero: bool = False) -> None:
+                engines: tuple[str, ...] = ("pyav", "ffmpeg"), zero: bool = False,
+                matched: bool = False) -> None:
     """ROI vs baseline on one clip of real maps: the encode commands roienc runs (built by
     encode_many, per engine: the in-process PyAV runner and the FFmpeg CLI), timed alternately,
     each ROI encode against the baseline of its own engine (its own encoder build); with ``old``
     also the CLI's previous graph (split/trim, disjoint cover); with ``zero`` each engine's ROI
     encode with every offset set to 0 (the same rectangles, runs and graphs, the baseline's
-    bitstream: what the ROI machinery alone costs, apart from the encoder's work on the ROI)."""
+    bitstream: what the ROI machinery alone costs, apart from the encoder's work on the ROI); with
+    ``matched`` each engine's ROI encode at the CRF that gives the baseline's file size
+    (:func:`rate_matched_crf`)."""
     import re
     from roienc.adapters import perframe_filter_script, qp_range_for
     from roienc.encode import RatePoint, encode_many
@@ -144,19 +150,60 @@ def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old:
                                               len(fs.runs), len(fs.text))
             i = next(k for k, a in enumerate(roi_cmd) if a in ("-filter_complex_script", "-/filter_complex"))
             variants["ffmpeg roi, old graph"] = (roi_cmd[:i + 1] + [str(script)] + roi_cmd[i + 2:], base)
+    if matched:
+        for eng in engines:
+            cmd, base = variants[f"{eng} roi"]
+            crf = rate_matched_crf(cmd, variants[base][0], out / "match.mp4")
+            i = cmd.index("-crf")
+            variants[f"{eng} roi, same size"] = (cmd[:i + 1] + [f"{crf:.2f}"] + cmd[i + 2:], base)
     best = {k: (float("inf"), float("inf")) for k in variants}
+    size = {}
     for _ in range(repeat):
         for k, (cmd, _) in variants.items():
             w, c = _timed(cmd[:-1] + [str(out / "bench.mp4")])
             best[k] = (min(best[k][0], w), min(best[k][1], c))
+            size[k] = (out / "bench.mp4").stat().st_size
     for k, (w, c) in best.items():
         bw, bc = best[variants[k][1]]
         extra = ""
         if k in rects:
-            n, runs, size = rects[k]
-            extra = f"  ({n:.0f} rects/frame, {runs} runs, {size / 1024:.0f} KiB ROI file)"
-        print(f"  {k:22s} wall {w:7.2f} s  {w / bw:5.3f}x   cpu {c:7.2f} s  {c / bc:5.3f}x{extra}",
-              flush=True)
+            n, runs, nbytes = rects[k]
+            extra = f"  ({n:.0f} rects/frame, {runs} runs, {nbytes / 1024:.0f} KiB ROI file)"
+        if k.endswith("same size"):
+            cmd = variants[k][0]
+            extra = f"  (CRF {cmd[cmd.index('-crf') + 1]})"
+        print(f"  {k:22s} wall {w:7.2f} s  {w / bw:5.3f}x   cpu {c:7.2f} s  {c / bc:5.3f}x"
+              f"   size {size[k] / size[variants[k][1]]:5.3f}x{extra}", flush=True)
+
+
+def rate_matched_crf(roi_cmd: list[str], base_cmd: list[str], out: Path,
+                     tol: float = 0.015) -> float:
+    """The CRF at which the ROI encode's file is the baseline's size (within ``tol``): x265's rate
+    roughly halves per +6 CRF, so start there and refine by the secant on log size (untimed
+    encodes). The ROI encode at the baseline's CRF spends more bits (the ROI's lower QPs); at the
+    same size the encoder does the same amount of coding, so the time ratio shows what the ROI
+    itself costs."""
+    import math
+    import subprocess
+
+    def size_at(cmd: list[str], crf: float | None = None) -> float:
+        if crf is not None:
+            i = cmd.index("-crf")
+            cmd = cmd[:i + 1] + [f"{crf:.2f}"] + cmd[i + 2:]
+        subprocess.run(cmd[:-1] + [str(out)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return float(out.stat().st_size)
+
+    target = math.log(size_at(base_cmd))
+    c0 = float(roi_cmd[roi_cmd.index("-crf") + 1])
+    l0 = math.log(size_at(roi_cmd))
+    c1 = c0 + 6 * (l0 - target) / math.log(2)
+    for _ in range(4):
+        l1 = math.log(size_at(roi_cmd, c1))
+        if abs(l1 - target) < tol or l1 == l0:
+            break
+        c0, l0, c1 = c1, l1, c1 + (c1 - c0) * (l1 - target) / (l0 - l1)
+    return c1
 
 
 def real_main(args) -> None:
@@ -183,13 +230,14 @@ def real_main(args) -> None:
               f"(ratios against the baseline of this run; target <= 1.05)")
         engines = tuple(args.engines.split(","))
         real_graphs(clip, maps, args.preset, args.repeat, tmp / "short", old=not args.no_old,
-                    engines=engines, zero=args.zero_offsets)
+                    engines=engines, zero=args.zero_offsets, matched=args.same_size)
         if args.long_frames:
             lclip, lmaps = long_clip(root, maps, clip, args.long_frames, tmp)
             print(f"long clip: {args.long_frames} frames (the snippet forwards and backwards), "
                   f"best of {args.long_repeat}")
             real_graphs(lclip, lmaps, args.preset, args.long_repeat, tmp / "long",
-                        old=not args.no_old, engines=engines, zero=args.zero_offsets)
+                        old=not args.no_old, engines=engines, zero=args.zero_offsets,
+                        matched=args.same_size)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -209,6 +257,9 @@ def main() -> None:
     ap.add_argument("--no-old", action="store_true", help="skip the previous graph (split/trim)")
     ap.add_argument("--zero-offsets", action="store_true", help="--real: also time each engine's "
                     "ROI encode with all offsets 0 (the machinery's cost alone)")
+    ap.add_argument("--same-size", action="store_true", help="--real: also time each engine's "
+                    "ROI encode at the CRF that gives the baseline's file size (the encoder's "
+                    "extra work on the ROI's bits taken out)")
     ap.add_argument("--engines", default="pyav,ffmpeg", help="--real: engines to time "
                     "(pyav: in-process runner, ffmpeg: the FFmpeg CLI)")
     args = ap.parse_args()

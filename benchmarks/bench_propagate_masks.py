@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from roienc.labels import DYNAMIC, load_class_groups
+from roienc.maps import object_instances
 from roienc.propagate import PropagationParams, propagate_snippet, read_label_png, read_rgb
 
 SHARED = Path("/work/shared/cityscapes_sequences")
@@ -74,6 +75,9 @@ def load(root: Path, snip: str):
     src = {"gt": (read_label_png(gt / f"{snip}_000019_gtFine_labelIds.png"),
                   read_label_png(gt / f"{snip}_000019_gtFine_instanceIds.png")),
            "pred": (refs[ANN], read_label_png(lp / f"{snip}_{ANN:06d}_instanceIds.png"))}
+    # as build-maps propagates them: every dynamic component an instance (signs, crowds)
+    lut = load_class_groups().group_lut()
+    src = {k: (lab, object_instances(lab, inst, lut)) for k, (lab, inst) in src.items()}
     return imgs, refs, src, t_read
 
 
@@ -257,6 +261,11 @@ def explore(data, lut, base, only=()):
         "margin-4+1/step": replace(base, margin_px=4, margin_growth_px=1.0),
         "margin-8+3/step": replace(base, margin_px=8, margin_growth_px=3.0, margin_max_px=64),
         "margin-16+4/step": replace(base, margin_px=16, margin_growth_px=4.0, margin_max_px=96),
+        "similarity": replace(base, object_motion="similarity"),
+        "similarity-m4+1": replace(base, object_motion="similarity", margin_px=4,
+                                   margin_growth_px=1.0),
+        "similarity-warp": replace(base, object_motion="similarity", unreliable="warp"),
+        "pixel": replace(base, object_motion="pixel"),
     }
     if only:
         variants = {k: v for k, v in variants.items() if k in only}

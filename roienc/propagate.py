@@ -73,6 +73,7 @@ METHODS = ("dis", "farneback")
 MODES = ("compose", "chain")
 REFERENCE_WIDTH = 2048          # margins are given in pixels of a full-size Cityscapes frame
 UNRELIABLE_POLICIES = ("keep_dynamic", "unwarped", "warp", "drop_dynamic")
+OBJECT_MOTIONS = ("pixel", "similarity")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,21 @@ class PropagationParams:
         (0.25: -29.0% / +7.2%). An unseen_importance of 0.5 lowered the share of the per-frame
         gain on two of the three snippets (0.62 / 0.69 / 0.84): most of what the camera passed
         is road and buildings.
+    object_motion: how objects with an instance id (instanceIds >= 1000 of a dynamic class with
+        instances in cityscapesScripts' table: person, rider, vehicles) move from step to step
+        (chain mode): ``"pixel"`` -- every pixel by its own flow, like the rest
+        of the frame; ``"similarity"`` -- each object as a whole, by the similarity transform
+        (scale, rotation, shift) fitted robustly (LMedS) to the forward flow inside it
+        (:func:`move_objects`): its shape survives the chain instead of smearing where the
+        background comes out from behind it. Pixels the object leaves take the nearest
+        background label; overlapping objects are painted far to near (lower bottom edge last).
+        Measured: on synthesized sequences (rigid textured objects over a scrolling background)
+        the IoU with the truth rises from 0.18-0.79 to 0.55-0.94 at every frame; on the three
+        real snippets (``bench_propagate_masks.py --explore``) block recall with margin falls from
+        0.863 to 0.821 (worst offset 0.750 -> 0.629) at 2.43 vs 2.78x the area: DIS ultrafast's
+        coarse flow gives poor fits for parked cars seen at a slant and cut by the frame edge,
+        which the per-pixel warp with the held-pixel policy covers better. So ``"pixel"`` stays
+        the default.
     """
 
     scale: float = 0.25
@@ -133,6 +149,7 @@ class PropagationParams:
     fill_not_annotated: bool = True
     unseen_importance: float = 0.0
     margin_importance: float = 0.5
+    object_motion: str = "pixel"
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -145,6 +162,8 @@ class PropagationParams:
             bad(f"preset must be one of {', '.join(DIS_PRESETS)}, got {self.preset!r}")
         if self.mode not in MODES:
             bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.object_motion not in OBJECT_MOTIONS:
+            bad(f"object_motion must be one of {', '.join(OBJECT_MOTIONS)}, got {self.object_motion!r}")
         if self.unreliable not in UNRELIABLE_POLICIES:
             bad(f"unreliable must be one of {', '.join(UNRELIABLE_POLICIES)}, got {self.unreliable!r}")
         for name in ("unseen_importance", "margin_importance"):
@@ -497,6 +516,99 @@ def fill_not_annotated(labels: np.ndarray, instances: np.ndarray | None,
     return labels, instances
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _interior(idx: np.ndarray) -> np.ndarray:
+    """Pixels whose four neighbours carry the same index (a 1-pixel erosion of every region)."""
+    same = np.zeros(idx.shape, bool)
+    c = idx[1:-1, 1:-1]
+    same[1:-1, 1:-1] = ((c == idx[:-2, 1:-1]) & (c == idx[2:, 1:-1])
+                        & (c == idx[1:-1, :-2]) & (c == idx[1:-1, 2:]))
+    return same
+
+
+def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 similarity transform src -> dst (points Nx2 float32), robust (LMedS); the median
+    shift when there are too few points or the fit is implausible for one frame step (scale
+    outside 0.75..1.33)."""
+    shift = np.median(dst - src, axis=0)
+    fallback = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float64)
+    if len(src) < 6:
+        return fallback
+    m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if m is None:
+        return fallback
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    return m if 0.75 <= scale <= 1.33 else fallback
+
+
+def move_objects(prev_idx: np.ndarray, new_idx: np.ndarray, fwd: np.ndarray,
+                 is_obj: np.ndarray) -> np.ndarray:
+    """Objects moved as wholes: ``new_idx`` (the per-pixel warp of ``prev_idx`` to the next
+    frame) with its object pixels (``is_obj[index]``) replaced by the nearest other pixel's index,
+    then each object of ``prev_idx`` painted where the similarity transform fitted to ``fwd``
+    (flow of ``prev_idx``'s grid to the next frame) inside it puts it. Points are taken from the
+    object's interior (flow at its edges mixes in the background's); objects cut by the frame
+    edge keep extending past it (edge pixels replicated). Painted far to near: an object whose
+    bottom edge is lower in the picture is in front (ground plane)."""
+    lut = np.zeros(max(256, is_obj.size), np.uint8)
+    lut[:is_obj.size] = is_obj
+    lut = lut[:256] if prev_idx.dtype == np.uint8 else lut
+    obj_prev = _lut(lut, prev_idx).view(bool)
+    if not obj_prev.any():
+        return new_idx
+    hs, ws = prev_idx.shape
+    out = new_idx.copy()
+    obj_new = _lut(lut, new_idx).view(bool)
+    if obj_new.any() and not obj_new.all():
+        _, near = cv2.distanceTransformWithLabels(obj_new.view(np.uint8), cv2.DIST_L2, 3,
+                                                  labelType=cv2.DIST_LABEL_PIXEL)
+        out[obj_new] = new_idx.ravel()[np.flatnonzero(~obj_new.ravel())[near[obj_new] - 1]]
+    inner = _interior(prev_idx)
+    inner2 = cv2.erode(inner.view(np.uint8), _CROSS).view(bool)     # 2-pixel erosion
+    ys, xs = np.nonzero(obj_prev)
+    vals = prev_idx[ys, xs]
+    order = np.argsort(vals, kind="stable")
+    ys, xs, vals = ys[order], xs[order], vals[order]
+    cuts = np.flatnonzero(np.diff(vals)) + 1
+    moved = []
+    for yk, xk in zip(np.split(ys, cuts), np.split(xs, cuts)):
+        k = prev_idx[yk[0], xk[0]]
+        pts = None
+        for sel in (inner2[yk, xk], inner[yk, xk]):
+            if np.count_nonzero(sel) >= 12:
+                pts = (yk[sel], xk[sel])
+                break
+        py, px = pts if pts is not None else (yk, xk)
+        src = np.stack([px, py], axis=1).astype(np.float32)
+        dst = src + fwd[py, px]
+        m = _fit_similarity(src, dst)
+        y0, y1 = max(0, yk.min() - 1), min(hs, yk.max() + 2)
+        x0, x1 = max(0, xk.min() - 1), min(ws, xk.max() + 2)
+        sub = (prev_idx[y0:y1, x0:x1] == k).view(np.uint8)
+        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ m.T
+        dx0 = max(0, int(np.floor(corners[:, 0].min())) - 1)
+        dy0 = max(0, int(np.floor(corners[:, 1].min())) - 1)
+        dx1 = min(ws, int(np.ceil(corners[:, 0].max())) + 2)
+        dy1 = min(hs, int(np.ceil(corners[:, 1].max())) + 2)
+        # an object cut by the frame edge extends past it: its window reaches that edge
+        dx0, dy0 = (0 if x0 == 0 else dx0), (0 if y0 == 0 else dy0)
+        dx1, dy1 = (ws if x1 == ws else dx1), (hs if y1 == hs else dy1)
+        if dx1 <= dx0 or dy1 <= dy0:
+            continue                                    # moved out of the view
+        ml = m.copy()                                   # local coords: src sub -> dst window
+        ml[:, 2] = m[:, :2] @ np.array([x0, y0], np.float64) + m[:, 2] - np.array([dx0, dy0])
+        mask = cv2.warpAffine(sub, ml, (dx1 - dx0, dy1 - dy0), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_REPLICATE).view(bool)
+        if mask.any():
+            moved.append((int(np.nonzero(mask)[0].max()) + dy0, k, dy0, dx0, mask))
+    for _, k, dy0, dx0, mask in sorted(moved, key=lambda t: t[0]):
+        win = out[dy0:dy0 + mask.shape[0], dx0:dx0 + mask.shape[1]]
+        win[mask] = k
+    return out
+
+
 def _check_inputs(labels: np.ndarray, instances: np.ndarray | None, group_lut: np.ndarray) -> None:
     if labels.ndim != 2:
         raise InputError(f"propagate: labels must be HxW, got shape {labels.shape}")
@@ -598,6 +710,12 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
     x0 = {k: _resize_nearest(v, (ws, hs)) for k, v in extra.items()}
     grid = _grid(hs, ws)
     engine = _Flow(p)
+    move = p.object_motion == "similarity" and p.mode == "chain" and code.inst is not None
+    is_obj = None
+    if move:
+        from .labels import has_instances
+        can = np.array([has_instances(i) for i in range(256)])     # cityscapesScripts' table
+        is_obj = code.dyn.astype(bool) & (code.inst >= 1000) & can[code.lab]
     g_ann = _gray_small(get(annotated_index), p.scale)
     if g_ann.shape != (hs, ws):
         raise InputError(f"propagate: frame {annotated_index} size {g_ann.shape[::-1]} does not "
@@ -620,8 +738,10 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
             back = engine(g, g_prev)                    # grid of t -> t-direction
             mapxy = grid + back
             bad = None
-            if p.fb_check:
+            fwd = None
+            if p.fb_check or move:
                 fwd = engine(g_prev, g)                 # grid of t-direction -> t
+            if p.fb_check:
                 bad = _fb_unreliable(back, fwd, s, p)
             t1 = time.perf_counter()
             t_flow += t1 - t0
@@ -651,6 +771,8 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
                         if p.unreliable == "keep_dynamic":
                             take = bad & code.dynamic(prev_idx) & ~code.dynamic(new_idx)
                         np.copyto(new_idx, prev_idx, where=take)
+            if move:
+                new_idx = move_objects(prev_idx, new_idx, fwd, is_obj)
             prev_idx, prev_x, prev_un = new_idx, new_x, un
             steps = t - annotated_index
             r = p.margin_at(steps, w)

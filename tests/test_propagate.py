@@ -16,7 +16,8 @@ LUT = load_class_groups().group_lut()
 IS_DYN = LUT == DYNAMIC
 # the test frames are small (384x192): flow at full resolution (DIS medium works at 1/2 of it)
 FLOW = dict(scale=1.0, preset="medium")
-NO_MARGIN = PropagationParams(margin_px=0, margin_growth_px=0.0, **FLOW)
+NO_MARGIN_KW = dict(margin_px=0, margin_growth_px=0.0, **FLOW)
+NO_MARGIN = PropagationParams(**NO_MARGIN_KW)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,9 @@ def test_synth_sequence_propagation_near_frames(synth_seq):
     "boundaries where the background scrolls out from behind them (disocclusion: the "
     "background's flow there points into the object, and the forward-backward check does not "
     "flag it because DIS smooths both flows alike); going back to frame 0 the objects also "
-    "shrink by ~40%. Measured IoU: 0.18 at -19, 0.49 at -8, 0.79 at +10."))
+    "shrink by ~40%. Measured IoU: 0.18 at -19, 0.49 at -8, 0.79 at +10. With "
+    "object_motion='similarity' (objects moved whole) 0.55 at -19, 0.75 at -11, 0.93 at +10: "
+    "the small far objects drift with the scrolling background around them."))
 def test_synth_sequence_propagation_every_frame(synth_seq):
     ious = _synth_ious(synth_seq, PropagationParams(margin_px=0, margin_growth_px=0.0, **SYNTH_FLOW))
     assert min(ious) >= 0.9, np.round(ious, 2)
@@ -283,3 +286,70 @@ def test_params_from_settings():
                 ["unseen_importance=2"], ["scale=x"]):
         with pytest.raises(InputError):
             PropagationParams.from_settings(bad)
+
+
+def _zooming_object_sequence(n=13, ann=6, size=(240, 160)):
+    """A car (an ellipse with its own texture) that approaches over a static textured scene: it
+    grows 4% a frame about its centre and moves 2 px right, 1 px down a frame. Exact per-frame
+    masks."""
+    w, h = size
+    rng = np.random.default_rng(7)
+    bg = cv2.GaussianBlur((rng.random((h, w)) * 255).astype(np.uint8), (0, 0), 1.2)
+    tex = cv2.GaussianBlur((rng.random((h, w)) * 255).astype(np.uint8), (0, 0), 1.2)
+    shape = np.zeros((h, w), np.uint8)
+    cv2.ellipse(shape, (w // 2, h // 2), (26, 16), 0, 0, 360, 1, -1)
+    frames, masks = [], []
+    for t in range(n):
+        k = t - ann
+        s = 1.04 ** k
+        c = np.array([w / 2 + 2 * k, h / 2 + k])
+        m = np.array([[s, 0, c[0] - s * w / 2], [0, s, c[1] - s * h / 2]])
+        obj = cv2.warpAffine(tex, m, (w, h), flags=cv2.INTER_LINEAR)
+        msk = cv2.warpAffine(shape, m, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
+        frames.append(np.repeat(np.where(msk, obj, bg)[..., None], 3, axis=2))
+        masks.append(msk)
+    lab = np.full((h, w), 7, np.uint8)
+    lab[masks[ann]] = 26
+    ins = lab.astype(np.int32)
+    ins[masks[ann]] = 26001
+    return frames, masks, lab, ins, ann
+
+
+def test_similarity_motion_keeps_a_zooming_object_whole():
+    """object_motion="similarity" moves each object by one transform fitted to the flow inside
+    it: the approaching car keeps its shape over the chain, where the per-pixel warp smears it
+    at the edges the background comes out from. Measured (DIS medium, full resolution): IoU
+    0.77 / 0.78 six frames before / after against 0.50 / 0.72 per pixel (the fitted zoom is ~2.8%
+    a frame for the true 4%: DIS smooths the flow's divergence)."""
+    frames, masks, lab, ins, ann = _zooming_object_sequence()
+    res = {}
+    for motion in ("pixel", "similarity"):
+        out = propagate_snippet(frames, ann, lab, ins,
+                                PropagationParams(object_motion=motion, **NO_MARGIN_KW), LUT)
+        res[motion] = [_iou(o.instances == 26001, masks[t]) for t, o in enumerate(out)]
+    assert min(res["similarity"]) >= 0.72, np.round(res["similarity"], 2)
+    assert res["similarity"][0] > res["pixel"][0] + 0.15, res
+    assert res["similarity"][-1] > res["pixel"][-1] + 0.03, res
+    assert all(a >= b - 0.01 for a, b in zip(res["similarity"], res["pixel"])), res
+
+
+def test_similarity_motion_paints_the_nearer_object_last_and_drops_objects_that_leave():
+    """move_objects on hand-made index images and a uniform flow: an object moved out of the view
+    is gone, its pixels take the background's index; two objects moved onto each other: the one
+    whose bottom edge is lower (nearer, on a ground plane) is in front."""
+    from roienc.propagate import move_objects
+    idx = np.zeros((40, 60), np.uint8)
+    idx[5:15, 5:20] = 2          # far object (bottom edge row 14)
+    idx[12:30, 22:40] = 3        # near object (bottom edge row 29)
+    idx[30:38, 50:58] = 4        # leaves the view to the right
+    is_obj = np.zeros(256, bool)
+    is_obj[[2, 3, 4]] = True
+    flow = np.zeros((40, 60, 2), np.float32)
+    flow[5:15, 5:20] = (12, 4)   # the far object slides under the near one
+    flow[30:38, 50:58] = (20, 0)
+    new = idx.copy()             # the per-pixel warp's guess (left where they were)
+    out = move_objects(idx, new, flow, is_obj)
+    assert not (out == 4).any()
+    assert (out[9:19, 17:32] == 2).sum() < (idx == 2).sum()       # partly hidden
+    assert np.array_equal(out == 3, idx == 3)                      # the near object is whole
+    assert (out[5:9, 5:17] == 0).all()                             # vacated -> background
