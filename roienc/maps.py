@@ -455,14 +455,26 @@ def carried_disparity_lut(pseudo: np.ndarray, disp: np.ndarray) -> dict[int, flo
     return {int(u): float(m) for u, m in zip(uniq, med)}
 
 
+DENSE_IDS = 1 << 22   # ids below this are looked up in a table (32 MB at most), others by search
+
+
 def carried_disparity(instances: np.ndarray, lut: dict[int, float]) -> np.ndarray:
     """A float64 'raw disparity' image: each object pixel carries its object's median from the
     annotated frame (0 = invalid elsewhere), so per-object medians equal the carried value."""
-    out = np.zeros(instances.shape, np.float64)
-    uniq, inv = np.unique(instances, return_inverse=True)
-    vals = np.array([lut.get(int(u), 0.0) for u in uniq], np.float64)
-    out.ravel()[:] = vals[inv.ravel()]
-    return out
+    keys = np.fromiter(lut.keys(), np.int64, len(lut))
+    vals = np.fromiter(lut.values(), np.float64, len(lut))
+    if not len(keys) or instances.size == 0:
+        return np.zeros(instances.shape, np.float64)
+    lo, hi = int(instances.min()), int(instances.max())
+    if lo >= 0 and hi < DENSE_IDS:      # a table over every id: one gather (Cityscapes ids < 34000)
+        table = np.zeros(hi + 1, np.float64)
+        ok = (keys >= 0) & (keys <= hi)
+        table[keys[ok]] = vals[ok]
+        return table[instances]
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    pos = np.searchsorted(keys, instances).clip(0, len(keys) - 1)
+    return np.where(keys[pos] == instances, vals[pos], 0.0)
 
 
 def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd.DataFrame] | None:

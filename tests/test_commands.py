@@ -31,6 +31,15 @@ def test_doctor_names_the_engine(monkeypatch):
     assert eng.detail.startswith("pyav" if usable else "ffmpeg")
 
 
+def test_doctor_names_the_png_decoder(monkeypatch):
+    from roienc import fileio
+    png = {c.name: c for c in run_doctor()}["PNG decoder"]
+    assert png.detail.startswith("libspng" if fileio._spng is not None else "Pillow")
+    monkeypatch.setattr(fileio, "_spng", None)       # a machine without the wheel
+    png = {c.name: c for c in run_doctor()}["PNG decoder"]
+    assert png.ok and "pip install pyspng" in png.detail
+
+
 def test_encode_engine_option(seq_dataset, tmp_path, monkeypatch):
     """--engine picks the engine for the run and the sidecar records it."""
     root, maps = seq_dataset

@@ -73,3 +73,13 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     junk.write_bytes(b"not a png at all")
     with pytest.raises(InputError, match="junk.png: unreadable"):
         fileio.read_png(junk, "labelIds")
+
+
+def test_pillow_alone_reads_the_same(tmp_path, monkeypatch):
+    """Without pyspng (a platform with no wheel) every file goes through Pillow, same samples."""
+    cases = _cases(tmp_path)
+    fast = {k: fileio.read_png(p, "test") for k, (p, _) in cases.items()}
+    monkeypatch.setattr(fileio, "_spng", None)
+    for k, (p, want) in cases.items():
+        slow = fileio.read_png(p, "test")
+        assert slow.dtype == fast[k].dtype and np.array_equal(slow, fast[k]), k

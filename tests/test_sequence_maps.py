@@ -151,3 +151,21 @@ def test_margin_importance_scales_the_ring_only(root, tmp_path):
     # at 256 px wide the margin is (8 + 2|steps|) * 256/2048 px: a ring on the flow grid (a
     # quarter of the frame) only from ~10 steps away
     assert changed >= 10
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_carried_disparity_looks_up_every_object(big):
+    """Each pixel gets its object's carried median, 0 where the id has none; ids far above
+    Cityscapes' (label*1000+k) take the search path and give the same image."""
+    from roienc.maps import carried_disparity
+    rng = np.random.default_rng(5)
+    ids = np.array([0, 7, 26000, 26001, 24003, 33007], np.int64)
+    if big:
+        ids[2:] += 1 << 23
+    inst = ids[rng.integers(0, len(ids), (64, 80))].astype(np.int64 if big else np.int32)
+    lut = {int(ids[2]): 1000.5, int(ids[3]): 12.25, int(ids[5]): 3.0, 99999: 7.0}
+    got = carried_disparity(inst, lut)
+    want = np.vectorize(lambda i: lut.get(int(i), 0.0))(inst)
+    assert got.dtype == np.float64 and got.shape == inst.shape
+    assert np.array_equal(got, want)
+    assert not carried_disparity(inst, {}).any()
