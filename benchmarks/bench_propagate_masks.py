@@ -266,6 +266,8 @@ def explore(data, lut, base, only=()):
                                    margin_growth_px=1.0),
         "similarity-warp": replace(base, object_motion="similarity", unreliable="warp"),
         "pixel": replace(base, object_motion="pixel"),
+        "margin-12+2/step": replace(base, margin_px=12),
+        "margin-8+2.5/step": replace(base, margin_growth_px=2.5, margin_max_px=56),
     }
     if only:
         variants = {k: v for k, v in variants.items() if k in only}
