@@ -136,10 +136,10 @@ def stages(root: Path, out: Path, speed: float = 10.0) -> dict[str, float]:
 
     from roienc import fileio
     from roienc.dataset import (find_annotated_frames, read_camera, read_disparity_raw,
-                                read_instance_ids, read_label_ids)
+                                read_instance_ids, read_label_ids, read_rgb)
     from roienc.importance import compute_importance
     from roienc.labels import load_class_groups
-    from roienc.maps import BuildConfig, _read_picture, _write_map_outputs
+    from roienc.maps import BuildConfig, _write_map_outputs
     from roienc.vis import distance_annotation
 
     groups, cfg = load_class_groups(None), BuildConfig(out=out)
@@ -163,9 +163,9 @@ def stages(root: Path, out: Path, speed: float = 10.0) -> dict[str, float]:
             prefix = out / str(rnd) / ref.frame_id
             fileio.ensure_dir(prefix.parent)
             tm("map outputs (npy, PNGs, csv, QP)", lambda: _write_map_outputs(prefix, fi, cfg))
-            img, bgr = tm("annotation: decode camera PNG", lambda: _read_picture(ref.image))
+            img = tm("annotation: decode camera PNG", lambda: read_rgb(ref.image))
             can = tm("annotation: draw", lambda: distance_annotation(
-                img, fi.object_map, fi.objects, fi.d_safe, speed, title=ref.frame_id, bgr=bgr,
+                img, fi.object_map, fi.objects, fi.d_safe, speed, title=ref.frame_id,
                 bgr_out=True))
             tm("annotation: JPEG encode + write", lambda: fileio.write_jpeg(
                 prefix.with_name(prefix.name + "_ann.jpg"), can, bgr=True))

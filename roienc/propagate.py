@@ -498,6 +498,14 @@ def _margin_index(idx: np.ndarray, dyn: np.ndarray, radius: float) -> tuple[np.n
 
 # ---------------------------------------------------------------------------- propagation
 
+def _nearest_outside(hole: np.ndarray) -> np.ndarray:
+    """For each True pixel of ``hole`` (bool HxW, not all True), in ``hole[hole]`` order: the flat
+    index of the nearest False pixel (Euclidean)."""
+    _, near = cv2.distanceTransformWithLabels(hole.view(np.uint8), cv2.DIST_L2, 5,
+                                              labelType=cv2.DIST_LABEL_PIXEL)
+    return np.flatnonzero(~hole.ravel())[near[hole] - 1]
+
+
 def fill_not_annotated(labels: np.ndarray, instances: np.ndarray | None,
                        ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Pixels whose label is in ``ids`` take the label (and instance id) of the nearest pixel whose
@@ -505,9 +513,7 @@ def fill_not_annotated(labels: np.ndarray, instances: np.ndarray | None,
     hole = np.isin(labels, ids)
     if not hole.any() or hole.all():
         return labels, instances
-    _, near = cv2.distanceTransformWithLabels(hole.view(np.uint8), cv2.DIST_L2, 5,
-                                              labelType=cv2.DIST_LABEL_PIXEL)
-    src = np.flatnonzero(~hole.ravel())[near[hole] - 1]
+    src = _nearest_outside(hole)
     labels = labels.copy()
     labels[hole] = labels.ravel()[src]
     if instances is not None:
@@ -552,19 +558,15 @@ def move_objects(prev_idx: np.ndarray, new_idx: np.ndarray, fwd: np.ndarray,
     object's interior (flow at its edges mixes in the background's); objects cut by the frame
     edge keep extending past it (edge pixels replicated). Painted far to near: an object whose
     bottom edge is lower in the picture is in front (ground plane)."""
-    lut = np.zeros(max(256, is_obj.size), np.uint8)
-    lut[:is_obj.size] = is_obj
-    lut = lut[:256] if prev_idx.dtype == np.uint8 else lut
-    obj_prev = _lut(lut, prev_idx).view(bool)
+    table = is_obj.view(np.uint8)                   # one entry per index, like _Index.dyn
+    obj_prev = _lut(table, prev_idx).view(bool)
     if not obj_prev.any():
         return new_idx
     hs, ws = prev_idx.shape
     out = new_idx.copy()
-    obj_new = _lut(lut, new_idx).view(bool)
+    obj_new = _lut(table, new_idx).view(bool)
     if obj_new.any() and not obj_new.all():
-        _, near = cv2.distanceTransformWithLabels(obj_new.view(np.uint8), cv2.DIST_L2, 3,
-                                                  labelType=cv2.DIST_LABEL_PIXEL)
-        out[obj_new] = new_idx.ravel()[np.flatnonzero(~obj_new.ravel())[near[obj_new] - 1]]
+        out[obj_new] = new_idx.ravel()[_nearest_outside(obj_new)]
     inner = _interior(prev_idx)
     inner2 = cv2.erode(inner.view(np.uint8), _CROSS).view(bool)     # 2-pixel erosion
     ys, xs = np.nonzero(obj_prev)
