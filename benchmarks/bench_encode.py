@@ -154,8 +154,7 @@ def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old:
         for eng in engines:
             cmd, base = variants[f"{eng} roi"]
             crf = rate_matched_crf(cmd, variants[base][0], out / "match.mp4")
-            i = cmd.index("-crf")
-            variants[f"{eng} roi, same size"] = (cmd[:i + 1] + [f"{crf:.2f}"] + cmd[i + 2:], base)
+            variants[f"{eng} roi, same size"] = (_with_crf(cmd, crf), base)
     best = {k: (float("inf"), float("inf")) for k in variants}
     size = {}
     for _ in range(repeat):
@@ -176,6 +175,11 @@ def real_graphs(clip, maps_root: Path, preset: str, repeat: int, out: Path, old:
               f"   size {size[k] / size[variants[k][1]]:5.3f}x{extra}", flush=True)
 
 
+def _with_crf(cmd: list[str], crf: float) -> list[str]:
+    i = cmd.index("-crf")
+    return cmd[:i + 1] + [f"{crf:.2f}"] + cmd[i + 2:]
+
+
 def rate_matched_crf(roi_cmd: list[str], base_cmd: list[str], out: Path,
                      tol: float = 0.015) -> float:
     """The CRF at which the ROI encode's file is the baseline's size (within ``tol``): x265's rate
@@ -186,24 +190,23 @@ def rate_matched_crf(roi_cmd: list[str], base_cmd: list[str], out: Path,
     import math
     import subprocess
 
-    def size_at(cmd: list[str], crf: float | None = None) -> float:
-        if crf is not None:
-            i = cmd.index("-crf")
-            cmd = cmd[:i + 1] + [f"{crf:.2f}"] + cmd[i + 2:]
+    def log_size(cmd: list[str]) -> float:
         subprocess.run(cmd[:-1] + [str(out)], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-        return float(out.stat().st_size)
+        return math.log(out.stat().st_size)
 
-    target = math.log(size_at(base_cmd))
+    target = log_size(base_cmd)
     c0 = float(roi_cmd[roi_cmd.index("-crf") + 1])
-    l0 = math.log(size_at(roi_cmd))
+    l0 = log_size(roi_cmd)
     c1 = c0 + 6 * (l0 - target) / math.log(2)
+    tried = [(abs(l0 - target), c0)]
     for _ in range(4):
-        l1 = math.log(size_at(roi_cmd, c1))
+        l1 = log_size(_with_crf(roi_cmd, c1))
+        tried.append((abs(l1 - target), c1))
         if abs(l1 - target) < tol or l1 == l0:
             break
         c0, l0, c1 = c1, l1, c1 + (c1 - c0) * (l1 - target) / (l0 - l1)
-    return c1
+    return min(tried)[1]                  # the closest CRF tried
 
 
 def real_main(args) -> None:
