@@ -63,6 +63,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .dataset import read_rgb  # noqa: F401  (frames are read as build-maps reads them)
 from .errors import InputError
 from .fileio import read_png
 
@@ -799,11 +800,6 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
 
 
 # ------------------------------------------------------------------------------ file helpers
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB of an image file."""
-    return read_png(path, "image", rgb=True)
-
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """A labelIds (uint8) or instanceIds (int32) PNG as stored."""
