@@ -33,6 +33,7 @@ from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, write_bytes
 from .importance import ImportanceParams, compute_importance
 from .labels import ClassGroups, load_class_groups
 from .propagate import PropagationParams
+from .ratemodel import luma_activity
 from .vis import colormap_lut, distance_annotation, importance_to_uint8
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "speed_mps",
                     "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
                     "label_source", "annotated_frame", "label_steps", "distance_source", "unseen_fraction",
-                    "objects", "objects_inside_safe", "status", "reason"]
+                    "objects", "objects_inside_safe", "qp_roi_delta", "qp_background",
+                    "rate_predicted_pct", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
 MAP_KEYS = ("cityscapes_root", "labels_root", "labels", "importance", "classes", "qp", "speed",
@@ -60,6 +62,11 @@ class QPParams:
     block_stat: str = "max"
     qp_normalize: str = "none"
     background: int | None = 0      # QP offset of importance 0 (None: = delta, symmetric)
+    # Rate budget (percent, e.g. 5.0 = +5%): per frame the offsets whose bits, predicted from the
+    # source picture's activity (roienc.ratemodel), stay within it; delta and background are then
+    # the caps of the ROI's QP decrease and of the background's increase. None: fixed offsets.
+    rate_budget: float | None = None
+    activity_exponent: float = 1.0  # rate model: a block's bits ~ (luma std + 1) ** exponent
 
     def __post_init__(self) -> None:
         if self.background is None:         # recorded as the value it stands for
@@ -79,6 +86,15 @@ class QPParams:
             raise InputError(f"--block-stat must be 'mean' or 'max', got {self.block_stat!r}")
         if self.qp_normalize not in ("none", "frame"):
             raise InputError(f"--qp-normalize must be 'none' or 'frame', got {self.qp_normalize!r}")
+        if self.rate_budget is not None and not (math.isfinite(self.rate_budget)
+                                                 and -50 <= self.rate_budget <= 200):
+            raise InputError(f"--rate-budget is a percentage in -50..200, got {self.rate_budget}")
+        if not (math.isfinite(self.activity_exponent) and 0 <= self.activity_exponent <= 4):
+            raise InputError(f"activity exponent must be in 0..4, got {self.activity_exponent}")
+
+    @property
+    def rate_mode(self) -> bool:
+        return self.rate_budget is not None
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,13 @@ class BuildConfig:
     # the annotation on a thread of its own (AnnotationJob): less wall time where a core is idle
     # (one worker), more CPU time where none is (measured on 2 busy cores: +15-25%), so off
     annotation_thread: bool = False
+    # write <id>_activity.npy (the rate model's input) even without a rate budget: a sweep's
+    # first maps, from which maps of rate-budget mappings are derived
+    activity: bool = False
+
+    @property
+    def needs_activity(self) -> bool:
+        return self.activity or self.qp.rate_mode
 
     def __post_init__(self) -> None:
         bad = [o for o in self.outputs if o not in IMAGE_OUTPUTS]
@@ -156,11 +179,12 @@ def frame_prefix(out: Path, split: str, city: str, frame_id: str) -> Path:
     return Path(out) / split / city / frame_id
 
 
-def output_paths(prefix: Path, annotate: bool,
-                 outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> list[Path]:
+def output_paths(prefix: Path, annotate: bool, outputs: tuple[str, ...] = IMAGE_OUTPUTS,
+                 activity: bool = False, rate: bool = False) -> list[Path]:
     """The files a frame gets: the maps always, the optional images of ``outputs``
-    (the annotation only when ``annotate``)."""
+    (the annotation only when ``annotate``), the activity grid and the rate choice when asked."""
     names = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+    names += ["_activity.npy"] * activity + ["_rate.json"] * rate
     names += [IMAGE_FILES[o] for o in outputs if o != "distance_annotation" or annotate]
     return [prefix.with_name(prefix.name + n) for n in names]
 
@@ -220,14 +244,15 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
                          "--labels-root DIR with per-frame labelIds (e.g. from a segmentation model)")
     if ref.disparity is None and ref.source != "sequence":
         raise InputError(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
-    paths = output_paths(frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id), annotate,
-                         cfg.outputs)
+    prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
+    paths = output_paths(prefix, annotate, cfg.outputs, cfg.needs_activity, cfg.qp.rate_mode)
     if cfg.skip_existing:
         kept = existing_outputs(paths, cfg.qp.block_size)
         if kept is not None:
             (h, w), objs = kept
             row.update(height=h, width=w, reason="existing output kept", objects=len(objs),
                        objects_inside_safe=int(objs["inside_safe"].sum()))
+            row.update(_qp_columns(cfg.qp, _read_rate_choice(prefix) if cfg.qp.rate_mode else None))
             return None
     return paths
 
@@ -278,7 +303,9 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
         if job is not None:
             job.cancel()
         raise
-    write_frame_outputs(prefix, fi, cfg, ref if annotate else None, row["speed_mps"], job)
+    activity = luma_activity(read_rgb(ref.image)) if cfg.needs_activity else None
+    row.update(write_frame_outputs(prefix, fi, cfg, ref if annotate else None, row["speed_mps"],
+                                   job, activity))
 
 
 def _guard(row: dict, ref: FrameRef, fn) -> None:
@@ -567,12 +594,14 @@ def write_annotation(prefix: Path, fi, ref: FrameRef, speed: float,
 
 
 def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameRef | None,
-                        speed: float, annotation: AnnotationJob | None = None) -> None:
+                        speed: float, annotation: AnnotationJob | None = None,
+                        activity: np.ndarray | None = None) -> dict:
     """Write the importance, object and QP files of one frame, and the images of ``cfg.outputs``:
     the annotation when ``annotate_ref`` is given, after the others, or with
     ``cfg.annotation_thread`` through ``annotation`` (started earlier, else here) beside them; an
     error of either fails the frame once both have finished. The importance PNG and its 'hot'
-    rendering share one deflate (the rendering is the same bytes with the colormap as palette)."""
+    rendering share one deflate (the rendering is the same bytes with the colormap as palette).
+    Returns the manifest columns of the QP mapping (:func:`_qp_columns`)."""
     ensure_dir(prefix.parent)
     annotate = annotate_ref is not None and "distance_annotation" in cfg.outputs
     if annotation is not None and not annotate:
@@ -581,17 +610,18 @@ def write_frame_outputs(prefix: Path, fi, cfg: BuildConfig, annotate_ref: FrameR
     if annotate and annotation is None and cfg.annotation_thread:
         annotation = AnnotationJob(prefix, annotate_ref, speed)
     if annotation is None:
-        _write_map_outputs(prefix, fi, cfg)
+        cols = _write_map_outputs(prefix, fi, cfg, activity)
         if annotate:
             write_annotation(prefix, fi, annotate_ref, speed)
-        return
+        return cols
     annotation.draw(fi)
     try:
-        _write_map_outputs(prefix, fi, cfg)
+        cols = _write_map_outputs(prefix, fi, cfg, activity)
     except BaseException:
         annotation.cancel()      # nothing is written after the frame's row says it failed
         raise
     annotation.result()
+    return cols
 
 
 def near_mask(object_map: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
@@ -609,9 +639,7 @@ def near_mask(object_map: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
     return np.concatenate(([False], inside))[object_map]
 
 
-def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig) -> None:
-    from .qpmap import qp_map_from_importance, write_qp_outputs
-
+def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig, activity: np.ndarray | None) -> dict:
     name = prefix.name
     want = set(cfg.outputs)
     write_npy(prefix.with_name(name + "_importance.npy"), fi.importance)
@@ -629,12 +657,47 @@ def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig) -> None:
     objs["distance_m"] = objs["distance_m"].round(3)
     write_csv(prefix.with_name(name + "_objects.csv"), objs.itertuples(index=False),
               header=list(objs.columns))
-    q = cfg.qp
-    qp = qp_map_from_importance(fi.importance, block=q.block_size, stat=q.block_stat,
-                                base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
-                                normalize=q.qp_normalize, background=q.background)
-    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.background),
-                     vis="qp_map_vis" in want)
+    if activity is not None:
+        write_npy(prefix.with_name(name + "_activity.npy"), activity)
+    return write_qp_files(prefix, fi.importance, activity, cfg.qp, vis="qp_map_vis" in want)
+
+
+def write_qp_files(prefix: Path, importance: np.ndarray, activity: np.ndarray | None,
+                   q: QPParams, vis: bool = True) -> dict:
+    """The QP grid of one frame under mapping ``q`` (with a rate budget: from its ``activity``,
+    the choice written to ``<id>_rate.json``) and its files; returns the manifest columns."""
+    from .qpmap import qp_map_from_importance, rate_qp_map, write_qp_outputs
+
+    choice = None
+    if q.rate_mode:
+        if activity is None:
+            raise InputError(f"{prefix.name}: a rate budget needs the frame's activity grid "
+                             f"({prefix.name}_activity.npy); rebuild the maps with --rate-budget")
+        qp, choice = rate_qp_map(importance, activity, budget_pct=q.rate_budget, block=q.block_size,
+                                 stat=q.block_stat, base_qp=q.base_qp, delta=q.delta,
+                                 background=q.background, gamma=q.gamma, normalize=q.qp_normalize,
+                                 exponent=q.activity_exponent)
+        write_json(prefix.with_name(prefix.name + "_rate.json"), choice.as_dict())
+    else:
+        qp = qp_map_from_importance(importance, block=q.block_size, stat=q.block_stat,
+                                    base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
+                                    normalize=q.qp_normalize, background=q.background)
+    write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.background), vis=vis)
+    return _qp_columns(q, choice.as_dict() if choice is not None else None)
+
+
+def _qp_columns(q: QPParams, choice: dict | None) -> dict:
+    """Manifest columns of a frame's QP mapping: the offsets a rate budget chose, else the fixed ones."""
+    if choice is None:
+        return dict(qp_roi_delta=q.delta, qp_background=q.background, rate_predicted_pct=None)
+    return dict(qp_roi_delta=choice["roi_delta"], qp_background=choice["background"],
+                rate_predicted_pct=choice["predicted_pct"])
+
+
+def _read_rate_choice(prefix: Path) -> dict | None:
+    with contextlib.suppress(Exception):
+        return read_json(prefix.with_name(prefix.name + "_rate.json"))
+    return None
 
 
 @contextlib.contextmanager
@@ -746,7 +809,7 @@ def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bo
     for row in man.to_dict("records"):
         if row["status"] == "ok":
             try:
-                _derive_frame(src, out, row, qp)
+                row.update(_derive_frame(src, out, row, qp))
             except (OSError, ValueError, InputError) as exc:
                 row.update(status="failed", reason=f"derive from {src}: {exc}")
         rows.append(row)
@@ -754,12 +817,13 @@ def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bo
     return BuildReport(out, manifest.reset_index(drop=True), params)
 
 
-def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> None:
+def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> dict:
     a = frame_prefix(src, row["split"], row["city"], row["frame_id"])
     b = frame_prefix(out, row["split"], row["city"], row["frame_id"])
     ensure_dir(b.parent)
     for suffix in ("_importance.npy", "_importance.png", "_importance_vis.png", "_objects.csv",
-                   "_near_mask.png", IMAGE_FILES["distance_annotation"], LEGACY_ANNOTATION):
+                   "_near_mask.png", "_activity.npy", IMAGE_FILES["distance_annotation"],
+                   LEGACY_ANNOTATION):
         f, g = a.with_name(a.name + suffix), b.with_name(b.name + suffix)
         if f.is_file() and not (g.is_file() and os.path.samefile(f, g)):
             g.unlink(missing_ok=True)
@@ -773,13 +837,12 @@ def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> None:
     want = (-(-h // qp.block_size), -(-w // qp.block_size))
     with contextlib.suppress(Exception):
         if np.load(q_npy).shape == want and b.with_name(b.name + "_qp_map_vis.png").is_file():
-            return
-    imp = np.load(imp_path)
-    from .qpmap import qp_map_from_importance, write_qp_outputs
-    grid = qp_map_from_importance(imp, block=qp.block_size, stat=qp.block_stat, base_qp=qp.base_qp,
-                                  delta=qp.delta, gamma=qp.gamma, normalize=qp.qp_normalize,
-                                  background=qp.background)
-    write_qp_outputs(b, grid, base_qp=qp.base_qp, delta=max(qp.delta, qp.background))
+            choice = _read_rate_choice(b) if qp.rate_mode else None
+            if choice is not None or not qp.rate_mode:
+                return _qp_columns(qp, choice)
+    act_path = b.with_name(b.name + "_activity.npy")
+    activity = _read_npy(act_path, "activity grid") if act_path.is_file() else None
+    return write_qp_files(b, np.load(imp_path), activity, qp)
 
 
 def _remove_maps(out: Path, old_params: dict) -> None:
@@ -808,7 +871,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                instances_pattern: str = "{frame_id}_instanceIds.png",
                propagation: PropagationParams | None = None,
                outputs: str | list[str] | tuple[str, ...] | None = None,
-               annotation_thread: bool = False) -> BuildReport:
+               annotation_thread: bool = False, activity: bool = False) -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README."""
     out = ensure_dir(out)
@@ -826,7 +889,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                       fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
                       skip_existing=skip_existing, propagation=propagation or PropagationParams(),
                       labels_pattern=labels_pattern, outputs=parse_outputs(outputs),
-                      annotation_thread=annotation_thread)
+                      annotation_thread=annotation_thread, activity=activity)
 
     refs: list[FrameRef] = []
     if annotated:

@@ -58,7 +58,9 @@ def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
             label="Pareto front")
     named = f if len(f) <= 8 else f[f["pareto"].astype(bool)]   # crowded: name the front only
     for _, r in named.iterrows():
-        ax.annotate(f"b{r['block_size']} {r['block_stat']} d{r['delta']} bg{r['background']}",
+        rate = r.get("rate_budget")
+        rate = f" r{rate:+g}%" if rate is not None and pd.notna(rate) else ""
+        ax.annotate(f"b{r['block_size']} {r['block_stat']} d{r['delta']} bg{r['background']}{rate}",
                     (r["bd_psnr_nonroi_pct"], r["bd_psnr_roi_pct"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.6)

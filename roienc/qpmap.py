@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,13 @@ def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 
     if delta < 0 or bg < 0 or base_qp - delta < 0 or base_qp + bg > 63:
         raise InputError(f"base QP {base_qp} with delta {delta} and background {bg} leaves the QP "
                          "range 0..63 (8-bit encoders accept 0..51)")
+    qp = np.rint(base_qp + bg - float(bg + delta) * block_strength(grid, gamma, normalize))
+    return np.clip(qp, base_qp - delta, base_qp + bg).astype(np.int8)
+
+
+def block_strength(grid: np.ndarray, gamma: float = 1.0, normalize: str = "none") -> np.ndarray:
+    """float64 ``imp_block**gamma`` in [0, 1] (after the optional per-frame stretch): the share of
+    the ROI delta a block gets, the rest of ``1`` being its share of the background offset."""
     if not (np.isfinite(gamma) and gamma > 0):
         raise InputError(f"gamma must be a positive number, got {gamma}")
     g = np.asarray(grid, dtype=np.float64)
@@ -66,8 +74,46 @@ def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
     elif normalize != "none":
         raise InputError(f"qp normalisation must be 'none' or 'frame', got {normalize!r}")
-    qp = np.rint(base_qp + bg - float(bg + delta) * g ** gamma)
-    return np.clip(qp, base_qp - delta, base_qp + bg).astype(np.int8)
+    return g ** gamma
+
+
+@dataclass(frozen=True)
+class RateChoice:
+    """The offsets a rate budget chose for one frame, as recorded in ``<id>_rate.json``."""
+
+    budget_pct: float
+    roi_delta: float          # continuous QP decrease of importance 1 (before dithering)
+    background: float         # continuous QP increase of importance 0
+    predicted_pct: float      # predicted bit change of the integer grid written, percent
+    mean_roi_offset: float    # mean integer offset over blocks of strength >= 0.5 (NaN: none)
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else round(v, 4))
+                for k, v in asdict(self).items()}
+
+
+def rate_qp_map(importance: np.ndarray, activity: np.ndarray, *, budget_pct: float, block: int = 32,
+                stat: str = "max", base_qp: int = 32, delta: int = 6, background: int = 0,
+                gamma: float = 1.0, normalize: str = "none",
+                exponent: float = 1.0) -> tuple[np.ndarray, RateChoice]:
+    """int8 QP grid whose bits, predicted by :mod:`roienc.ratemodel` from the frame's luma
+    ``activity``, grow by at most ``budget_pct`` percent: the ROI gets up to ``delta`` QP less,
+    beyond the budget the background pays up to ``background`` QP more, then the ROI delta
+    shrinks. Continuous offsets are dithered to integers with the same mean."""
+    from .ratemodel import block_weights, dither, offset_grid, predicted_rate, solve_offsets
+
+    grid = block_reduce(importance, block, stat)
+    s = block_strength(grid, gamma, normalize)
+    w = block_weights(activity, s.shape, block, exponent=exponent)
+    off = solve_offsets(s, w, budget_pct / 100.0, float(delta), float(background))
+    dq = dither(offset_grid(s, off.roi_delta, off.background))
+    qp = np.clip(base_qp + dq, 0, 51).astype(np.int8)
+    dq = qp.astype(np.int16) - base_qp
+    roi = s >= 0.5
+    choice = RateChoice(float(budget_pct), off.roi_delta, off.background,
+                        100.0 * predicted_rate(dq, w),
+                        float(-dq[roi].mean()) if roi.any() else float("nan"))
+    return qp, choice
 
 
 def qp_map_from_importance(importance: np.ndarray, *, block: int = 16, stat: str = "mean",
@@ -221,5 +267,5 @@ def write_qp_outputs(prefix: Path, qp: np.ndarray, *, base_qp: int, delta: int,
     return paths
 
 
-__all__ = ["block_reduce", "importance_to_qp", "qp_map_from_importance", "render_qp_vis",
+__all__ = ["RateChoice", "block_reduce", "block_strength", "importance_to_qp", "rate_qp_map", "qp_map_from_importance", "render_qp_vis",
            "render_qp_vis_indexed", "write_qp_outputs"]

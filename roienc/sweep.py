@@ -40,8 +40,8 @@ from .propagate import PropagationParams
 from .report import write_report
 from .tools import find_ffmpeg
 
-QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp")
-FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "gamma", "base_qp",
+QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget")
+FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "gamma", "base_qp",
                     "bd_psnr_roi_pct", "bd_psnr_nonroi_pct", "bd_psnr_y_pct", "bd_psnr_weighted_pct",
                     "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct", "pareto", "judged_by"]
 
@@ -87,7 +87,8 @@ def _digest(params: dict) -> str:
 def maps_label(qp: QPParams, map_params: dict) -> str:
     """``b32-max-d4-bg2-g1-q32-<hash>``: readable QP mapping plus a hash of every map parameter."""
     digest = _digest(map_params)
-    return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.background}-g{qp.gamma:g}-q{qp.base_qp}"
+    rate = f"-r{qp.rate_budget:g}" if qp.rate_mode else ""
+    return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.background}{rate}-g{qp.gamma:g}-q{qp.base_qp}"
             f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
 
 
@@ -142,7 +143,8 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     # maps: the first combination from the dataset (resumed), the others derived from it
     maps_dirs = [run_dir / "maps" / lab for lab in labels]
     build_maps(cityscapes_root, maps_dirs[0], split=split, cities=cities, executor=executor,
-               progress=progress, visualize_every=30, skip_existing=True, qp=combos[0], **opts)
+               progress=progress, visualize_every=30, skip_existing=True, qp=combos[0],
+               activity=any(q.rate_mode for q in combos), **opts)
     for q, d in zip(combos[1:], maps_dirs[1:]):
         derive_maps(maps_dirs[0], d, q)
 
@@ -247,7 +249,7 @@ def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str
         def get(metric: str, ref: str = "baseline") -> float:
             r = m[(m["metric"] == metric) & (m["reference"] == ref)]["bd_rate_pct"]
             return float(r.iloc[0]) if len(r) else float("nan")
-        rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.gamma, q.base_qp,
+        rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.rate_budget, q.gamma, q.base_qp,
                      get("psnr_roi"), get("psnr_nonroi"), get("psnr_y"), get("psnr_weighted"),
                      get("psnr_roi", "roi-settings"), get("psnr_nonroi", "roi-settings"),
                      False, judged_by])

@@ -65,6 +65,12 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
                    **({} if multi_qp else {"choices": ["mean", "max"]}),
                    help=f"importance of a block: mean or max (default {d.block_stat}){more}")
+    q.add_argument("--rate-budget", type=lst(_budget), default=d.rate_budget, metavar="PCT",
+                   help="per frame, the offsets whose bits (predicted from the picture's activity) "
+                        "grow by at most PCT percent over the plain encode; --delta and "
+                        "--background become the caps of the ROI's QP decrease and of the "
+                        "background's increase. 'off': fixed offsets (default "
+                        f"{'off' if d.rate_budget is None else d.rate_budget}){more}")
     q.add_argument("--qp-normalize", choices=["none", "frame"], default="none",
                    help="'frame' stretches each frame's block importances to [0,1] (the seed's way)")
     s = p.add_argument_group("sources")
@@ -87,6 +93,14 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                         "unseen_importance=0.5, scale=0.5; see roienc.propagate.PropagationParams")
 
 
+def _budget(text: str) -> float | None:
+    """A rate budget in percent ('+5', '5%', '-2'), or None for 'off'/'none'."""
+    t = text.strip().rstrip("%")
+    if t.lower() in ("off", "none"):
+        return None
+    return float(t)
+
+
 def _first(v):
     return v[0] if isinstance(v, list) else v
 
@@ -94,7 +108,8 @@ def _first(v):
 def qp_grid(args: argparse.Namespace) -> dict[str, list]:
     """The list-valued QP options of a sweep (only those given with more than one value)."""
     keys = {"block_size": "block_size", "block_stat": "block_stat", "delta": "delta",
-            "background": "background", "gamma": "gamma", "base_qp": "base_qp"}
+            "background": "background", "gamma": "gamma", "base_qp": "base_qp",
+            "rate_budget": "rate_budget"}
     return {k: getattr(args, a) for k, a in keys.items()
             if isinstance(getattr(args, a), list) and len(getattr(args, a)) > 1}
 
@@ -114,7 +129,7 @@ def map_kwargs(args: argparse.Namespace) -> dict:
                                     args.distance_mode),
         qp=QPParams(_first(args.block_size), _first(args.base_qp), _first(args.delta),
                     _first(args.gamma), _first(args.block_stat), args.qp_normalize,
-                    _first(args.background)),
+                    _first(args.background), _first(args.rate_budget)),
         classes=args.classes, speed=args.speed, speed_override=override, camera=args.camera,
         fx=args.fx, baseline=args.baseline, sequences=args.sequences,
         labels_root=args.labels_root, labels_pattern=args.labels_pattern,
