@@ -67,6 +67,9 @@ class QPParams:
     # the caps of the ROI's QP decrease and of the background's increase. None: fixed offsets.
     rate_budget: float | None = None
     activity_exponent: float = 1.0  # rate model: a block's bits ~ (luma std + 1) ** exponent
+    # block importance at or below it counts as background (strength (imp-floor)/(1-floor)):
+    # 0.1, the static classes' importance, keeps road and buildings out of the ROI delta
+    floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.background is None:         # recorded as the value it stands for
@@ -82,13 +85,15 @@ class QPParams:
                              "leaves 0..51 (it must be >= 0)")
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise InputError(f"--gamma must be positive, got {self.gamma}")
-        if self.block_stat not in ("mean", "max"):
-            raise InputError(f"--block-stat must be 'mean' or 'max', got {self.block_stat!r}")
+        if self.block_stat not in ("mean", "max", "submax"):
+            raise InputError(f"--block-stat must be 'mean', 'max' or 'submax', got {self.block_stat!r}")
         if self.qp_normalize not in ("none", "frame"):
             raise InputError(f"--qp-normalize must be 'none' or 'frame', got {self.qp_normalize!r}")
         if self.rate_budget is not None and not (math.isfinite(self.rate_budget)
                                                  and -50 <= self.rate_budget <= 200):
             raise InputError(f"--rate-budget is a percentage in -50..200, got {self.rate_budget}")
+        if not (math.isfinite(self.floor) and 0 <= self.floor < 1):
+            raise InputError(f"--floor must be in [0, 1), got {self.floor}")
         if not (math.isfinite(self.activity_exponent) and 0 <= self.activity_exponent <= 4):
             raise InputError(f"activity exponent must be in 0..4, got {self.activity_exponent}")
 
@@ -676,12 +681,13 @@ def write_qp_files(prefix: Path, importance: np.ndarray, activity: np.ndarray | 
         qp, choice = rate_qp_map(importance, activity, budget_pct=q.rate_budget, block=q.block_size,
                                  stat=q.block_stat, base_qp=q.base_qp, delta=q.delta,
                                  background=q.background, gamma=q.gamma, normalize=q.qp_normalize,
-                                 exponent=q.activity_exponent)
+                                 exponent=q.activity_exponent, floor=q.floor)
         write_json(prefix.with_name(prefix.name + "_rate.json"), choice.as_dict())
     else:
         qp = qp_map_from_importance(importance, block=q.block_size, stat=q.block_stat,
                                     base_qp=q.base_qp, delta=q.delta, gamma=q.gamma,
-                                    normalize=q.qp_normalize, background=q.background)
+                                    normalize=q.qp_normalize, background=q.background,
+                                    floor=q.floor)
     write_qp_outputs(prefix, qp, base_qp=q.base_qp, delta=max(q.delta, q.background), vis=vis)
     return _qp_columns(q, choice.as_dict() if choice is not None else None)
 

@@ -21,13 +21,19 @@ from .fileio import write_csv, write_npy, write_png
 
 
 def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.ndarray:
-    """float32 grid ``(ceil(H/b), ceil(W/b))`` of block means or maxima (partial edges exact)."""
+    """float32 grid ``(ceil(H/b), ceil(W/b))`` of block means or maxima (partial edges exact), or
+    with ``submax`` the mean of the maxima of each block's 2x2 sub-blocks (an even ``block``): a
+    block an object touches in one quarter gets a quarter of what ``max`` gives it."""
     imp = np.asarray(importance, dtype=np.float32)
     if imp.ndim != 2 or imp.size == 0:
         raise InputError(f"importance map must be a non-empty 2-D array, got shape {imp.shape}")
     if int(block) != block or block < 1:
         raise InputError(f"block size must be a positive integer, got {block}")
     block = int(block)
+    if stat == "submax":
+        if block % 2:
+            raise InputError(f"block statistic 'submax' needs an even block size, got {block}")
+        return block_reduce(block_reduce(imp, block // 2, "max"), 2, "mean")
     if not np.isfinite(imp).all():
         raise InputError("importance map contains NaN or infinite values; it must lie in [0, 1]")
     h, w = imp.shape
@@ -37,7 +43,7 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
         padded = np.pad(imp, ((0, ph), (0, pw)), constant_values=-np.inf) if ph or pw else imp
         return padded.reshape(gh, block, gw, block).max(axis=(1, 3)).astype(np.float32)
     if stat != "mean":
-        raise InputError(f"block statistic must be 'mean' or 'max', got {stat!r}")
+        raise InputError(f"block statistic must be 'mean', 'max' or 'submax', got {stat!r}")
     padded = np.pad(imp, ((0, ph), (0, pw))) if ph or pw else imp
     # sum rows of each block first (contiguous), then columns; float64 accumulators
     sums = padded.reshape(gh, block, gw * block).sum(axis=1, dtype=np.float64)
@@ -50,21 +56,26 @@ def block_reduce(importance: np.ndarray, block: int, stat: str = "mean") -> np.n
 
 
 def importance_to_qp(grid: np.ndarray, base_qp: int, delta: int, gamma: float = 1.0,
-                     normalize: str = "none", background: int | None = None) -> np.ndarray:
+                     normalize: str = "none", background: int | None = None,
+                     floor: float = 0.0) -> np.ndarray:
     """int8 QP grid in ``[base_qp - delta, base_qp + background]``; high importance -> low QP."""
     bg = delta if background is None else background
     if delta < 0 or bg < 0 or base_qp - delta < 0 or base_qp + bg > 63:
         raise InputError(f"base QP {base_qp} with delta {delta} and background {bg} leaves the QP "
                          "range 0..63 (8-bit encoders accept 0..51)")
-    qp = np.rint(base_qp + bg - float(bg + delta) * block_strength(grid, gamma, normalize))
+    qp = np.rint(base_qp + bg - float(bg + delta) * block_strength(grid, gamma, normalize, floor))
     return np.clip(qp, base_qp - delta, base_qp + bg).astype(np.int8)
 
 
-def block_strength(grid: np.ndarray, gamma: float = 1.0, normalize: str = "none") -> np.ndarray:
-    """float64 ``imp_block**gamma`` in [0, 1] (after the optional per-frame stretch): the share of
-    the ROI delta a block gets, the rest of ``1`` being its share of the background offset."""
+def block_strength(grid: np.ndarray, gamma: float = 1.0, normalize: str = "none",
+                   floor: float = 0.0) -> np.ndarray:
+    """float64 ``((imp_block - floor) / (1 - floor))**gamma`` in [0, 1] (after the optional
+    per-frame stretch; importance at or below ``floor`` counts as background): the share of the
+    ROI delta a block gets, the rest of ``1`` being its share of the background offset."""
     if not (np.isfinite(gamma) and gamma > 0):
         raise InputError(f"gamma must be a positive number, got {gamma}")
+    if not (np.isfinite(floor) and 0 <= floor < 1):
+        raise InputError(f"importance floor must be in [0, 1), got {floor}")
     g = np.asarray(grid, dtype=np.float64)
     if not np.isfinite(g).all():
         raise InputError("block importance grid contains NaN or infinite values")
@@ -74,6 +85,8 @@ def block_strength(grid: np.ndarray, gamma: float = 1.0, normalize: str = "none"
         g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
     elif normalize != "none":
         raise InputError(f"qp normalisation must be 'none' or 'frame', got {normalize!r}")
+    if floor > 0:
+        g = np.clip((g - floor) / (1.0 - floor), 0.0, 1.0)
     return g ** gamma
 
 
@@ -94,8 +107,8 @@ class RateChoice:
 
 def rate_qp_map(importance: np.ndarray, activity: np.ndarray, *, budget_pct: float, block: int = 32,
                 stat: str = "max", base_qp: int = 32, delta: int = 6, background: int = 0,
-                gamma: float = 1.0, normalize: str = "none",
-                exponent: float = 1.0) -> tuple[np.ndarray, RateChoice]:
+                gamma: float = 1.0, normalize: str = "none", exponent: float = 1.0,
+                floor: float = 0.0) -> tuple[np.ndarray, RateChoice]:
     """int8 QP grid whose bits, predicted by :mod:`roienc.ratemodel` from the frame's luma
     ``activity``, grow by at most ``budget_pct`` percent: the ROI gets up to ``delta`` QP less,
     beyond the budget the background pays up to ``background`` QP more, then the ROI delta
@@ -103,7 +116,7 @@ def rate_qp_map(importance: np.ndarray, activity: np.ndarray, *, budget_pct: flo
     from .ratemodel import block_weights, dither, offset_grid, predicted_rate, solve_offsets
 
     grid = block_reduce(importance, block, stat)
-    s = block_strength(grid, gamma, normalize)
+    s = block_strength(grid, gamma, normalize, floor)
     w = block_weights(activity, s.shape, block, exponent=exponent)
     off = solve_offsets(s, w, budget_pct / 100.0, float(delta), float(background))
     dq = dither(offset_grid(s, off.roi_delta, off.background))
@@ -118,10 +131,11 @@ def rate_qp_map(importance: np.ndarray, activity: np.ndarray, *, budget_pct: flo
 
 def qp_map_from_importance(importance: np.ndarray, *, block: int = 16, stat: str = "mean",
                            base_qp: int = 32, delta: int = 3, gamma: float = 1.0,
-                           normalize: str = "none", background: int | None = None) -> np.ndarray:
+                           normalize: str = "none", background: int | None = None,
+                           floor: float = 0.0) -> np.ndarray:
     """Block reduction then QP mapping in one call."""
     return importance_to_qp(block_reduce(importance, block, stat), base_qp, delta, gamma, normalize,
-                            background)
+                            background, floor)
 
 
 def _qp_colours(base_qp: int, delta: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from .propagate import PropagationParams
 from .report import write_report
 from .tools import find_ffmpeg
 
-QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget")
+QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget", "floor")
 FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "gamma", "base_qp",
                     "bd_psnr_roi_pct", "bd_psnr_nonroi_pct", "bd_psnr_y_pct", "bd_psnr_weighted_pct",
                     "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct", "pareto", "judged_by"]
@@ -87,7 +87,7 @@ def _digest(params: dict) -> str:
 def maps_label(qp: QPParams, map_params: dict) -> str:
     """``b32-max-d4-bg2-g1-q32-<hash>``: readable QP mapping plus a hash of every map parameter."""
     digest = _digest(map_params)
-    rate = f"-r{qp.rate_budget:g}" if qp.rate_mode else ""
+    rate = (f"-r{qp.rate_budget:g}" if qp.rate_mode else "") + (f"-f{qp.floor:g}" if qp.floor else "")
     return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.background}{rate}-g{qp.gamma:g}-q{qp.base_qp}"
             f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
 

@@ -63,8 +63,11 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     q.add_argument("--gamma", type=lst(float), default=d.gamma,
                    help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}){more}")
     q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
-                   **({} if multi_qp else {"choices": ["mean", "max"]}),
+                   **({} if multi_qp else {"choices": ["mean", "max", "submax"]}),
                    help=f"importance of a block: mean or max (default {d.block_stat}){more}")
+    q.add_argument("--floor", type=lst(float), default=d.floor,
+                   help="block importance at or below it counts as background: strength "
+                        f"((imp-floor)/(1-floor))**gamma (default {d.floor:g}){more}")
     q.add_argument("--rate-budget", type=lst(_budget), default=d.rate_budget, metavar="PCT",
                    help="per frame, the offsets whose bits (predicted from the picture's activity) "
                         "grow by at most PCT percent over the plain encode; --delta and "
@@ -109,7 +112,7 @@ def qp_grid(args: argparse.Namespace) -> dict[str, list]:
     """The list-valued QP options of a sweep (only those given with more than one value)."""
     keys = {"block_size": "block_size", "block_stat": "block_stat", "delta": "delta",
             "background": "background", "gamma": "gamma", "base_qp": "base_qp",
-            "rate_budget": "rate_budget"}
+            "rate_budget": "rate_budget", "floor": "floor"}
     return {k: getattr(args, a) for k, a in keys.items()
             if isinstance(getattr(args, a), list) and len(getattr(args, a)) > 1}
 
@@ -129,7 +132,8 @@ def map_kwargs(args: argparse.Namespace) -> dict:
                                     args.distance_mode),
         qp=QPParams(_first(args.block_size), _first(args.base_qp), _first(args.delta),
                     _first(args.gamma), _first(args.block_stat), args.qp_normalize,
-                    _first(args.background), _first(args.rate_budget)),
+                    _first(args.background), _first(args.rate_budget),
+                    floor=_first(args.floor)),
         classes=args.classes, speed=args.speed, speed_override=override, camera=args.camera,
         fx=args.fx, baseline=args.baseline, sequences=args.sequences,
         labels_root=args.labels_root, labels_pattern=args.labels_pattern,

@@ -1,0 +1,115 @@
+"""--rate-budget end to end on a synthesized snippet whose ROI changes from frame to frame, with
+real libx265 encodes: the per-frame offsets follow the rule, the encoder's bits follow the
+budget, a zero budget without a background to pay gives the baseline's bitstream, and the
+options reach params.json and the sweep's mapping hash."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from roienc.cli import main as cli
+from roienc.dataset import find_clips
+from roienc.encode import RatePoint, encode_many
+from roienc.maps import QPParams, build_maps, read_manifest
+from roienc.probe import packet_sizes
+from roienc.qpmap import block_reduce, block_strength
+from roienc.ratemodel import block_weights, offset_grid, predicted_rate
+
+pytestmark = [pytest.mark.encode, pytest.mark.slow]
+
+# 384x192 frames: 16-px blocks (x265 gets qg-size 16); a delta cap high enough for the budget to bind
+QP = dict(block_size=16, delta=9, background=0)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    from roienc.synth import synthesize
+
+    r = tmp_path_factory.mktemp("cs")
+    synthesize(r, width=384, height=192, seed=0)
+    return r
+
+
+def _maps(root, out, **qp):
+    build_maps(root, out, split="val", sequences=True, workers=1, progress=False,
+               visualize_every=0, qp=QPParams(**{**QP, **qp}))
+    return out
+
+
+def _bytes(ffmpeg, path):
+    return sum(packet_sizes(ffmpeg, path))
+
+
+def test_offsets_follow_the_budget_frame_by_frame(root, tmp_path, ffmpeg):
+    maps = _maps(root, tmp_path / "maps", rate_budget=10.0)
+    man = read_manifest(maps)
+    seq = man[man["source"] == "sequence"].sort_values("frame_id")
+    assert (seq["status"] == "ok").all() and len(seq) == 30
+    # every frame within its budget (the dithered integer grid: within 1.5 points)
+    assert (seq["rate_predicted_pct"] <= 10.0 + 1.5).all()
+    cost_share, deltas = [], []
+    for fid, d in zip(seq["frame_id"], seq["qp_roi_delta"]):
+        folder = maps / "val" / "lindau"
+        choice = json.loads((folder / f"{fid}_rate.json").read_text())
+        assert choice["roi_delta"] == pytest.approx(d) and choice["budget_pct"] == 10.0
+        s = block_strength(block_reduce(np.load(folder / f"{fid}_importance.npy"), 16, "max"))
+        w = block_weights(np.load(folder / f"{fid}_activity.npy"), s.shape, 16)
+        # the rule, recomputed: the delta spends the budget exactly (below its cap of 9)
+        assert 0 < d < 9
+        assert predicted_rate(offset_grid(s, d, 0), w) == pytest.approx(0.10, abs=2e-4)
+        assert predicted_rate(offset_grid(s, d + 0.1, 0), w) > 0.10
+        cost_share.append(float((w * s).sum() / w.sum()))     # importance-weighted cost share
+        deltas.append(d)
+    # the ROI's share of the predicted bits changes across the snippet; a larger share, a smaller delta
+    assert max(cost_share) > 1.2 * min(cost_share)
+    assert np.corrcoef(cost_share, deltas)[0, 1] < -0.8
+
+    # the encoder's own bits (packet sizes) against the plain encode, at two budgets
+    clips = [c for c in find_clips(root, "val") if c.source == "sequence"]
+    small = _maps(root, tmp_path / "maps3", rate_budget=3.0)
+    measured = {}
+    for name, m in (("10", maps), ("3", small)):
+        encode_many(clips, m, modes=["baseline", "roi"], rates=[RatePoint("crf", 30)],
+                    out=tmp_path / f"e{name}", preset="fast", progress=False)
+        base = _bytes(ffmpeg.path, tmp_path / f"e{name}/hevc/baseline/crf30/{clips[0].clip_id}.mp4")
+        roi = _bytes(ffmpeg.path, tmp_path / f"e{name}/hevc/roi/crf30/{clips[0].clip_id}.mp4")
+        measured[name] = 100.0 * (roi / base - 1)
+    # measured on this clip: +11.3% at budget 10 (CRF 24/30/36: +6.7 / +11.3 / +16.1%)
+    assert 5.0 <= measured["10"] <= 16.0, measured
+    assert 0.5 <= measured["3"] < measured["10"] / 2, measured
+
+
+def test_zero_budget_without_background_is_the_baseline(root, tmp_path):
+    """Budget 0 and no background offset allowed: the solver gives every block 0, and the ROI
+    encode is the baseline's bitstream byte for byte."""
+    maps = _maps(root, tmp_path / "maps", rate_budget=0.0)
+    man = read_manifest(maps)
+    assert (man["qp_roi_delta"] == 0).all()
+    clips = [c for c in find_clips(root, "val") if c.source == "sequence"]
+    encode_many(clips, maps, modes=["baseline", "roi"], rates=[RatePoint("crf", 30)],
+                out=tmp_path / "e", preset="fast", progress=False)
+    cid = clips[0].clip_id
+    assert ((tmp_path / f"e/hevc/roi/crf30/{cid}.mp4").read_bytes()
+            == (tmp_path / f"e/hevc/baseline/crf30/{cid}.mp4").read_bytes())
+
+
+def test_rate_budget_in_params_and_the_sweep_hash(root, tmp_path):
+    run = tmp_path / "run"
+    assert cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--modes",
+                "baseline,roi", "--crf", "26,32,38", "--preset", "fast", "--out", str(run),
+                "--no-progress", "--workers", "1", "--block-size", "16", "--delta", "9",
+                "--background", "0", "--rate-budget", "off,4,12", "--no-settings-reference"]) == 0
+    sweep = json.loads((run / "sweep.json").read_text())
+    combos = sweep["qp_combinations"]
+    assert sorted(q["rate_budget"] is None or q["rate_budget"] for q in combos.values()) == [True, 4.0, 12.0]
+    labels = list(combos)
+    assert len(set(labels)) == 3 and any("-r4-" in lab for lab in labels)
+    for lab, q in combos.items():
+        params = json.loads((run / "maps" / lab / "params.json").read_text())
+        assert params["qp"]["rate_budget"] == q["rate_budget"]
+    fr = pd.read_csv(run / "frontier.csv").set_index("rate_budget", drop=False)
+    # a larger budget buys more inside the ROI
+    assert fr.loc[12.0, "bd_psnr_roi_pct"] < fr.loc[4.0, "bd_psnr_roi_pct"]
