@@ -40,17 +40,23 @@ import pandas as pd
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "cityscapes_sequences"
 METRICS = ["psnr_roi", "psnr_nonroi", "psnr_y", "psnr_weighted"]
 
-# candidates: the fixed mappings the README measured, and rate budgets (delta and background
-# are then caps), with the static classes' importance (0.1) as the floor of the ROI strength
+# candidates, every field explicit (QPParams' defaults may change): the fixed mappings the README
+# measured, and rate budgets (delta and background are then caps) with the static classes'
+# importance (0.1) as the floor of the ROI strength and 'submax' blocks (a block half covered by
+# objects gets half the delta); the last ones let the background pay, for the 'neutral' rule
+_FIXED = "block_stat=max,floor=0,background=0,delta="
+_RATE = "block_stat=submax,floor=0.1,"
 CANDIDATES = {
-    "fixed d3": "delta=3",
-    "fixed d6 (old default)": "delta=6",
-    "rate 6": "rate_budget=6,delta=9,floor=0.1",
-    "rate 8": "rate_budget=8,delta=9,floor=0.1",
-    "rate 10": "rate_budget=10,delta=9,floor=0.1",
-    "rate 12": "rate_budget=12,delta=9,floor=0.1",
-    "rate 0, background pays <= 2": "rate_budget=0,delta=9,background=2,floor=0.1",
-    "rate 3, background pays <= 2": "rate_budget=3,delta=9,background=2,floor=0.1",
+    "fixed max d3": _FIXED + "3",
+    "fixed max d6 (old default)": _FIXED + "6",
+    "rate 8, d<=6": _RATE + "delta=6,background=0,rate_budget=8",
+    "rate 9, d<=6": _RATE + "delta=6,background=0,rate_budget=9",
+    "rate 10, d<=6": _RATE + "delta=6,background=0,rate_budget=10",
+    "rate 10, d<=7": _RATE + "delta=7,background=0,rate_budget=10",
+    "rate 4, d<=6": _RATE + "delta=6,background=0,rate_budget=4",
+    "rate 5, d<=6": _RATE + "delta=6,background=0,rate_budget=5",
+    "rate 2, d<=6, bg<=2": _RATE + "delta=6,background=2,rate_budget=2",
+    "rate 0, d<=6, bg<=2": _RATE + "delta=6,background=2,rate_budget=0",
 }
 
 

@@ -508,6 +508,21 @@ def encode_clip(job: EncodeJob) -> dict:
     return side
 
 
+def frame_offsets(dq) -> dict:
+    """Per frame, the QP offsets the encoder is given (what a rate budget chose shows here):
+    the lowest, the mean over the blocks below 0 (0 when none), the highest, and the share of
+    blocks below 0."""
+    import numpy as np
+
+    d = np.asarray(dq, np.float64).reshape(len(dq), -1)
+    neg = d < 0
+    n = neg.sum(axis=1)
+    mean_neg = np.where(n > 0, np.where(neg, d, 0).sum(axis=1) / np.maximum(n, 1), 0.0)
+    return {"min": d.min(axis=1).astype(int).tolist(), "mean_roi": np.round(mean_neg, 3).tolist(),
+            "max": d.max(axis=1).astype(int).tolist(),
+            "roi_block_share": np.round(n / d.shape[1], 4).tolist()}
+
+
 def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     cfg, clip = job.config, job.clip
     adapter: dict = side["adapter"]
@@ -515,7 +530,8 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     fqps = None
     if maps is not None:
         fqps = frame_qps(maps.qp)
-        adapter.update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta)
+        adapter.update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta,
+                       frame_offsets=frame_offsets(maps.dq))
     side["adds_to_baseline"] = {
         "encoder_params": roi_settings(job, maps),
         "roi": {"roi": "per-frame addroi offsets", "roi+zones": "per-frame addroi offsets and zones",

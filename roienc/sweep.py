@@ -34,7 +34,7 @@ from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
-from .maps import QPParams, build_maps, derive_maps, load_params
+from .maps import QPParams, build_maps, derive_maps, load_params, read_manifest
 from .plots import frontier_plot, rd_plot
 from .propagate import PropagationParams
 from .report import write_report
@@ -43,7 +43,8 @@ from .tools import find_ffmpeg
 QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget", "floor")
 FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "gamma", "base_qp",
                     "bd_psnr_roi_pct", "bd_psnr_nonroi_pct", "bd_psnr_y_pct", "bd_psnr_weighted_pct",
-                    "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct", "pareto", "judged_by"]
+                    "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct",
+                    "mean_roi_delta", "mean_background", "mean_predicted_rate_pct", "pareto", "judged_by"]
 
 
 @dataclass
@@ -200,7 +201,8 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     bd = pd.concat(bds, ignore_index=True) if bds else bd_table(plain)
     bd["judged_by"] = judged_by
     write_csv(run_dir / "bdrate.csv", bd.itertuples(index=False), header=list(bd.columns))
-    frontier = frontier_table(bd, dict(zip(labels, combos)), judged_by)
+    frontier = frontier_table(bd, dict(zip(labels, combos)), judged_by,
+                              {lab: d for lab, d in zip(labels, maps_dirs)})
     write_csv(run_dir / "frontier.csv", frontier.itertuples(index=False), header=list(frontier.columns))
     plot_res = results.copy()
     if len(labels) > 1:
@@ -212,6 +214,18 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     report = write_report(run_dir, results, bd, plots, maps_dirs[0], find_ffmpeg(ffmpeg).path,
                           params, roi_threshold, judged_by=judged_by, frontier=frontier)
     return SweepResult(run_dir, results, bd, plots, report, encodes, frontier, errors)
+
+
+def _mean_offsets(maps_dir: Path | None) -> list[float]:
+    """Mean over the frames built of qp_roi_delta, qp_background and rate_predicted_pct."""
+    cols = ["qp_roi_delta", "qp_background", "rate_predicted_pct"]
+    try:
+        man = read_manifest(maps_dir)
+        ok = man[man["status"] == "ok"]
+        return [round(float(pd.to_numeric(ok[c], errors="coerce").mean()), 3) if c in ok
+                else float("nan") for c in cols]
+    except (InputError, TypeError, OSError):
+        return [float("nan")] * len(cols)
 
 
 def _tag(df: pd.DataFrame, label: str, judged_by: str, errors: list[dict]) -> pd.DataFrame:
@@ -236,10 +250,12 @@ def pareto_mask(x: list[float], y: list[float]) -> list[bool]:
     return out
 
 
-def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str) -> pd.DataFrame:
+def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str,
+                   maps_dirs: dict[str, Path] | None = None) -> pd.DataFrame:
     """One row per QP mapping: BD-rates of its ``roi`` encode against the plain baseline (and
-    against its own roi-settings reference), and whether it is on the Pareto front of
-    (psnr_roi BD-rate, psnr_nonroi BD-rate)."""
+    against its own roi-settings reference), the mean over its frames of the offsets chosen (a
+    rate budget chooses them per frame; the manifest has each frame's), and whether it is on the
+    Pareto front of (psnr_roi BD-rate, psnr_nonroi BD-rate)."""
     rows = []
     mean = bd[(bd["clip"] == "mean") & (bd["mode"] == "roi")] if len(bd) else bd
     for lab, q in combos.items():
@@ -249,10 +265,11 @@ def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str
         def get(metric: str, ref: str = "baseline") -> float:
             r = m[(m["metric"] == metric) & (m["reference"] == ref)]["bd_rate_pct"]
             return float(r.iloc[0]) if len(r) else float("nan")
+        chosen = _mean_offsets(maps_dirs.get(lab) if maps_dirs else None)
         rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.rate_budget, q.gamma, q.base_qp,
                      get("psnr_roi"), get("psnr_nonroi"), get("psnr_y"), get("psnr_weighted"),
                      get("psnr_roi", "roi-settings"), get("psnr_nonroi", "roi-settings"),
-                     False, judged_by])
+                     *chosen, False, judged_by])
     df = pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
     if len(df):
         df["pareto"] = pareto_mask(list(df["bd_psnr_nonroi_pct"]), list(df["bd_psnr_roi_pct"]))
