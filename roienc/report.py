@@ -109,6 +109,29 @@ def _adds_to_baseline(results: pd.DataFrame) -> str:
     return "; ".join(seen.values())
 
 
+def offsets_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per ROI encode's maps and clip: the QP offsets the encoder was given, over the
+    clip's frames (from the sidecar's ``adapter.frame_offsets``; a rate budget chooses them per
+    frame): mean / lowest / highest of the frames' mean negative offset, and the mean share of
+    blocks with a negative offset. Empty when no sidecar records them."""
+    rows, seen = [], set()
+    for _, r in results.iterrows():
+        key = (r.get("maps"), r["clip"])
+        if r["mode"] == "baseline" or key in seen or not isinstance(r.get("sidecar"), str):
+            continue
+        try:
+            off = json.loads(Path(r["sidecar"]).read_text("utf-8"))["adapter"]["frame_offsets"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        seen.add(key)
+        roi = pd.Series(off["mean_roi"], dtype=float)
+        rows.append({"maps": key[0], "clip": key[1], "frames": len(roi),
+                     "mean_roi_offset": roi.mean(), "min_frame": roi.min(), "max_frame": roi.max(),
+                     "lowest_offset": min(off["min"]), "highest_offset": max(off["max"]),
+                     "roi_block_share": float(pd.Series(off["roi_block_share"]).mean())})
+    return pd.DataFrame(rows)
+
+
 def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
                  maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5, *,
                  judged_by: str = "", frontier: pd.DataFrame | None = None) -> Path:
@@ -145,6 +168,15 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
                       "the mappings no other beats on both.</p>"
                       + frontier.drop(columns=["judged_by"], errors="ignore").to_html(
                           index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
+    offsets = offsets_table(results)
+    offsets_html = ("" if offsets.empty else
+                    "<h2>QP offsets given to the encoder</h2><p>Per clip, over its frames: the mean "
+                    "offset of the blocks below the base QP (a rate budget sets it frame by frame; "
+                    "<code>min_frame</code> / <code>max_frame</code> are the frames' extremes), "
+                    "the lowest and highest block offset, and the mean share of blocks below the "
+                    "base QP. Each frame's values are in the encode's sidecar "
+                    "(<code>adapter.frame_offsets</code>).</p>"
+                    + offsets.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
     imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
                    for p in plots)
     page = f"""<!doctype html>
@@ -162,6 +194,7 @@ itself brings. {adds_html}</p>
 {judged_html}
 <h2>BD-rate (mean over clips)</h2>{bd_html}
 {front_html}
+{offsets_html}
 <h2>Rate-distortion</h2><div class="row">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{ssim_note}{res_html}

@@ -41,7 +41,8 @@ from .report import write_report
 from .tools import find_ffmpeg
 
 QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget", "floor")
-FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "gamma", "base_qp",
+FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "floor", "gamma",
+                    "base_qp",
                     "bd_psnr_roi_pct", "bd_psnr_nonroi_pct", "bd_psnr_y_pct", "bd_psnr_weighted_pct",
                     "roi_only_bd_psnr_roi_pct", "roi_only_bd_psnr_nonroi_pct",
                     "mean_roi_delta", "mean_background", "mean_predicted_rate_pct", "pareto", "judged_by"]
@@ -266,7 +267,7 @@ def frontier_table(bd: pd.DataFrame, combos: dict[str, QPParams], judged_by: str
             r = m[(m["metric"] == metric) & (m["reference"] == ref)]["bd_rate_pct"]
             return float(r.iloc[0]) if len(r) else float("nan")
         chosen = _mean_offsets(maps_dirs.get(lab) if maps_dirs else None)
-        rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.rate_budget, q.gamma, q.base_qp,
+        rows.append([lab, q.block_size, q.block_stat, q.delta, q.background, q.rate_budget, q.floor, q.gamma, q.base_qp,
                      get("psnr_roi"), get("psnr_nonroi"), get("psnr_y"), get("psnr_weighted"),
                      get("psnr_roi", "roi-settings"), get("psnr_nonroi", "roi-settings"),
                      *chosen, False, judged_by])

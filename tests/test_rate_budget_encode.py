@@ -113,3 +113,13 @@ def test_rate_budget_in_params_and_the_sweep_hash(root, tmp_path):
     fr = pd.read_csv(run / "frontier.csv").set_index("rate_budget", drop=False)
     # a larger budget buys more inside the ROI
     assert fr.loc[12.0, "bd_psnr_roi_pct"] < fr.loc[4.0, "bd_psnr_roi_pct"]
+    # the report shows the offsets the encoder was given, from the sidecars: a larger budget,
+    # deeper offsets; the fixed mapping reaches its full delta
+    from roienc.report import offsets_table
+
+    assert "QP offsets given to the encoder" in (run / "report.html").read_text()
+    off = offsets_table(pd.read_csv(run / "results.csv")).set_index("maps")
+    budget = {lab: q["rate_budget"] for lab, q in combos.items()}
+    by_budget = {budget[m]: row for m, row in off.iterrows()}
+    assert by_budget[12.0]["mean_roi_offset"] < by_budget[4.0]["mean_roi_offset"] < 0
+    assert by_budget[None]["lowest_offset"] == -9
