@@ -57,6 +57,11 @@ CANDIDATES = {
     "rate 5, d<=6": _RATE + "delta=6,background=0,rate_budget=5",
     "rate 2, d<=6, bg<=2": _RATE + "delta=6,background=2,rate_budget=2",
     "rate 0, d<=6, bg<=2": _RATE + "delta=6,background=2,rate_budget=0",
+    # lower caps spread a small budget over more blocks (smaller offsets buy more per bit): for
+    # the 'neutral' rule
+    "rate 5, d<=4": _RATE + "delta=4,background=0,rate_budget=5",
+    "rate 6, d<=4": _RATE + "delta=4,background=0,rate_budget=6",
+    "rate 4, d<=3": _RATE + "delta=3,background=0,rate_budget=4",
 }
 
 
