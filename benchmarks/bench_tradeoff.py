@@ -62,6 +62,9 @@ CANDIDATES = {
     "rate 5, d<=4": _RATE + "delta=4,background=0,rate_budget=5",
     "rate 6, d<=4": _RATE + "delta=4,background=0,rate_budget=6",
     "rate 4, d<=3": _RATE + "delta=3,background=0,rate_budget=4",
+    # the budget concentrated on the nearest objects (strength squared): on content with many
+    # objects of middling importance
+    "rate 9, d<=6, gamma 2": _RATE + "delta=6,background=0,rate_budget=9,gamma=2",
 }
 
 
