@@ -5,7 +5,7 @@ import argparse
 
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
-from ..configs import check_rate
+from ..configs import CODECS, check_rate
 from ..encode import ENGINES, MODES, RatePoint, encode_many
 from ..errors import InputError
 from .build_maps import csv_list
@@ -16,7 +16,8 @@ def _arg_type(control: str, multi: bool):
     usage error (exit 2), not a traceback."""
     def one(text: str) -> float:
         try:
-            return check_rate(control, text if control == "bitrate" else text.strip())
+            # 63: the widest CRF scale (libvpx, SVT-AV1); the codec's own range is checked later
+            return check_rate(control, text if control == "bitrate" else text.strip(), qp_max=63)
         except InputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -32,7 +33,7 @@ def _arg_type(control: str, multi: bool):
 def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--crf", type=_arg_type("crf", multi),
-                   help="constant rate factor, 0-51" + (" (comma list)" if multi else ""))
+                   help="constant rate factor, 0-51 (vp9, av1: 0-63)" + (" (comma list)" if multi else ""))
     g.add_argument("--bitrate", type=_arg_type("bitrate", multi),
                    help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
     g.add_argument("--qp", type=_arg_type("qp", multi),
@@ -76,7 +77,7 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
                        description=__doc__)
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc")
     p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
     p.add_argument("--split", default="val")
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
-    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
+    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli, vp9, av1)")
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
     p.add_argument("--out", required=True, metavar="ENC")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")

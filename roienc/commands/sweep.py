@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..configs import CODECS
 from ..sweep import run_sweep
 from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
                          qp_grid)
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cities", type=csv_list, metavar="A,B")
     p.add_argument("--source", choices=["sequence", "frames"])
     p.add_argument("--sequence", nargs="+", metavar="ID")
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
     add_rate_options(p, multi=True)
