@@ -155,6 +155,8 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
                          "bitrate only; use --crf (0-63) or --bitrate")
     if codec == "vp9" and mode in ("roi", "roi-settings"):
         check_vp9_roi(config.params)
+    if codec == "av1" and two_pass:
+        raise InputError("--two-pass is not driven for --codec av1 (SvtAv1EncApp); encode one pass")
     if mode == "qpfile" and config.encoder != "x265":
         raise InputError("--mode qpfile needs the x265 CLI config (FFmpeg's libx265 wrapper rejects "
                          "qpfile): use --config hevc_x265cli")
@@ -197,6 +199,7 @@ class EncodeJob:
     two_pass: bool = False            # bitrate mode: analysis pass, then the real encode
     frame_progress: bool = False      # a tqdm bar over frames (in-process runs only)
     engine: str = "ffmpeg"            # libx265/libx264 through the FFmpeg CLI or "pyav" (inproc)
+    svtav1: Tool | None = None        # SvtAv1EncApp (codec av1)
 
     @property
     def folder(self) -> Path:
@@ -468,9 +471,11 @@ def encode_clip(job: EncodeJob) -> dict:
         "frames": len(clip.frame_ids),
         "fps": clip.fps, "width": None, "height": None, "pix_fmt": cfg.pix_fmt, "bytes": None,
         "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
-        "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
+        "encoder_version": (job.x265.version if cfg.encoder == "x265" and job.x265 else
+                            f"SVT-AV1 {job.svtav1.version}" if cfg.encoder == "SvtAv1EncApp"
+                            and job.svtav1 else job.ffmpeg.version),
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
-        "engine": "x265-cli" if cfg.encoder == "x265" else "ffmpeg",
+        "engine": {"x265": "x265-cli", "SvtAv1EncApp": "svtav1-cli"}.get(cfg.encoder, "ffmpeg"),
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
         "maps": signature["maps"],
         "cityscapes_root": str(Path(job.cityscapes_root).absolute()) if job.cityscapes_root else "",
@@ -598,6 +603,10 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
         (job.folder / f"{clip.clip_id}.hevc").unlink(missing_ok=True)
         return
 
+    if cfg.encoder == "SvtAv1EncApp":
+        _encode_svtav1(job, maps, side, log_path)
+        return
+
     filter_args = None
     roi_file = None
     if job.mode in ("roi", "roi+zones"):
@@ -668,6 +677,41 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             side["commands"] += cmds
             _run_encoder(job, cmds[0], log_path, " pass 1")
             _run_encoder(job, cmds[1], log_path.with_name(f"{clip.clip_id}.pass2.log"), " pass 2")
+
+
+def _encode_svtav1(job: EncodeJob, maps: ClipMaps | None, side: dict, log_path: Path) -> None:
+    """AV1: FFmpeg decodes to y4m | SvtAv1EncApp (with ``--roi-map-file`` in ROI mode) -> IVF,
+    remuxed into MP4 (see :mod:`roienc.svtav1`)."""
+    from . import svtav1
+
+    cfg, clip, adapter = job.config, job.clip, side["adapter"]
+    roi_map = None
+    if job.mode == "roi" and maps is not None:
+        grids = svtav1.roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height,
+                                     cfg.qp_scale)
+        if np.any(grids):
+            roi_map = job.folder / f"{clip.clip_id}.roimap.txt"
+            write_text(roi_map, svtav1.roi_map_text(grids))
+            adapter.update(roi_map_file=str(roi_map), svt_offsets=frame_offsets(grids),
+                           svt_rule=("qindex offset per 64x64 block = round(area mean of the map "
+                                     "QP delta * qp_scale), clipped to -255..255, at most 7 "
+                                     "non-zero levels a picture (block-weighted optimal "
+                                     "quantiser); every picture listed"), qp_scale=cfg.qp_scale)
+        else:
+            adapter["note"] = "all-zero delta QP map: no ROI map file, command identical to baseline"
+    with atomic_path(job.mp4) as tmp_mp4, atomic_path(job.folder / f"{clip.clip_id}.ivf") as tmp_ivf:
+        dec = [job.ffmpeg.path, "-hide_banner", "-nostdin", *job_input_args(job),
+               "-vf", f"format={cfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
+        enc = svtav1.cli_args(job.svtav1, preset=cfg.preset, rate_control=job.rate.control,
+                              rate_value=job.rate.value, params=cfg.params, out_ivf=str(tmp_ivf),
+                              roi_map=str(roi_map) if roi_map else None, threads=job.threads)
+        side["commands"] += [dec, enc]
+        run_pipeline(dec, enc, log_path)
+        mux = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", "-i", str(tmp_ivf), "-c", "copy",
+               *(["-tag:v", cfg.tag] if cfg.tag else []), str(tmp_mp4)]
+        side["commands"].append(mux)
+        run(mux)
+    (job.folder / f"{clip.clip_id}.ivf").unlink(missing_ok=True)
 
 
 class FrameProgress:
@@ -781,6 +825,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] | None = None,
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
+                svtav1: str | None = None,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
                 preset: str | None = None, executor: ExecutorSpec | None = None,
                 progress: bool = True, two_pass: bool = False,
@@ -817,9 +862,11 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 log.warning("%s: %s", mode, w)
     needs_x265 = any(cfg.encoder == "x265" for _, cfg, _ in plans)
     x = find_x265(x265) if needs_x265 else None
+    svt = None
     if codec == "av1":
         from .svtav1 import find_svtav1
-        find_svtav1()         # raises naming why (missing, or too old for --roi-map-file)
+        # raises naming why: missing, or (ROI modes) too old for --roi-map-file
+        svt = find_svtav1(svtav1, need_roi=any(m != "baseline" for m in modes))
     enc_name = FFMPEG_ENCODERS.get(codec, "")
     eng = resolve_engine(engine, enc_name, two_pass=two_pass,
                          ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
@@ -835,7 +882,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass,
-                      engine=eng)
+                      engine=eng, svtav1=svt)
             for c in clips for mode, cfg, mode_rates in plans for rate in mode_rates]
     spec = executor or ExecutorSpec("local", jobs)
     if progress and spec.kind == "local" and spec.resolved_workers() == 1:

@@ -67,6 +67,8 @@ def _mode_list(text: str) -> list[str]:
 def add_tool_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg binary (default: $ROIENC_FFMPEG, PATH, bundled)")
     p.add_argument("--x265", metavar="PATH", help="x265 CLI for qpfile mode (default: $ROIENC_X265, PATH)")
+    p.add_argument("--svtav1", metavar="PATH",
+                   help="SvtAv1EncApp for --codec av1, >= 1.6 for ROI (default: $ROIENC_SVTAV1, PATH)")
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="how libx265/libx264 encodes run, one engine for the whole run: 'pyav' "
                         "in-process through the av wheel's FFmpeg (ROI per frame, linear in clip "
@@ -107,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     clips = find_clips(args.cityscapes_root, args.split, args.cities, args.source, args.sequence)
     results = encode_many(clips, args.maps, codec=args.codec, modes=args.mode,
                           rates=rate_points(args), config=args.config, out=args.out, jobs=args.jobs,
-                          ffmpeg=args.ffmpeg, x265=args.x265, skip_existing=args.skip_existing,
+                          ffmpeg=args.ffmpeg, x265=args.x265, svtav1=args.svtav1,
+                          skip_existing=args.skip_existing,
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
                           preset=args.preset, progress=not args.no_progress,
                           executor=ExecutorSpec(args.executor, args.jobs, args.scheduler),

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     settings_reference=not args.no_settings_reference, config=args.config,
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
+                    svtav1=args.svtav1,
                     executor=executor_spec(args), progress=not args.no_progress,
                     two_pass=args.two_pass, ssim=args.ssim, engine=args.engine,
                     argv=["roienc", *sys.argv[1:]])
