@@ -153,6 +153,9 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
     if codec in ("vp9", "av1") and rate.control == "qp":
         raise InputError(f"--qp with --codec {codec}: roienc drives {config.encoder} by CRF or "
                          "bitrate only; use --crf (0-63) or --bitrate")
+    if config.encoder == "libvpx-vp9" and config.preset:
+        raise InputError(f"preset {config.preset!r}: libvpx-vp9 has no presets (its speed is "
+                         "cpu-used in the config's [params]); drop --preset / the config's preset")
     if codec == "vp9" and mode in ("roi", "roi-settings"):
         check_vp9_roi(config.params)
     if codec == "av1" and two_pass:

@@ -208,6 +208,9 @@ def test_vp9_refusals(seq_dataset, tmp_path):
     with pytest.raises(InputError, match="between 0 and 63"):
         encode_many(clips, maps, codec="vp9", modes=["baseline"], rates=[RatePoint("crf", 64)],
                     out=tmp_path / "e", progress=False)
+    with pytest.raises(InputError, match="no presets"):
+        encode_many(clips, maps, codec="vp9", modes=["baseline"], rates=CRF, preset="fast",
+                    out=tmp_path / "e", progress=False)
     with pytest.raises(InputError, match="config is for hevc"):
         encode_many(clips, maps, codec="vp9", modes=["baseline"], rates=CRF, config="hevc",
                     out=tmp_path / "e", progress=False)
@@ -260,3 +263,20 @@ def test_vp9_chains_end_with_the_zero_region(seq_dataset, tmp_path):
     cmd = side["commands"][0]
     assert "-preset" not in cmd and cmd[cmd.index("-b:v") + 1] == "0"
     assert cmd[cmd.index("-deadline") + 1] == "realtime" and cmd[cmd.index("-lag-in-frames") + 1] == "0"
+
+
+def test_vp9_sweep_cli(seq_dataset, tmp_path):
+    """`roienc sweep --codec vp9`: maps, encodes, evaluation, BD-rates and report, as for HEVC."""
+    from roienc.cli import main as cli
+    root, _ = seq_dataset
+    run = tmp_path / "run"
+    code = cli(["sweep", "--cityscapes-root", str(root), "--codec", "vp9", "--crf", "30,38,46,54",
+                "--out", str(run), "--block-size", "16", "--delta", "6", "--no-progress"])
+    assert code == 0
+    import pandas as pd
+    bd = pd.read_csv(run / "bdrate.csv")
+    row = bd[(bd["clip"] == "mean") & (bd["mode"] == "roi") & (bd["reference"] == "baseline")
+             & (bd["metric"] == "psnr_roi")]
+    assert len(row) == 1 and row["bd_rate_pct"].iloc[0] < 0, bd
+    res = pd.read_csv(next(run.glob("**/results.csv")))
+    assert set(res["codec"]) == {"vp9"} and len(res) == 8
