@@ -280,3 +280,19 @@ def test_vp9_sweep_cli(seq_dataset, tmp_path):
     assert len(row) == 1 and row["bd_rate_pct"].iloc[0] < 0, bd
     res = pd.read_csv(next(run.glob("**/results.csv")))
     assert set(res["codec"]) == {"vp9"} and len(res) == 8
+
+
+def test_vp9_crf_scale_on_the_command_line(seq_dataset, tmp_path, capsys):
+    """CRF 0..63 for vp9 (libvpx's scale), 0..51 for hevc: out of range is a usage error."""
+    from roienc.cli import main as cli
+    root, maps = seq_dataset
+    base = ["encode", "--cityscapes-root", str(root), "--maps", str(maps), "--mode", "baseline",
+            "--no-progress"]
+    with pytest.raises(SystemExit) as ei:
+        cli(base + ["--codec", "vp9", "--crf", "64", "--out", str(tmp_path / "a")])
+    assert ei.value.code == 2 and "between 0 and 63" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(base + ["--codec", "hevc", "--crf", "55", "--out", str(tmp_path / "b")])
+    assert "between 0 and 51" in capsys.readouterr().err
+    assert cli(base + ["--codec", "vp9", "--crf", "60", "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c/vp9/baseline/crf60/lindau_000000.mp4").is_file()

@@ -5,7 +5,7 @@ import argparse
 
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
-from ..configs import CODECS, check_rate
+from ..configs import CODECS, CRF_MAX, check_rate
 from ..encode import ENGINES, MODES, RatePoint, encode_many
 from ..errors import InputError
 from .build_maps import csv_list
@@ -48,11 +48,20 @@ def add_two_pass_option(p: argparse.ArgumentParser) -> None:
 
 def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list[RatePoint] | None:
     """The rate points asked for; none asked: ``default_crf``, or None (the encoder config's
-    ``[rate]`` section decides)."""
+    ``[rate]`` section decides). A CRF/QP beyond the codec's scale (51; vp9, av1: 63) is the
+    command's usage error (exit 2), like any other bad value."""
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
         if val is not None:
             vals = val if isinstance(val, list) else [val]
+            top = CRF_MAX.get(getattr(args, "codec", "hevc"), 51)
+            parser = getattr(args, "_parser", None)
+            for v in vals:
+                if control != "bitrate" and v > top:
+                    msg = f"argument --{control}: --{control} must be between 0 and {top}, got {v:g}"
+                    if parser is not None:
+                        parser.error(msg)
+                    raise InputError(msg)
             return [RatePoint(control, float(v)) for v in vals]
     return None if default_crf is None else [RatePoint("crf", default_crf)]
 
@@ -102,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-existing", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_tool_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:

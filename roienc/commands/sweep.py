@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_map_options(p, multi_qp=True)
     add_tool_options(p)
     add_executor_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
