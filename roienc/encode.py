@@ -1,4 +1,10 @@
-"""Encode runner: Cityscapes clips + QP maps -> real x265/x264 encodes with sidecars.
+"""Encode runner: Cityscapes clips + QP maps -> real x265/x264/libvpx-vp9/SVT-AV1 encodes with
+sidecars.
+
+Codecs (what each honours of a map: docs/codecs.md): ``hevc`` (libx265, or the x265 CLI for
+qpfile), ``h264`` (libx264), ``vp9`` (libvpx-vp9: addroi regions in libvpx units, at most 7
+non-zero levels a frame, a whole-frame zero region last on every frame since libvpx keeps a
+previous map) and ``av1`` (the SvtAv1EncApp CLI with ``--roi-map-file``, frames piped as y4m).
 
 Layout: ``ENC/<codec>/<mode>/<rate>/<clip>.{mp4,json,log}`` (plus the adapter files the
 commands read: ``<clip>.filter.txt``, ``<clip>.qpfile.txt``). The JSON sidecar records the exact

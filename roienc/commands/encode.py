@@ -79,7 +79,7 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--svtav1", metavar="PATH",
                    help="SvtAv1EncApp for --codec av1, >= 1.6 for ROI (default: $ROIENC_SVTAV1, PATH)")
     p.add_argument("--engine", choices=ENGINES, default=None,
-                   help="how libx265/libx264 encodes run, one engine for the whole run: 'pyav' "
+                   help="how libx265/libx264/libvpx-vp9 encodes run, one engine for the whole run: 'pyav' "
                         "in-process through the av wheel's FFmpeg (ROI per frame, linear in clip "
                         "length), 'ffmpeg' the FFmpeg CLI; 'auto' pyav unless --ffmpeg is given "
                         "or --two-pass asked (default: $ROIENC_ENGINE, else auto)")
