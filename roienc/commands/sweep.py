@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..configs import CODECS
 from ..sweep import run_sweep
 from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
                          qp_grid)
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cities", type=csv_list, metavar="A,B")
     p.add_argument("--source", choices=["sequence", "frames"])
     p.add_argument("--sequence", nargs="+", metavar="ID")
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
     add_rate_options(p, multi=True)
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_map_options(p, multi_qp=True)
     add_tool_options(p)
     add_executor_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     settings_reference=not args.no_settings_reference, config=args.config,
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
+                    svtav1=args.svtav1,
                     executor=executor_spec(args), progress=not args.no_progress,
                     two_pass=args.two_pass, ssim=args.ssim, engine=args.engine,
                     argv=["roienc", *sys.argv[1:]])
