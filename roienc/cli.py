@@ -33,8 +33,9 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text.lower() or action.default in (None, False, argparse.SUPPRESS)
-                or not action.option_strings):
+        d = action.default
+        if ("default" in text.lower() or d is None or d is False or d is argparse.SUPPRESS
+                or (isinstance(d, list) and not d) or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 

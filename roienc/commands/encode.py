@@ -76,11 +76,12 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
                        description=__doc__)
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc",
+                   help="hevc (libx265) or h264 (libx264: baseline and roi only)")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
     p.add_argument("--source", choices=["sequence", "frames"],
                    help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
                         "annotated frames of a city as one clip")
@@ -90,14 +91,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
-    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
-    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
-    p.add_argument("--out", required=True, metavar="ENC")
+    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli) "
+                        "(default: the codec's packaged config; hevc_x265cli in qpfile mode)")
+    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
+    p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool or a Dask cluster")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://HOST:8786")
-    p.add_argument("--skip-existing", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resume: keep encodes whose sidecar, settings signature, source frames and size match")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_tool_options(p)
     p.set_defaults(func=run)
 
