@@ -3,6 +3,7 @@
 command has its docs page, which its --help points to."""
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from roienc.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-COMMAND_PAGES = ["build-maps", "export", "encode", "evaluate", "sweep", "demo", "doctor"]
+COMMAND_PAGES = ["build-maps", "export", "encode", "evaluate", "sweep", "demo", "doctor", "synth"]
 # options of other programs the docs name (FFmpeg filters' and x265's own)
 FOREIGN = {"--qg-size", "--aq-mode", "--csv", "--qpfile", "--zones", "--roi-map-file",
            "--frames", "--no-ssim", "--encode-seconds-per-clip", "--stages", "--real",
@@ -60,24 +61,63 @@ def test_commands_and_options_on_the_page_exist(page):
     assert not unknown, f"{page.name} names options no command has: {unknown}"
 
 
+def _subparsers() -> dict:
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices
+
+
 def test_every_command_has_a_page_and_its_help_points_to_it(capsys):
+    assert set(COMMAND_PAGES) == set(_subparsers()), "a command without a docs page (COMMAND_PAGES)"
+    readme = (REPO / "README.md").read_text()
     for cmd in COMMAND_PAGES:
         assert (REPO / "docs" / f"{cmd}.md").is_file(), f"docs/{cmd}.md missing"
         with pytest.raises(SystemExit):
             build_parser().parse_args([cmd, "--help"])
         out = capsys.readouterr().out
         assert f"docs/{cmd}.md" in out
-    readme = (REPO / "README.md").read_text()
-    for cmd in COMMAND_PAGES:
-        assert f"docs/{cmd}.md" in readme
+        assert f"docs/{cmd}.md" in readme, f"README does not link docs/{cmd}.md"
 
 
-def test_help_shows_defaults(capsys):
+@pytest.mark.parametrize("cmd", COMMAND_PAGES)
+def test_every_option_is_on_its_commands_page(cmd):
+    """A new option cannot go undocumented: each is named (in backquotes) on docs/<cmd>.md."""
+    text = (REPO / "docs" / f"{cmd}.md").read_text()
+    named = set(re.findall(r"`[^`]*`", text))
+    named_opts = set(OPT.findall(" ".join(named)))
+    missing = sorted(o for o in _options()[cmd] if o.startswith("--") and o not in ("--help",)
+                     and o not in named_opts)
+    assert not missing, f"docs/{cmd}.md does not document {missing}"
+
+
+@pytest.mark.parametrize("cmd", COMMAND_PAGES)
+def test_help_shows_every_default_once(cmd):
+    p = _subparsers()[cmd]
+    fmt = p._get_formatter()
+    for a in p._actions:
+        if not a.option_strings or a.help is argparse.SUPPRESS or a.dest == "help":
+            continue
+        assert a.help, f"roienc {cmd} {a.option_strings[-1]} has no help line"
+        text = fmt._expand_help(a)
+        assert text.lower().count("(default") <= 1, f"{cmd} {a.option_strings[-1]}: {text}"
+        if a.default not in (None, False, []) and not isinstance(a.default, bool):
+            assert "default" in text.lower(), f"{cmd} {a.option_strings[-1]} hides its default: {text}"
+
+
+def test_encode_help_names_the_jobs_default(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["encode", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 1)" in out          # --jobs
+    assert "clips encoded in parallel (default: 1)" in out
 
 
-def test_readme_is_short():
-    assert len((REPO / "README.md").read_text().splitlines()) <= 200
+def test_readme_is_short_and_keeps_the_results_block():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert text.count("<!-- RESULTS:BEGIN -->") == 1 and text.count("<!-- RESULTS:END -->") == 1
+    assert "RESULTS_TABLE" not in text
+
+
+def test_links_between_pages_resolve():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
