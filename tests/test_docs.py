@@ -117,7 +117,16 @@ def test_readme_is_short_and_keeps_the_results_block():
     assert "RESULTS_TABLE" not in text
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors of a page."""
+    heads = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
 def test_links_between_pages_resolve():
     for page in PAGES:
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
-            assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text()):
+            dest = page.parent / target if target else page
+            assert dest.exists(), f"{page.name} links {target}, which does not exist"
+            if anchor and dest.suffix == ".md":
+                assert anchor in _anchors(dest), f"{page.name} links {target}#{anchor}: no such heading"

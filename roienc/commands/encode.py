@@ -29,10 +29,12 @@ def _arg_type(control: str, multi: bool):
     return many if multi else one
 
 
-def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
+def add_rate_options(p: argparse.ArgumentParser, multi: bool = False,
+                     default: str = "the config's [rate] section") -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--crf", type=_arg_type("crf", multi),
-                   help="constant rate factor, 0-51" + (" (comma list)" if multi else ""))
+                   help="constant rate factor, 0-51" + (" (comma list)" if multi else "")
+                        + f" (default, without --crf/--bitrate/--qp: {default})")
     g.add_argument("--bitrate", type=_arg_type("bitrate", multi),
                    help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
     g.add_argument("--qp", type=_arg_type("qp", multi),

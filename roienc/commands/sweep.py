@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", choices=["hevc", "h264"], default="hevc", help="hevc (libx265) or h264 (libx264)")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
-    add_rate_options(p, multi=True)
+    add_rate_options(p, multi=True, default="CRF 22,27,32,37")
     add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
     p.add_argument("--config", help="encoder config TOML or packaged name (default: hevc or h264)")
