@@ -87,6 +87,10 @@ def test_every_option_is_on_its_commands_page(cmd):
     missing = sorted(o for o in _options()[cmd] if o.startswith("--") and o not in ("--help",)
                      and o not in named_opts)
     assert not missing, f"docs/{cmd}.md does not document {missing}"
+    # and the option tables name only options the command has (a removed option cannot linger)
+    for row in re.findall(r"^\| *(`--[^|]*)\|", text, flags=re.M):
+        for o in OPT.findall(row):
+            assert o in _options()[cmd], f"docs/{cmd}.md documents {o}, which roienc {cmd} lacks"
 
 
 @pytest.mark.parametrize("cmd", COMMAND_PAGES)
