@@ -8,9 +8,9 @@ from ..doctor import run_doctor
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check FFmpeg, x265 and ROI support", description=__doc__)
-    p.add_argument("--ffmpeg", metavar="PATH")
-    p.add_argument("--x265", metavar="PATH")
-    p.add_argument("--svtav1", metavar="PATH", help="SvtAv1EncApp (default: $ROIENC_SVTAV1, PATH)")
+    p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg to check (default: $ROIENC_FFMPEG, PATH, bundled)")
+    p.add_argument("--x265", metavar="PATH", help="x265 CLI to check (default: $ROIENC_X265, PATH)")
+    p.add_argument("--svtav1", metavar="PATH", help="SvtAv1EncApp to check (default: $ROIENC_SVTAV1, PATH)")
     p.set_defaults(func=run)
 
 

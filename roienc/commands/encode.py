@@ -30,10 +30,12 @@ def _arg_type(control: str, multi: bool):
     return many if multi else one
 
 
-def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
+def add_rate_options(p: argparse.ArgumentParser, multi: bool = False,
+                     default: str = "the config's [rate] section") -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--crf", type=_arg_type("crf", multi),
-                   help="constant rate factor, 0-51 (vp9, av1: 0-63)" + (" (comma list)" if multi else ""))
+                   help="constant rate factor, 0-51 (vp9, av1: 0-63)" + (" (comma list)" if multi else "")
+                        + f" (default, without --crf/--bitrate/--qp: {default})")
     g.add_argument("--bitrate", type=_arg_type("bitrate", multi),
                    help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
     g.add_argument("--qp", type=_arg_type("qp", multi),
@@ -88,11 +90,13 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
                        description=__doc__)
-    p.add_argument("--codec", choices=list(CODECS), default="hevc")
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc",
+                   help="hevc (libx265), h264 (libx264: baseline and roi only), vp9 (libvpx-vp9: "
+                        "baseline and roi), av1 (SVT-AV1 CLI; roi needs --roi-map-file): docs/codecs.md")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
     p.add_argument("--source", choices=["sequence", "frames"],
                    help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
                         "annotated frames of a city as one clip")
@@ -102,14 +106,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
-    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli, vp9, av1)")
-    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
-    p.add_argument("--out", required=True, metavar="ENC")
+    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli, vp9, av1) "
+                        "(default: the codec's packaged config; hevc_x265cli in qpfile mode)")
+    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
+    p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool or a Dask cluster")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://HOST:8786")
-    p.add_argument("--skip-existing", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resume: keep encodes whose sidecar, settings signature, source frames and size match")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_tool_options(p)
     p.set_defaults(func=run, _parser=p)
 
