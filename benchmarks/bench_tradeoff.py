@@ -1,7 +1,8 @@
 """The trade-off on real content, per snippet, and defaults chosen leave-one-out.
 
-    python3 benchmarks/bench_tradeoff.py [--root ROOT] [--run RUN] [--codecs hevc,h264]
-                                         [--crf 24,28,32,36] [--preset fast] [--speed 10]
+    python3 benchmarks/bench_tradeoff.py [--root ROOT] [--run RUN] [--codecs hevc,h264,vp9]
+                                         [--crf 24,28,32,36] [--crf-vp9 30,36,42,48]
+                                         [--preset fast] [--speed 10]
                                          [--mappings NAME=SPEC;NAME=SPEC...]
 
 On the three real aachen snippets of ``../shared/cityscapes_sequences`` (a Cityscapes root is built
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run")
     ap.add_argument("--codecs", default="hevc,h264")
     ap.add_argument("--crf", default="24,28,32,36")
+    ap.add_argument("--crf-vp9", default="30,36,42,48",
+                    help="CRFs of vp9 (libvpx's 0..63 scale); vp9 has no preset (the packaged "
+                         "config's realtime settings)")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--speed", type=float, default=10.0, help="ego speed (m/s): the root has no vehicle JSON")
     ap.add_argument("--mappings", help="NAME=SPEC;NAME=SPEC... (default: the candidates in this file)")
@@ -141,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(root)], check=True)
     run = Path(args.run or tempfile.mkdtemp(prefix="roienc_bench_tradeoff_"))
     labels_pred = root / "labels_pred"
-    rates = [RatePoint("crf", float(c)) for c in args.crf.split(",")]
+    rates_of = {c: [RatePoint("crf", float(v)) for v in
+                    (args.crf_vp9 if c == "vp9" else args.crf).split(",")]
+                for c in args.codecs.split(",")}
     cands = CANDIDATES if not args.mappings else dict(
         item.split("=", 1) for item in args.mappings.split(";") if item.strip())
     cands = {name: parse_mapping(spec) for name, spec in cands.items()}
@@ -151,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     for codec in args.codecs.split(","):
         for name, qp in cands.items():
             res = run_sweep(root, run / codec, split="train", codec=codec, modes=("baseline", "roi"),
-                            rates=rates, preset=args.preset, judge_labels_root=labels_pred,
+                            rates=rates_of[codec], preset=None if codec == "vp9" else args.preset,
+                            judge_labels_root=labels_pred,
                             map_options=dict(importance=ImportanceParams(), qp=qp, speed=args.speed,
                                              labels_root=str(labels_pred)),
                             settings_reference=False, progress=False, argv=[],
@@ -161,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.concat(rows, ignore_index=True)
     df.to_csv(run / "tradeoff.csv", index=False)
     fmt = lambda v: f"{v:+.1f}"       # noqa: E731
-    print(f"\nrun: {run}; CRF {args.crf}, preset {args.preset}, --speed {args.speed:g}; per-frame "
+    print(f"\nrun: {run}; CRF {args.crf} (vp9: {args.crf_vp9}), preset {args.preset} (vp9: the "
+          f"config's realtime cpu-used), --speed {args.speed:g}; per-frame "
           f"predicted labels drive and judge ({labels_pred}); BD-rate % vs the plain encoder of "
           "the same codec (negative = fewer bits); bits_same_crf: file size vs the plain encode "
           "at the same CRF, %")

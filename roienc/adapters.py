@@ -231,13 +231,16 @@ def frame_runs(grids: np.ndarray) -> list[tuple[int, int]]:
 def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: int, width: int,
                            height: int, *, qp_range: int = 51, in_label: str = "0:v",
                            out_label: str = "vout", pix_fmt: str | None = None,
-                           router: str = "segment", overlapping: bool = True) -> FilterScript:
+                           router: str = "segment", overlapping: bool = True,
+                           clear: bool = False) -> FilterScript:
     """Filter graph applying each frame's ROI rectangles (see module docstring).
 
     ``router='segment'`` (FFmpeg >= 5.0) cuts the stream into the runs with one ``segment``
     filter: every frame goes to its own branch only. ``'trim'`` is the older graph (``split`` into
     one ``trim`` per run: every frame visits every branch not yet finished). ``overlapping``:
     :func:`roi_rects` with the fewer, first-wins rectangles (default) or the disjoint cover.
+    ``clear``: every run's chain ends with the whole-frame delta-0 region (:func:`clear_region`),
+    so every frame carries ROI side data (libvpx keeps a previous frame's map otherwise).
     """
     if router not in ("segment", "trim"):
         raise InputError(f"router must be 'segment' or 'trim', got {router!r}")
@@ -245,8 +248,9 @@ def perframe_filter_script(dq_grids: Sequence[np.ndarray] | np.ndarray, block: i
     if grids.ndim != 3 or len(grids) == 0:
         raise InputError(f"need a stack of dq grids (N, gh, gw), got shape {grids.shape}")
     runs = frame_runs(grids)
-    chains = [addroi_chain(roi_rects(grids[a], block, width, height, overlapping=overlapping),
-                           qp_range) for a, _ in runs]
+    tail = [clear_region(width, height)] if clear else []
+    chains = [addroi_chain(roi_rects(grids[a], block, width, height, overlapping=overlapping)
+                           + tail, qp_range) for a, _ in runs]
     rects_per_frame = [0] * len(grids)
     for (a, b), chain in zip(runs, chains):
         n = chain.count("addroi=")
@@ -385,3 +389,117 @@ def check_roi_compatible(codec: str, rate_control: str, params: dict[str, str] |
             warnings.append(f"x265 qg-size={qg} averages the {block_size}-pixel QP blocks over "
                             f"{qg}x{qg} groups; set qg-size={max(8, min(block_size, 64))} to honour them")
     return warnings
+
+
+# --- libvpx-vp9 -------------------------------------------------------------------------------
+# FFmpeg's libvpx wrapper (libvpxenc.c set_roi_map) turns a frame's ROI list into a VP9
+# segmentation map of 8x8 blocks: delta_q = trunc(qoffset * 63) on libvpx's 0..63 quantiser scale,
+# segment 0 reserved for delta 0, so at most 7 distinct non-zero deltas a frame (regions with an
+# 8th value are dropped); the first listed region wins where regions overlap (it paints in
+# reverse). The map persists: a frame without ROI side data keeps the previous frame's map.
+VPX_MAX_DELTA = 63          # libvpx's quantiser scale; qoffset = delta/63
+VPX_MAX_LEVELS = 7          # non-zero deltas a frame (8 segments, segment 0 is delta 0)
+
+
+def quantise_levels(values: np.ndarray, weights: np.ndarray | None = None,
+                    max_levels: int = VPX_MAX_LEVELS) -> np.ndarray:
+    """``values`` (integers) with at most ``max_levels`` distinct non-zero values, 0 kept as 0.
+
+    The rule: the weighted squared error ``sum w * (v - q(v))**2`` is minimised exactly over all
+    quantisers whose levels are integers, one of them 0 (free: segment 0) and at most
+    ``max_levels`` others. With the 0 level fixed, nearest-level assignment still makes every
+    level's cell an interval of the sorted distinct values, so a dynamic programme over those
+    (at most 127 here) finds the optimum; a free level sits at its cell's weighted mean, rounded
+    (the best integer for a squared error). ``weights``: one per value (default 1: every block
+    counts the same). Values that already fit are returned unchanged.
+    """
+    v = np.asarray(values)
+    w = np.ones(v.shape) if weights is None else np.broadcast_to(np.asarray(weights, float), v.shape)
+    uniq, inv = np.unique(v.ravel(), return_inverse=True)
+    if np.count_nonzero(uniq) <= max_levels:
+        return v.copy()
+    wsum = np.bincount(inv, weights=w.ravel(), minlength=len(uniq))
+    x = uniq.astype(np.float64)
+    n = len(x)
+    # prefix sums for O(1) interval costs
+    cw = np.concatenate(([0.0], np.cumsum(wsum)))
+    cwx = np.concatenate(([0.0], np.cumsum(wsum * x)))
+    cwxx = np.concatenate(([0.0], np.cumsum(wsum * x * x)))
+
+    def cost(i: int, j: int, centre: float) -> float:      # values i..j-1 at ``centre``
+        W, S, Q = cw[j] - cw[i], cwx[j] - cwx[i], cwxx[j] - cwxx[i]
+        return Q - 2 * centre * S + centre * centre * W
+
+    def free_centre(i: int, j: int) -> float:
+        W = cw[j] - cw[i]
+        return float(np.floor((cwx[j] - cwx[i]) / W + 0.5)) if W > 0 else 0.0
+
+    inf = float("inf")
+    best = np.full((n + 1, max_levels + 1), inf)
+    back: dict[tuple[int, int], tuple[int, int, float]] = {}
+    best[0, 0] = 0.0
+    for j in range(1, n + 1):
+        for i in range(j):
+            cz = cost(i, j, 0.0)
+            c = free_centre(i, j)
+            cf = cost(i, j, c)
+            for k in range(max_levels + 1):
+                if best[i, k] == inf:
+                    continue
+                if best[i, k] + cz < best[j, k]:             # a cell at level 0 (not counted)
+                    best[j, k] = best[i, k] + cz
+                    back[(j, k)] = (i, k, 0.0)
+                if k < max_levels and c != 0 and best[i, k] + cf < best[j, k + 1]:
+                    best[j, k + 1] = best[i, k] + cf
+                    back[(j, k + 1)] = (i, k, c)
+    k = int(np.argmin(best[n]))
+    level = np.zeros(n)
+    j = n
+    while j > 0:
+        i, k, c = back[(j, k)]
+        level[i:j] = c
+        j = i
+    return level[inv].reshape(v.shape).astype(v.dtype)
+
+
+def vpx_delta_grids(dq_grids: np.ndarray, qp_scale: float,
+                    max_levels: int = VPX_MAX_LEVELS) -> np.ndarray:
+    """Map QP deltas (x264/x265 scale) -> libvpx deltas a frame can carry: ``round(dq *
+    qp_scale)`` (half away from zero) clipped to -63..63, then per frame
+    :func:`quantise_levels` to at most ``max_levels`` non-zero values, every block weighted the
+    same (blocks are equal areas)."""
+    g = np.asarray(dq_grids, np.float64) * float(qp_scale)
+    g = np.clip(np.sign(g) * np.floor(np.abs(g) + 0.5), -VPX_MAX_DELTA, VPX_MAX_DELTA).astype(np.int16)
+    return np.stack([quantise_levels(f, max_levels=max_levels) for f in g]) if len(g) else g
+
+
+def clear_region(width: int, height: int) -> Rect:
+    """The whole-frame delta-0 region listed last on every frame of a libvpx ROI encode: it
+    changes no block a real region covers (first listed wins) and replaces the previous frame's
+    map, which libvpx otherwise keeps."""
+    return Rect(0, 0, width, height, 0)
+
+
+def check_vp9_roi(params: dict) -> None:
+    """Refuse libvpx-vp9 settings under which the ROI map is ignored or lands on other frames.
+
+    libvpx-vp9 (FFmpeg's wrapper) uses the ROI only with ``deadline=realtime``, ``cpu-used >= 5``
+    and ``aq-mode`` 0 or unset; otherwise it logs one warning and encodes without it. With
+    look-ahead (``lag-in-frames`` > 0, libvpx's default) a frame is coded after later frames have
+    set their maps, so it gets another frame's map (measured): ``lag-in-frames=0`` is required.
+    """
+    p = {k: str(v) for k, v in params.items()}
+    why = None
+    if p.get("deadline", "good") not in ("realtime", "rt"):
+        why = (f"deadline {p.get('deadline', 'good (the default)')}: libvpx-vp9 ignores ROI "
+               "unless deadline=realtime")
+    elif int(p.get("cpu-used", p.get("speed", 1))) < 5:
+        why = (f"cpu-used {p.get('cpu-used', '1 (the default)')}: libvpx-vp9 ignores ROI below "
+               "cpu-used 5")
+    elif int(p.get("aq-mode", -1)) > 0:
+        why = f"aq-mode {p['aq-mode']}: libvpx-vp9 ignores ROI unless aq-mode is 0 or unset"
+    elif int(p.get("lag-in-frames", -1)) != 0:
+        why = (f"lag-in-frames {p.get('lag-in-frames', 'unset (libvpx look-ahead)')}: with "
+               "look-ahead libvpx codes a frame under a later frame's ROI map; set lag-in-frames = 0")
+    if why:
+        raise InputError(f"ROI with vp9: {why} (in the config's [params])")

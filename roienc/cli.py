@@ -28,6 +28,18 @@ RESUME_HINT = {     # how each command resumes (only options it accepts)
 }
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless it already names one, or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if ("default" in text.lower() or d is None or d is False or d is argparse.SUPPRESS
+                or (isinstance(d, list) and not d) or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roienc",
@@ -38,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.register(sub)
+    for name, p in sub.choices.items():
+        p.formatter_class = DefaultsFormatter
+        page = f"docs/{name}.md"
+        p.epilog = (f"Every option, its default and what it means: {page} in the roienc source "
+                    "(README.md links it).")
     return parser
 
 

@@ -1,8 +1,10 @@
 """Encoder configurations: TOML files in ``encoder_configs/`` (shipped inside the package).
 
-A config names the encoder (``libx265``, ``libx264`` or the ``x265`` CLI), preset, tune, pixel
-format, container, rate-control defaults and the encoder's own parameters (``-x265-params`` /
-``-x264-params``).
+A config names the encoder (``libx265``, ``libx264``, ``libvpx-vp9``, or the ``x265`` /
+``SvtAv1EncApp`` CLIs), preset, tune, pixel format, container, rate-control defaults and the
+encoder's own parameters (``-x265-params`` / ``-x264-params``; for libvpx-vp9 each one its own
+FFmpeg option ``-key value``; for SvtAv1EncApp each one ``--key value``), and for codecs whose ROI
+scale is not the x264/x265 QP the ``[roi]`` section (``qp_scale``: encoder units per map QP).
 """
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from pathlib import Path
 
 from .errors import InputError
 
-ENCODERS = {"libx265": "hevc", "libx264": "h264", "x265": "hevc"}
-DEFAULT_CONFIG = {"hevc": "hevc", "h264": "h264"}
+ENCODERS = {"libx265": "hevc", "libx264": "h264", "x265": "hevc", "libvpx-vp9": "vp9",
+            "SvtAv1EncApp": "av1"}
+CODECS = ("hevc", "h264", "vp9", "av1")
+DEFAULT_CONFIG = {"hevc": "hevc", "h264": "h264", "vp9": "vp9", "av1": "av1"}
 RATE_CONTROLS = ("crf", "bitrate", "qp")
 QP_MAX = 51                 # x264/x265 CRF and QP range for 8-bit output
+# CRF range per codec: libvpx's and SVT-AV1's quantiser scale is 0..63
+CRF_MAX = {"hevc": QP_MAX, "h264": QP_MAX, "vp9": 63, "av1": 63}
 
 
 def parse_kbps(text) -> float:
@@ -32,8 +38,9 @@ def parse_kbps(text) -> float:
     return val
 
 
-def check_rate(control: str, value, where: str = "") -> float:
-    """``value`` as a valid rate of ``control`` (CRF/QP in 0..51, bitrate > 0 kbps), or InputError."""
+def check_rate(control: str, value, where: str = "", qp_max: int = QP_MAX) -> float:
+    """``value`` as a valid rate of ``control`` (CRF/QP in 0..``qp_max``, bitrate > 0 kbps), or
+    InputError."""
     if control not in RATE_CONTROLS:
         raise InputError(f"{where}rate control must be one of {', '.join(RATE_CONTROLS)}, got {control!r}")
     if control == "bitrate":
@@ -44,16 +51,16 @@ def check_rate(control: str, value, where: str = "") -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{where}--{control} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and 0 <= v <= QP_MAX):
-        raise InputError(f"{where}--{control} must be between 0 and {QP_MAX}, got {value!r}")
+    if not (math.isfinite(v) and 0 <= v <= qp_max):
+        raise InputError(f"{where}--{control} must be between 0 and {qp_max}, got {value!r}")
     return v
 
 
 @dataclass
 class EncoderConfig:
     name: str
-    codec: str                  # hevc | h264
-    encoder: str                # libx265 | libx264 | x265 (CLI)
+    codec: str                  # hevc | h264 | vp9 | av1
+    encoder: str                # libx265 | libx264 | x265 (CLI) | libvpx-vp9 | SvtAv1EncApp (CLI)
     preset: str = "medium"
     tune: str = ""
     pix_fmt: str = "yuv420p"
@@ -62,6 +69,18 @@ class EncoderConfig:
     rate: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     path: str = ""
+    roi: dict = field(default_factory=dict)
+
+    @property
+    def qp_scale(self) -> float:
+        """Encoder ROI units per map QP (``[roi] qp_scale``; 1 for x264/x265)."""
+        return float(self.roi.get("qp_scale", 1.0))
+
+    def option_args(self, extra: dict | None = None) -> list[str]:
+        """``[params]`` as separate FFmpeg options ``-key value`` (libvpx-vp9; ``extra``
+        overrides)."""
+        merged = {**self.params, **(extra or {})}
+        return [a for k, v in merged.items() for a in (f"-{k}", _fmt(v))]
 
     def params_string(self, extra: dict | None = None) -> str:
         """``k=v:k=v`` for -x265-params/-x264-params (``extra`` overrides)."""
@@ -77,7 +96,8 @@ class EncoderConfig:
         control = self.rate.get("control", "crf")
         if control not in self.rate and control != "crf":
             raise InputError(f"{self.path}: [rate] control = {control!r} needs a {control} value")
-        return control, check_rate(control, self.rate.get(control, 28), f"{self.path}: [rate] ")
+        return control, check_rate(control, self.rate.get(control, 28), f"{self.path}: [rate] ",
+                                   CRF_MAX.get(self.codec, QP_MAX))
 
 
 def _fmt(v) -> str:
@@ -92,7 +112,8 @@ def packaged_configs() -> dict[str, Path]:
 
 
 def load_config(name_or_path: str | Path | None, codec: str | None = None) -> EncoderConfig:
-    """Load a config by path or packaged name (``hevc``, ``h264``, ``hevc_x265cli``); default by codec."""
+    """Load a config by path or packaged name (``hevc``, ``h264``, ``hevc_x265cli``, ``vp9``,
+    ``av1``); default by codec."""
     if name_or_path is None:
         name_or_path = DEFAULT_CONFIG.get(codec or "hevc", "hevc")
     path = Path(name_or_path)
@@ -115,7 +136,8 @@ def load_config(name_or_path: str | Path | None, codec: str | None = None) -> En
         raise InputError(f"{path}: encoder {enc} does not produce codec {cfg_codec}")
     if codec is not None and codec != cfg_codec:
         raise InputError(f"{path}: config is for {cfg_codec}, but --codec {codec} was asked for")
-    known = {"name", "codec", "encoder", "preset", "tune", "pix_fmt", "container", "tag", "rate", "params"}
+    known = {"name", "codec", "encoder", "preset", "tune", "pix_fmt", "container", "tag", "rate",
+             "params", "roi"}
     unknown = set(doc) - known
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
@@ -126,9 +148,16 @@ def load_config(name_or_path: str | Path | None, codec: str | None = None) -> En
     params = doc.get("params", {})
     if not isinstance(params, dict):
         raise InputError(f"{path}: [params] must be a table of encoder options")
+    roi = doc.get("roi", {})
+    if not isinstance(roi, dict) or set(roi) - {"qp_scale"}:
+        raise InputError(f"{path}: [roi] takes only qp_scale (encoder ROI units per map QP)")
+    if "qp_scale" in roi and not (isinstance(roi["qp_scale"], (int, float))
+                                  and not isinstance(roi["qp_scale"], bool) and roi["qp_scale"] > 0):
+        raise InputError(f"{path}: [roi] qp_scale must be a positive number, got {roi['qp_scale']!r}")
     cfg = EncoderConfig(name=doc.get("name", path.stem), codec=cfg_codec, encoder=enc,
                          preset=doc.get("preset", "medium"), tune=doc.get("tune", ""),
                          pix_fmt=doc.get("pix_fmt", "yuv420p"), container=doc.get("container", "mp4"),
-                         tag=doc.get("tag", ""), rate=dict(rate), params=dict(params), path=str(path))
+                         tag=doc.get("tag", ""), rate=dict(rate), params=dict(params), path=str(path),
+                         roi=dict(roi))
     cfg.default_rate()                     # a bad [rate] section fails here, naming the file
     return cfg

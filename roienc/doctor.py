@@ -1,5 +1,6 @@
-"""What roienc can use on this machine: FFmpeg, its encoders and filters, the x265 CLI, and
-whether addroi, zones and qpfile really work (2-frame trial encodes)."""
+"""What roienc can use on this machine: FFmpeg, its encoders and filters, the x265 CLI, the
+SVT-AV1 CLI, and whether addroi (libx265, libvpx-vp9), zones and qpfile really work (2-frame trial
+encodes)."""
 from __future__ import annotations
 
 import tempfile
@@ -67,7 +68,23 @@ def _png_check() -> Check:
                  "faster reading of Cityscapes PNGs)", essential=False)
 
 
-def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check]:
+def _svtav1_check(svtav1: str | None) -> Check:
+    """SvtAv1EncApp for --codec av1: where, which version, and whether it takes --roi-map-file."""
+    from .svtav1 import locate_svtav1, roi_problem
+    try:
+        tool = locate_svtav1(svtav1)
+    except RoiencError as exc:
+        return Check("SVT-AV1 CLI (av1)", False, str(exc).splitlines()[0], essential=False)
+    why = roi_problem(tool)
+    where = f"{tool.path} (from {tool.source}), SVT-AV1 {tool.version}"
+    if why:
+        return Check("SVT-AV1 CLI (av1)", False, f"{where}: baseline only; no --roi-map-file, so "
+                     "--codec av1 --mode roi is refused (needs SVT-AV1 >= 1.6)", essential=False)
+    return Check("SVT-AV1 CLI (av1)", True, f"{where}, with --roi-map-file", essential=False)
+
+
+def run_doctor(ffmpeg: str | None = None, x265: str | None = None,
+               svtav1: str | None = None) -> list[Check]:
     """All checks, in order; nothing raises."""
     checks: list[Check] = []
     try:
@@ -75,7 +92,7 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
     except RoiencError as exc:
         return [Check("ffmpeg", False, str(exc))]
     checks.append(Check("ffmpeg", True, f"{ff.path} (from {ff.source}), version {ff.version}"))
-    for enc in ("libx265", "libx264"):
+    for enc in ("libx265", "libx264", "libvpx-vp9"):
         checks.append(Check(f"encoder {enc}", enc in ff.encoders,
                             "present" if enc in ff.encoders else f"missing in {ff.path}",
                             essential=enc == "libx265"))
@@ -108,6 +125,17 @@ def run_doctor(ffmpeg: str | None = None, x265: str | None = None) -> list[Check
 
         checks.append(_trial("ROI (addroi + libx265)", roi))
         checks.append(_trial("x265 zones via FFmpeg", zones))
+
+        def vp9_roi():
+            from .configs import load_config
+            run(base + ["-vf", "addroi=x=0:y=0:w=32:h=32:qoffset=-10/63,addroi=x=0:y=0:w=64:"
+                        "h=64:qoffset=0/63", "-c:v", "libvpx-vp9", "-crf", "36", "-b:v", "0",
+                        *load_config("vp9").option_args(), str(Path(tmp) / "v.webm")])
+            return "2-frame libvpx-vp9 encode with addroi (realtime, cpu-used 5) ok"
+
+        if "libvpx-vp9" in ff.encoders:
+            checks.append(_trial("ROI (addroi + libvpx-vp9)", vp9_roi, essential=False))
+        checks.append(_svtav1_check(svtav1))
         try:
             x = find_x265(x265)
             checks.append(Check("x265 CLI", True, f"{x.path} (from {x.source}), version {x.version}",

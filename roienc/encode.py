@@ -1,4 +1,10 @@
-"""Encode runner: Cityscapes clips + QP maps -> real x265/x264 encodes with sidecars.
+"""Encode runner: Cityscapes clips + QP maps -> real x265/x264/libvpx-vp9/SVT-AV1 encodes with
+sidecars.
+
+Codecs (what each honours of a map: docs/codecs.md): ``hevc`` (libx265, or the x265 CLI for
+qpfile), ``h264`` (libx264), ``vp9`` (libvpx-vp9: addroi regions in libvpx units, at most 7
+non-zero levels a frame, a whole-frame zero region last on every frame since libvpx keeps a
+previous map) and ``av1`` (the SvtAv1EncApp CLI with ``--roi-map-file``, frames piped as y4m).
 
 Layout: ``ENC/<codec>/<mode>/<rate>/<clip>.{mp4,json,log}`` (plus the adapter files the
 commands read: ``<clip>.filter.txt``, ``<clip>.qpfile.txt``). The JSON sidecar records the exact
@@ -45,15 +51,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+
+import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import __version__
-from .adapters import (check_roi_compatible, ffmpeg_filter_script_args, frame_qps,
-                       graph_router, perframe_filter_script, qp_range_for, qpfile_text, zones_string)
-from .configs import EncoderConfig, check_rate, load_config, parse_kbps
+from .adapters import (VPX_MAX_DELTA, check_roi_compatible, check_vp9_roi, ffmpeg_filter_script_args,
+                       frame_qps, graph_router, perframe_filter_script, qp_range_for, qpfile_text,
+                       vpx_delta_grids, zones_string)
+from .configs import CRF_MAX, EncoderConfig, check_rate, load_config, parse_kbps
 from .dataset import Clip, parse_id
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
@@ -70,6 +79,9 @@ MODES = ("baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile")
 # modes whose ROI offsets act per quantisation group: they carry qg-size = the maps' block size
 QG_MODES = ("roi", "roi+zones", "roi-settings")
 X265_ONLY = ("zones", "roi+zones", "qpfile")
+# FFmpeg encoders per codec (the CLIs x265 and SvtAv1EncApp are not among them)
+FFMPEG_ENCODERS = {"hevc": "libx265", "h264": "libx264", "vp9": "libvpx-vp9"}
+INPROC_ENCODERS = ("libx265", "libx264", "libvpx-vp9")
 # how libx265/libx264 encodes run: "pyav" (in-process runner, roienc/inproc.py, through the FFmpeg
 # libraries of the av wheel: ROI side data per frame, linear in clip length) or "ffmpeg" (the
 # FFmpeg CLI with a per-frame filter script); "auto": pyav when it has the encoder, unless an
@@ -84,8 +96,9 @@ def inproc_versions() -> dict | None:
 
 
 def uses_pyav(job: "EncodeJob") -> bool:
-    """Whether ``job`` encodes through the in-process runner (libx265/libx264, one pass)."""
-    return (job.engine == "pyav" and job.config.encoder in ("libx265", "libx264")
+    """Whether ``job`` encodes through the in-process runner (libx265/libx264/libvpx-vp9, one
+    pass)."""
+    return (job.engine == "pyav" and job.config.encoder in INPROC_ENCODERS
             and not job.two_pass)
 
 
@@ -139,10 +152,20 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
     """Refuse impossible combinations with the reason; return warnings."""
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
-    check_rate(rate.control, rate.value)
-    if codec == "h264" and mode in X265_ONLY:
+    check_rate(rate.control, rate.value, qp_max=CRF_MAX.get(codec, 51))
+    if codec != "hevc" and mode in X265_ONLY:
         raise InputError(f"--mode {mode} is x265-only (zones and qpfile are x265 features); with "
-                         "--codec h264 use baseline or roi")
+                         f"--codec {codec} use baseline or roi")
+    if codec in ("vp9", "av1") and rate.control == "qp":
+        raise InputError(f"--qp with --codec {codec}: roienc drives {config.encoder} by CRF or "
+                         "bitrate only; use --crf (0-63) or --bitrate")
+    if config.encoder == "libvpx-vp9" and config.preset:
+        raise InputError(f"preset {config.preset!r}: libvpx-vp9 has no presets (its speed is "
+                         "cpu-used in the config's [params]); drop --preset / the config's preset")
+    if codec == "vp9" and mode in ("roi", "roi-settings"):
+        check_vp9_roi(config.params)
+    if codec == "av1" and two_pass:
+        raise InputError("--two-pass is not driven for --codec av1 (SvtAv1EncApp); encode one pass")
     if mode == "qpfile" and config.encoder != "x265":
         raise InputError("--mode qpfile needs the x265 CLI config (FFmpeg's libx265 wrapper rejects "
                          "qpfile): use --config hevc_x265cli")
@@ -162,7 +185,7 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
         warnings.append(f"config {config.name} lets x265 use B-frames: zones then act in encode "
                         "order and shift by up to a mini-GOP at zone changes; for frame-exact "
                         "zones use bframes = 0 in the config of every mode compared")
-    if "roi" in mode:
+    if "roi" in mode and codec in ("hevc", "h264"):
         warnings += check_roi_compatible(codec, rate.control, config.params_string(),
                                          config.preset, config.tune or None)
     return warnings
@@ -185,6 +208,7 @@ class EncodeJob:
     two_pass: bool = False            # bitrate mode: analysis pass, then the real encode
     frame_progress: bool = False      # a tqdm bar over frames (in-process runs only)
     engine: str = "ffmpeg"            # libx265/libx264 through the FFmpeg CLI or "pyav" (inproc)
+    svtav1: Tool | None = None        # SvtAv1EncApp (codec av1)
 
     @property
     def folder(self) -> Path:
@@ -269,6 +293,8 @@ def job_input_args(job: "EncodeJob") -> list[str]:
 
 def _rate_args(job: EncodeJob) -> list[str]:
     r = job.rate
+    if r.control == "crf" and job.config.encoder == "libvpx-vp9":
+        return ["-crf", f"{r.value:g}", "-b:v", "0"]     # constant quality: no bitrate cap
     if r.control == "crf":
         return ["-crf", f"{r.value:g}"]
     if r.control == "bitrate":
@@ -318,15 +344,20 @@ def build_ffmpeg_cmd(job: EncodeJob, tmp_out: Path, filter_args: list[str] | Non
         cmd += ["-vf", f"format={cfg.pix_fmt}", "-map", "0:v:0"]
     if roi_file is not None:
         cmd += ["-roi", str(roi_file)]
-    cmd += ["-fps_mode", "passthrough", "-c:v", cfg.encoder, "-preset", cfg.preset]
+    cmd += ["-fps_mode", "passthrough", "-c:v", cfg.encoder]
+    if cfg.preset:
+        cmd += ["-preset", cfg.preset]
     if cfg.tune:
         cmd += ["-tune", cfg.tune]
     cmd += _rate_args(job)
     cmd += ["-pix_fmt", cfg.pix_fmt]
-    params = cfg.params_string(extra_params)
-    if params:
-        cmd += [f"-{'x265' if cfg.codec == 'hevc' else 'x264'}-params", params]
-    if cfg.encoder == "libx264" and job.threads:
+    if cfg.encoder == "libvpx-vp9":
+        cmd += cfg.option_args(extra_params)
+    else:
+        params = cfg.params_string(extra_params)
+        if params:
+            cmd += [f"-{'x265' if cfg.codec == 'hevc' else 'x264'}-params", params]
+    if cfg.encoder in ("libx264", "libvpx-vp9") and job.threads:
         cmd += ["-threads", str(job.threads)]
     if cfg.tag:
         cmd += ["-tag:v", cfg.tag]
@@ -449,9 +480,11 @@ def encode_clip(job: EncodeJob) -> dict:
         "frames": len(clip.frame_ids),
         "fps": clip.fps, "width": None, "height": None, "pix_fmt": cfg.pix_fmt, "bytes": None,
         "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
-        "encoder_version": job.x265.version if cfg.encoder == "x265" and job.x265 else job.ffmpeg.version,
+        "encoder_version": (job.x265.version if cfg.encoder == "x265" and job.x265 else
+                            f"SVT-AV1 {job.svtav1.version}" if cfg.encoder == "SvtAv1EncApp"
+                            and job.svtav1 else job.ffmpeg.version),
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
-        "engine": "x265-cli" if cfg.encoder == "x265" else "ffmpeg",
+        "engine": {"x265": "x265-cli", "SvtAv1EncApp": "svtav1-cli"}.get(cfg.encoder, "ffmpeg"),
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
         "maps": signature["maps"],
         "cityscapes_root": str(Path(job.cityscapes_root).absolute()) if job.cityscapes_root else "",
@@ -579,15 +612,34 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
         (job.folder / f"{clip.clip_id}.hevc").unlink(missing_ok=True)
         return
 
+    if cfg.encoder == "SvtAv1EncApp":
+        _encode_svtav1(job, maps, side, log_path)
+        return
+
     filter_args = None
     roi_file = None
     if job.mode in ("roi", "roi+zones"):
-        fs = perframe_filter_script(maps.dq, maps.block_size, maps.width, maps.height,
-                                    qp_range=qp_range_for(cfg.pix_fmt), pix_fmt=cfg.pix_fmt,
-                                    router=graph_router(job.ffmpeg))
-        adapter.update(rects_per_frame=fs.rects_per_frame, runs=len(fs.runs),
-                       qp_range=qp_range_for(cfg.pix_fmt))
-        if fs.has_roi:
+        grids, qp_range, vpx = maps.dq, qp_range_for(cfg.pix_fmt), cfg.encoder == "libvpx-vp9"
+        if vpx:
+            # libvpx units, at most 7 non-zero levels a frame; qoffset = delta/63 (libvpx:
+            # delta = trunc(qoffset*63), exact for every integer delta); a whole-frame 0 region
+            # last on every frame, so no frame inherits the previous frame's map
+            grids, qp_range = vpx_delta_grids(maps.dq, cfg.qp_scale), VPX_MAX_DELTA
+            levels = [int(np.count_nonzero(np.unique(g))) for g in grids]
+            adapter.update(vpx_deltas=frame_offsets(grids), vpx_levels_per_frame=levels,
+                           vpx_rule=("libvpx delta = round(dq * qp_scale) clipped to -63..63, "
+                                     "then per frame at most 7 non-zero levels minimising the "
+                                     "block-weighted squared error (exact 1-D DP, 0 kept); "
+                                     "qoffset = delta/63; whole-frame qoffset 0 region listed "
+                                     "last on every frame (libvpx keeps the previous map "
+                                     "otherwise); key frames: libvpx applies no ROI"),
+                           qp_scale=cfg.qp_scale)
+        has_nonzero = bool(np.any(grids))
+        fs = perframe_filter_script(grids, maps.block_size, maps.width, maps.height,
+                                    qp_range=qp_range, pix_fmt=cfg.pix_fmt,
+                                    router=graph_router(job.ffmpeg), clear=vpx and has_nonzero)
+        adapter.update(rects_per_frame=fs.rects_per_frame, runs=len(fs.runs), qp_range=qp_range)
+        if fs.has_roi and has_nonzero:
             script = job.folder / f"{clip.clip_id}.filter.txt"
             write_text(script, fs.text)
             adapter["filter_script"] = str(script)
@@ -595,7 +647,7 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             if uses_pyav(job):
                 roi_file = job.folder / f"{clip.clip_id}.roi.json"
                 with atomic_path(roi_file) as tmp:
-                    inproc.write_roi(tmp, fs.runs, fs.chains, qp_range=qp_range_for(cfg.pix_fmt),
+                    inproc.write_roi(tmp, fs.runs, fs.chains, qp_range=qp_range,
                                      width=maps.width, height=maps.height)
                 adapter["roi_file"] = str(roi_file)
         else:
@@ -634,6 +686,41 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
             side["commands"] += cmds
             _run_encoder(job, cmds[0], log_path, " pass 1")
             _run_encoder(job, cmds[1], log_path.with_name(f"{clip.clip_id}.pass2.log"), " pass 2")
+
+
+def _encode_svtav1(job: EncodeJob, maps: ClipMaps | None, side: dict, log_path: Path) -> None:
+    """AV1: FFmpeg decodes to y4m | SvtAv1EncApp (with ``--roi-map-file`` in ROI mode) -> IVF,
+    remuxed into MP4 (see :mod:`roienc.svtav1`)."""
+    from . import svtav1
+
+    cfg, clip, adapter = job.config, job.clip, side["adapter"]
+    roi_map = None
+    if job.mode == "roi" and maps is not None:
+        grids = svtav1.roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height,
+                                     cfg.qp_scale)
+        if np.any(grids):
+            roi_map = job.folder / f"{clip.clip_id}.roimap.txt"
+            write_text(roi_map, svtav1.roi_map_text(grids))
+            adapter.update(roi_map_file=str(roi_map), svt_offsets=frame_offsets(grids),
+                           svt_rule=("qindex offset per 64x64 block = round(area mean of the map "
+                                     "QP delta * qp_scale), clipped to -255..255, at most 7 "
+                                     "non-zero levels a picture (block-weighted optimal "
+                                     "quantiser); every picture listed"), qp_scale=cfg.qp_scale)
+        else:
+            adapter["note"] = "all-zero delta QP map: no ROI map file, command identical to baseline"
+    with atomic_path(job.mp4) as tmp_mp4, atomic_path(job.folder / f"{clip.clip_id}.ivf") as tmp_ivf:
+        dec = [job.ffmpeg.path, "-hide_banner", "-nostdin", *job_input_args(job),
+               "-vf", f"format={cfg.pix_fmt}", "-f", "yuv4mpegpipe", "-"]
+        enc = svtav1.cli_args(job.svtav1, preset=cfg.preset, rate_control=job.rate.control,
+                              rate_value=job.rate.value, params=cfg.params, out_ivf=str(tmp_ivf),
+                              roi_map=str(roi_map) if roi_map else None, threads=job.threads)
+        side["commands"] += [dec, enc]
+        run_pipeline(dec, enc, log_path)
+        mux = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", "-i", str(tmp_ivf), "-c", "copy",
+               *(["-tag:v", cfg.tag] if cfg.tag else []), str(tmp_mp4)]
+        side["commands"].append(mux)
+        run(mux)
+    (job.folder / f"{clip.clip_id}.ivf").unlink(missing_ok=True)
 
 
 class FrameProgress:
@@ -704,23 +791,28 @@ def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") 
     an ok encode with the option silently dropped. A 1-frame trial encode with the config's own
     settings shows what the encoder says; any such line refuses the config up front.
     """
-    if cfg.encoder not in ("libx265", "libx264"):
+    if cfg.encoder not in INPROC_ENCODERS:
         return                            # the x265 CLI exits with an error on unknown options
-    params = cfg.params_string()
+    vpx = cfg.encoder == "libvpx-vp9"
+    params = " ".join(cfg.option_args()) if vpx else cfg.params_string()
     key = (ff.path if engine != "pyav" else "pyav", cfg.encoder, cfg.preset, cfg.tune, cfg.pix_fmt,
            params)
     if key not in _CHECKED_CONFIGS:
         flag = f"{'x265' if cfg.codec == 'hevc' else 'x264'}-params"
         if engine == "pyav":
-            opts = {"preset": cfg.preset, **({"tune": cfg.tune} if cfg.tune else {}),
-                    **({flag: params} if params else {})}
+            opts = {**({"preset": cfg.preset} if cfg.preset else {}),
+                    **({"tune": cfg.tune} if cfg.tune else {}),
+                    **({k: str(v) for k, v in cfg.params.items()} if vpx else
+                       ({flag: params} if params else {}))}
             cmd = [sys.executable, str(Path(inproc.__file__).absolute()), "--check",
                    json.dumps({"encoder": cfg.encoder, "options": opts, "pix_fmt": cfg.pix_fmt})]
         else:
             cmd = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "lavfi", "-i",
                    "color=c=gray:s=64x64:r=17", "-frames:v", "1", "-c:v", cfg.encoder,
-                   "-preset", cfg.preset, *(["-tune", cfg.tune] if cfg.tune else []),
-                   "-pix_fmt", cfg.pix_fmt, *([f"-{flag}", params] if params else []),
+                   *(["-preset", cfg.preset] if cfg.preset else []),
+                   *(["-tune", cfg.tune] if cfg.tune else []),
+                   "-pix_fmt", cfg.pix_fmt,
+                   *(cfg.option_args() if vpx else [f"-{flag}", params] if params else []),
                    "-f", "null", "-"]
         problem = None
         try:
@@ -742,6 +834,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] | None = None,
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
                 ffmpeg: str | None = None, x265: str | None = None, skip_existing: bool = False,
+                svtav1: str | None = None,
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
                 preset: str | None = None, executor: ExecutorSpec | None = None,
                 progress: bool = True, two_pass: bool = False,
@@ -778,7 +871,12 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 log.warning("%s: %s", mode, w)
     needs_x265 = any(cfg.encoder == "x265" for _, cfg, _ in plans)
     x = find_x265(x265) if needs_x265 else None
-    enc_name = {"hevc": "libx265", "h264": "libx264"}[codec]
+    svt = None
+    if codec == "av1":
+        from .svtav1 import find_svtav1
+        # raises naming why: missing, or (ROI modes) too old for --roi-map-file
+        svt = find_svtav1(svtav1, need_roi=any(m != "baseline" for m in modes))
+    enc_name = FFMPEG_ENCODERS.get(codec, "")
     eng = resolve_engine(engine, enc_name, two_pass=two_pass,
                          ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
     if (eng == "ffmpeg" and any(cfg.encoder == enc_name for _, cfg, _ in plans)
@@ -793,7 +891,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass,
-                      engine=eng)
+                      engine=eng, svtav1=svt)
             for c in clips for mode, cfg, mode_rates in plans for rate in mode_rates]
     spec = executor or ExecutorSpec("local", jobs)
     if progress and spec.kind == "local" and spec.resolved_workers() == 1:

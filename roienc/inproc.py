@@ -4,7 +4,7 @@ The FFmpeg CLI applies per-frame ROI through one filter graph holding every fram
 chain; its scheduler scans all filters of a graph at every step, so the cost grows with
 frames x filters (quadratic in clip length: 1.5x the baseline's time on a 300-frame clip of real
 maps). Here the same libavformat/libavcodec/libavfilter calls run from Python, through the FFmpeg
-libraries the ``av`` wheel bundles (with libx265 and libx264): each run of frames with one QP grid
+libraries the ``av`` wheel bundles (with libx265, libx264 and libvpx-vp9): each run of frames with one QP grid
 goes through a small graph of its own ``addroi`` chain only (``buffer -> addroi... ->
 buffersink``), so the cost is linear in clip length and independent of how many distinct grids
 the clip has.
@@ -38,6 +38,15 @@ MIN_AV = (14, 0)
 _IGNORED_FLAGS = {"-hide_banner", "-nostdin", "-y", "-an"}
 # options that take a value and change nothing here (stream selection of a one-stream graph)
 _IGNORED_OPTS = {"-map", "-fps_mode", "-loglevel"}
+# encoder options passed through as AVOptions: x264/x265's and libvpx-vp9's own (each its own
+# option there: -deadline realtime -cpu-used 5 ...)
+_ENCODER_OPTS = {"-preset", "-tune", "-crf", "-qp", "-x265-params", "-x264-params",
+                 "-deadline", "-cpu-used", "-aq-mode", "-lag-in-frames", "-row-mt",
+                 "-tile-columns", "-tile-rows", "-frame-parallel", "-auto-alt-ref",
+                 "-arnr-maxframes", "-arnr-strength", "-static-thresh", "-undershoot-pct",
+                 "-overshoot-pct", "-error-resilient", "-noise-sensitivity", "-sharpness",
+                 "-qmin", "-qmax", "-g", "-keyint_min", "-speed", "-quality", "-tune-content",
+                 "-enable-tpl", "-corpus-complexity"}
 
 
 @dataclass
@@ -118,7 +127,7 @@ def parse_argv(argv: list[str]) -> Argv:
             a.roi = v
         elif opt in ("-c:v", "-vcodec"):
             a.encoder = v
-        elif opt in ("-preset", "-tune", "-crf", "-qp", "-x265-params", "-x264-params"):
+        elif opt in _ENCODER_OPTS:
             a.options[opt[1:]] = v
         elif opt == "-b:v":
             a.bit_rate = _bitrate(v)
@@ -301,7 +310,7 @@ def versions() -> dict | None:
     except ValueError:
         pass
     encoders = []
-    for name in ("libx265", "libx264"):
+    for name in ("libx265", "libx264", "libvpx-vp9"):
         try:
             av.codec.Codec(name, "w")
             encoders.append(name)

@@ -108,6 +108,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               settings_reference: bool = True, config: str | None = None,
               preset: str | None = None, jobs: int = 1, roi_threshold: float = 0.5,
               zone_mode: str | None = None, ffmpeg: str | None = None, x265: str | None = None,
+              svtav1: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
               argv: list[str] | None = None, two_pass: bool = False,
               ssim: bool = False, engine: str | None = None) -> SweepResult:
@@ -173,6 +174,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
 
     clips = find_clips(cityscapes_root, split, cities, src, sequence_ids)
     enc_kw = dict(codec=codec, rates=rates, config=config, jobs=jobs, ffmpeg=ffmpeg, x265=x265,
+                  svtav1=svtav1,
                   skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
                   preset=preset, progress=progress, two_pass=two_pass, engine=engine,
                   executor=ExecutorSpec("dask", jobs, executor.scheduler)

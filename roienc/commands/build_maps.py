@@ -29,7 +29,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     """Options shared by build-maps and sweep (which builds maps when absent). With ``multi_qp``
     the QP mapping options take comma lists (sweep: one maps folder per combination)."""
     lst = (lambda conv: _list_of(conv)) if multi_qp else (lambda conv: conv)
-    more = " (comma list: every combination is swept)" if multi_qp else ""
+    more = "; comma list: every combination is swept" if multi_qp else ""
     g = p.add_argument_group("importance model")
     g.add_argument("--t-react", type=float, default=2.5, help="reaction time in s (default 2.5)")
     g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
@@ -52,28 +52,28 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     q = p.add_argument_group("QP maps")
     d = QPParams()
     q.add_argument("--block-size", type=lst(int), default=d.block_size,
-                   help=f"QP block size in px (default {d.block_size}){more}")
+                   help=f"QP block size in px (default {d.block_size}{more})")
     q.add_argument("--base-qp", type=lst(int), default=d.base_qp,
-                   help=f"reference QP of the grid files (default {d.base_qp}){more}")
+                   help=f"reference QP of the grid files (default {d.base_qp}{more})")
     q.add_argument("--delta", type=lst(int), default=d.delta,
-                   help=f"QP decrease of importance 1 (default {d.delta}){more}")
+                   help=f"QP decrease of importance 1 (default {d.delta}{more})")
     q.add_argument("--background", type=lst(int), default=d.background,
                    help="QP increase of importance 0: the knob along the trade-off front, how much "
-                        f"background quality to give up for the ROI (default {d.background}){more}")
+                        f"background quality to give up for the ROI (default {d.background}{more})")
     q.add_argument("--gamma", type=lst(float), default=d.gamma,
-                   help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}){more}")
+                   help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}{more})")
     q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
                    **({} if multi_qp else {"choices": ["mean", "max", "submax"]}),
-                   help=f"importance of a block: mean or max (default {d.block_stat}){more}")
+                   help=f"importance of a block: mean, max, or submax (the mean of its 2x2 sub-blocks' maxima) (default {d.block_stat}{more})")
     q.add_argument("--floor", type=lst(float), default=d.floor,
                    help="block importance at or below it counts as background: strength "
-                        f"((imp-floor)/(1-floor))**gamma (default {d.floor:g}){more}")
+                        f"((imp-floor)/(1-floor))**gamma (default {d.floor:g}{more})")
     q.add_argument("--rate-budget", type=lst(_budget), default=d.rate_budget, metavar="PCT",
                    help="per frame, the offsets whose bits (predicted from the picture's activity) "
                         "grow by at most PCT percent over the plain encode; --delta and "
                         "--background become the caps of the ROI's QP decrease and of the "
                         "background's increase. 'off': fixed offsets (default "
-                        f"{'off' if d.rate_budget is None else d.rate_budget}){more}")
+                        f"{'off' if d.rate_budget is None else f'{d.rate_budget:g}'}{more})")
     q.add_argument("--qp-normalize", choices=["none", "frame"], default="none",
                    help="'frame' stretches each frame's block importances to [0,1] (the seed's way)")
     s = p.add_argument_group("sources")
@@ -142,8 +142,9 @@ def map_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
-def add_executor_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+def add_executor_options(p: argparse.ArgumentParser, workers: int | None = None) -> None:
+    p.add_argument("--workers", type=int, default=workers, help="parallel processes (default: "
+                   + ("all cores" if workers is None else str(workers)) + ")")
     p.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local process pool (default) or a Dask cluster")
     p.add_argument("--scheduler", metavar="ADDR",
@@ -157,10 +158,11 @@ def executor_spec(args: argparse.Namespace) -> ExecutorSpec:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-maps", help="Cityscapes -> importance and QP maps",
                        description=__doc__)
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
-    p.add_argument("--split", default="val")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT",
+                   help="Cityscapes-layout root (leftImg8bit/, gtFine/, disparity/, camera/, ...)")
+    p.add_argument("--split", default="val", help="dataset split")
     p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
-    p.add_argument("--out", required=True, metavar="OUT")
+    p.add_argument("--out", required=True, metavar="OUT", help="maps folder to write")
     add_map_options(p)
     p.add_argument("--visualize-every", type=int, default=30, metavar="N",
                    help="distance annotation for every N-th frame (default 30, 0 = none)")

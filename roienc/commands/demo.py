@@ -12,13 +12,13 @@ from .sweep import summary_table
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on a small sample, in about a minute",
                        description=__doc__)
-    p.add_argument("--out", default="roienc-demo", metavar="DIR")
+    p.add_argument("--out", default="roienc-demo", metavar="DIR", help="folder for the data, maps and run")
     p.add_argument("--cityscapes-root", metavar="ROOT", help="run on real data instead")
-    p.add_argument("--split", default="val")
-    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--split", default="val", help="split (with --cityscapes-root)")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities (with --cityscapes-root)")
     p.add_argument("--speed", type=float, help="ego speed (m/s) for frames without vehicle JSON")
-    p.add_argument("--preset", default="fast")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--preset", default="fast", help="x265 preset")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

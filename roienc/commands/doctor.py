@@ -1,4 +1,4 @@
-"""`roienc doctor`: FFmpeg and x265 found where, versions, encoders, addroi/zones/qpfile usable."""
+"""`roienc doctor`: FFmpeg, x265 and SVT-AV1 found where, versions, encoders, addroi/zones/qpfile usable."""
 from __future__ import annotations
 
 import argparse
@@ -8,13 +8,14 @@ from ..doctor import run_doctor
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check FFmpeg, x265 and ROI support", description=__doc__)
-    p.add_argument("--ffmpeg", metavar="PATH")
-    p.add_argument("--x265", metavar="PATH")
+    p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg to check (default: $ROIENC_FFMPEG, PATH, bundled)")
+    p.add_argument("--x265", metavar="PATH", help="x265 CLI to check (default: $ROIENC_X265, PATH)")
+    p.add_argument("--svtav1", metavar="PATH", help="SvtAv1EncApp to check (default: $ROIENC_SVTAV1, PATH)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = run_doctor(args.ffmpeg, args.x265)
+    checks = run_doctor(args.ffmpeg, args.x265, args.svtav1)
     for c in checks:
         mark = "OK  " if c.ok else ("FAIL" if c.essential else "warn")
         print(f"[{mark}] {c.name:26s} {c.detail}")

@@ -5,7 +5,7 @@ import argparse
 
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
-from ..configs import check_rate
+from ..configs import CODECS, CRF_MAX, check_rate
 from ..encode import ENGINES, MODES, RatePoint, encode_many
 from ..errors import InputError
 from .build_maps import csv_list
@@ -16,7 +16,8 @@ def _arg_type(control: str, multi: bool):
     usage error (exit 2), not a traceback."""
     def one(text: str) -> float:
         try:
-            return check_rate(control, text if control == "bitrate" else text.strip())
+            # 63: the widest CRF scale (libvpx, SVT-AV1); the codec's own range is checked later
+            return check_rate(control, text if control == "bitrate" else text.strip(), qp_max=63)
         except InputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -29,10 +30,12 @@ def _arg_type(control: str, multi: bool):
     return many if multi else one
 
 
-def add_rate_options(p: argparse.ArgumentParser, multi: bool = False) -> None:
+def add_rate_options(p: argparse.ArgumentParser, multi: bool = False,
+                     default: str = "the config's [rate] section") -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--crf", type=_arg_type("crf", multi),
-                   help="constant rate factor, 0-51" + (" (comma list)" if multi else ""))
+                   help="constant rate factor, 0-51 (vp9, av1: 0-63)" + (" (comma list)" if multi else "")
+                        + f" (default, without --crf/--bitrate/--qp: {default})")
     g.add_argument("--bitrate", type=_arg_type("bitrate", multi),
                    help="target bitrate, e.g. 4M or 800k" + (" (comma list)" if multi else ""))
     g.add_argument("--qp", type=_arg_type("qp", multi),
@@ -47,11 +50,20 @@ def add_two_pass_option(p: argparse.ArgumentParser) -> None:
 
 def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list[RatePoint] | None:
     """The rate points asked for; none asked: ``default_crf``, or None (the encoder config's
-    ``[rate]`` section decides)."""
+    ``[rate]`` section decides). A CRF/QP beyond the codec's scale (51; vp9, av1: 63) is the
+    command's usage error (exit 2), like any other bad value."""
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
         if val is not None:
             vals = val if isinstance(val, list) else [val]
+            top = CRF_MAX.get(getattr(args, "codec", "hevc"), 51)
+            parser = getattr(args, "_parser", None)
+            for v in vals:
+                if control != "bitrate" and v > top:
+                    msg = f"argument --{control}: --{control} must be between 0 and {top}, got {v:g}"
+                    if parser is not None:
+                        parser.error(msg)
+                    raise InputError(msg)
             return [RatePoint(control, float(v)) for v in vals]
     return None if default_crf is None else [RatePoint("crf", default_crf)]
 
@@ -66,8 +78,10 @@ def _mode_list(text: str) -> list[str]:
 def add_tool_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg binary (default: $ROIENC_FFMPEG, PATH, bundled)")
     p.add_argument("--x265", metavar="PATH", help="x265 CLI for qpfile mode (default: $ROIENC_X265, PATH)")
+    p.add_argument("--svtav1", metavar="PATH",
+                   help="SvtAv1EncApp for --codec av1, >= 1.6 for ROI (default: $ROIENC_SVTAV1, PATH)")
     p.add_argument("--engine", choices=ENGINES, default=None,
-                   help="how libx265/libx264 encodes run, one engine for the whole run: 'pyav' "
+                   help="how libx265/libx264/libvpx-vp9 encodes run, one engine for the whole run: 'pyav' "
                         "in-process through the av wheel's FFmpeg (ROI per frame, linear in clip "
                         "length), 'ffmpeg' the FFmpeg CLI; 'auto' pyav unless --ffmpeg is given "
                         "or --two-pass asked (default: $ROIENC_ENGINE, else auto)")
@@ -76,11 +90,13 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
                        description=__doc__)
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc",
+                   help="hevc (libx265), h264 (libx264: baseline and roi only), vp9 (libvpx-vp9: "
+                        "baseline and roi), av1 (SVT-AV1 CLI; roi needs --roi-map-file): docs/codecs.md")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--cities", type=csv_list, metavar="A,B")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
     p.add_argument("--source", choices=["sequence", "frames"],
                    help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
                         "annotated frames of a city as one clip")
@@ -90,23 +106,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
     p.add_argument("--preset", help="encoder preset (default: the config's)")
-    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli)")
-    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers")
-    p.add_argument("--out", required=True, metavar="ENC")
+    p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli, vp9, av1) "
+                        "(default: the codec's packaged config; hevc_x265cli in qpfile mode)")
+    p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
+    p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool or a Dask cluster")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://HOST:8786")
-    p.add_argument("--skip-existing", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resume: keep encodes whose sidecar, settings signature, source frames and size match")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_tool_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     clips = find_clips(args.cityscapes_root, args.split, args.cities, args.source, args.sequence)
     results = encode_many(clips, args.maps, codec=args.codec, modes=args.mode,
                           rates=rate_points(args), config=args.config, out=args.out, jobs=args.jobs,
-                          ffmpeg=args.ffmpeg, x265=args.x265, skip_existing=args.skip_existing,
+                          ffmpeg=args.ffmpeg, x265=args.x265, svtav1=args.svtav1,
+                          skip_existing=args.skip_existing,
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
                           preset=args.preset, progress=not args.no_progress,
                           executor=ExecutorSpec(args.executor, args.jobs, args.scheduler),

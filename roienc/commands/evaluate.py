@@ -10,15 +10,17 @@ from .build_maps import add_executor_options, executor_spec
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="PSNR/SSIM inside vs outside the ROI, bitrate",
                        description=__doc__)
-    p.add_argument("--encoded", required=True, metavar="ENC")
+    p.add_argument("--encoded", required=True, metavar="ENC", help="an encode output (its sidecars are read)")
     p.add_argument("--cityscapes-root", metavar="ROOT", help="where the source frames are (default: the absolute paths in the sidecars); they must be the frames encoded")
-    p.add_argument("--maps", required=True, metavar="OUT")
-    p.add_argument("--report", required=True, metavar="results.csv")
+    p.add_argument("--maps", required=True, metavar="OUT",
+                   help="build-maps output whose importance defines the regions")
+    p.add_argument("--report", required=True, metavar="results.csv",
+                   help="CSV to write (parameters and decode commands go to the .json beside it)")
     p.add_argument("--roi-threshold", type=float, default=0.5,
                    help="ROI = pixels with importance >= this (default 0.5)")
     p.add_argument("--per-frame", metavar="DIR", help="also write a per-frame CSV per clip")
-    p.add_argument("--ffmpeg", metavar="PATH")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ffmpeg", metavar="PATH", help="FFmpeg for decoding (default: $ROIENC_FFMPEG, PATH, bundled)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--skip-existing", action="store_true",
                    help="reuse rows of an existing --report whose encode, maps and threshold are unchanged")
     p.add_argument("--ssim", action="store_true",
@@ -27,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "columns are NaN and <report>.json says SSIM was not computed")
     p.add_argument("--no-ssim", dest="ssim", action="store_false",
                    help="the default (no SSIM); accepted for scripts written when SSIM was on by default")
-    add_executor_options(p)
-    p.set_defaults(func=run, workers=1)
+    add_executor_options(p, workers=1)
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,12 +8,14 @@ from ..export import FORMATS, export
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write encoder instructions for a clip", description=__doc__)
-    p.add_argument("--maps", required=True, metavar="OUT")
-    p.add_argument("--format", choices=FORMATS, default="all")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--maps", required=True, metavar="OUT", help="a build-maps output")
+    p.add_argument("--format", choices=FORMATS, default="all",
+                   help="what to write: addroi filter scripts, x265 zones, x265 qpfiles or all")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--sequence", nargs="+", metavar="ID", help="only these clips (default: all)")
     p.add_argument("--crf", type=float, default=28.0, help="rate point used in the commands (default 28)")
-    p.add_argument("--ffmpeg", metavar="PATH")
+    p.add_argument("--ffmpeg", metavar="PATH",
+                   help="FFmpeg the commands call (default: $ROIENC_FFMPEG, PATH, bundled)")
     p.set_defaults(func=run)
 
 

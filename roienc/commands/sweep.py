@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..configs import CODECS
 from ..sweep import run_sweep
 from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
                          qp_grid)
@@ -12,25 +13,31 @@ from .encode import add_rate_options, add_tool_options, add_two_pass_option, rat
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="the whole experiment in one command", description=__doc__)
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT")
-    p.add_argument("--split", default="val")
-    p.add_argument("--cities", type=csv_list, metavar="A,B")
-    p.add_argument("--source", choices=["sequence", "frames"])
-    p.add_argument("--sequence", nargs="+", metavar="ID")
-    p.add_argument("--codec", choices=["hevc", "h264"], default="hevc")
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
+    p.add_argument("--source", choices=["sequence", "frames"],
+                   help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
+                        "annotated frames of a city as one clip")
+    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. aachen_000000")
+    p.add_argument("--codec", choices=list(CODECS), default="hevc",
+                   help="hevc (libx265), h264 (libx264), vp9 (libvpx-vp9) or av1 (SVT-AV1 CLI): docs/codecs.md")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
-    add_rate_options(p, multi=True)
+    add_rate_options(p, multi=True, default="CRF 22,27,32,37")
     add_two_pass_option(p)
-    p.add_argument("--preset")
-    p.add_argument("--config")
-    p.add_argument("--zone-mode", choices=["q", "b"])
-    p.add_argument("--roi-threshold", type=float, default=0.5)
+    p.add_argument("--preset", help="encoder preset (default: the config's)")
+    p.add_argument("--config", help="encoder config TOML or packaged name (default: hevc or h264)")
+    p.add_argument("--zone-mode", choices=["q", "b"],
+                   help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
+    p.add_argument("--roi-threshold", type=float, default=0.5,
+                   help="ROI = pixels whose judging importance is >= this")
     j = p.add_argument_group("judging regions (default: the first QP mapping's own maps, self-judged)")
     j.add_argument("--judge-labels-root", metavar="DIR",
                    help="per-frame labels (named by --judge-labels-pattern) from which judge maps "
                         "are built with the same importance settings: regions the encoder did not use")
-    j.add_argument("--judge-labels-pattern", default="{frame_id}_labelIds.png", metavar="PATTERN")
+    j.add_argument("--judge-labels-pattern", default="{frame_id}_labelIds.png", metavar="PATTERN",
+                   help="file name of a frame's labelIds under --judge-labels-root")
     j.add_argument("--judge-maps", metavar="DIR", help="a build-maps output whose ROI judges every encode")
     p.add_argument("--no-settings-reference", action="store_true",
                    help="do not encode the roi-settings reference (ROI settings, zero offsets)")
@@ -38,12 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate SSIM too (ssim_* columns; off by default: two thirds of the "
                         "metrics' CPU time with it)")
     p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
-    p.add_argument("--out", required=True, metavar="RUN")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder (rerun the same command to resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_map_options(p, multi_qp=True)
     add_tool_options(p)
     add_executor_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
                     settings_reference=not args.no_settings_reference, config=args.config,
                     preset=args.preset, jobs=args.jobs, roi_threshold=args.roi_threshold,
                     zone_mode=args.zone_mode, ffmpeg=args.ffmpeg, x265=args.x265,
+                    svtav1=args.svtav1,
                     executor=executor_spec(args), progress=not args.no_progress,
                     two_pass=args.two_pass, ssim=args.ssim, engine=args.engine,
                     argv=["roienc", *sys.argv[1:]])

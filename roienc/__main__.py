@@ -1,0 +1,6 @@
+"""``python3 -m roienc``: the ``roienc`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
