@@ -419,13 +419,19 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
 def job_signature(job: EncodeJob) -> dict:
     """What an encode depends on besides the folder it lands in (codec, mode and rate point): the
     resolved encoder config (preset included), the frames, the maps, zone mode and two-pass.
-    ``--skip-existing`` reuses an encode only when its recorded signature is equal."""
-    sig = {"config": job.config.as_dict(), "frame_ids": list(job.clip.frame_ids),
+    ``--skip-existing`` reuses an encode only when its recorded signature is equal. The config's
+    file path is not part of it (its contents are): the same packaged config of another install
+    or checkout is the same setting."""
+    sig = {"config": _without_path(job.config.as_dict()), "frame_ids": list(job.clip.frame_ids),
            "maps": str(job.maps_root) if job.maps_root and job.mode != "baseline" else None, "zone_mode": job.zone_mode,
            "two_pass": job.two_pass}
     if uses_pyav(job):                    # another encoder build: a CLI encode is not reused
         sig["engine"] = f"pyav {(inproc_versions() or {}).get('ffmpeg')}"
     return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
+
+
+def _without_path(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "path"}
 
 
 def _reuse_problem(job: EncodeJob, signature: dict, src_sha1: str | None) -> str | None:
@@ -438,7 +444,10 @@ def _reuse_problem(job: EncodeJob, signature: dict, src_sha1: str | None) -> str
         return f"unreadable sidecar ({exc})"
     if not isinstance(old, dict) or old.get("status") != "ok":
         return "the existing encode did not succeed"
-    if old.get("signature") != signature:
+    recorded = old.get("signature")
+    if isinstance(recorded, dict) and isinstance(recorded.get("config"), dict):
+        recorded = {**recorded, "config": _without_path(recorded["config"])}   # as earlier versions wrote it
+    if recorded != signature:
         return "settings changed since the existing encode"
     if src_sha1 is None or old.get("source_sha1") != src_sha1:
         return "the source frames differ from the ones encoded (or were not recorded)"

@@ -136,6 +136,16 @@ def test_h264_baseline_and_roi_and_skip_existing(seq_dataset, tmp_path):
                         rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="fast",
                         progress=False, skip_existing=True)
     assert again[0].get("skipped_existing")
+    # the same config from another file (another install or checkout) is the same setting
+    import shutil
+    from roienc.configs import load_config
+    copy = tmp_path / "elsewhere" / "h264.toml"
+    copy.parent.mkdir()
+    shutil.copy(load_config(None, "h264").path, copy)
+    moved = encode_many(clips, maps, codec="h264", modes=["baseline"], config=str(copy),
+                        rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="fast",
+                        progress=False, skip_existing=True)
+    assert moved[0].get("skipped_existing")
     # changed settings are not "existing": another preset or two-pass encodes again
     other = encode_many(clips, maps, codec="h264", modes=["baseline"],
                         rates=[RatePoint("bitrate", 300)], out=tmp_path, preset="faster",
