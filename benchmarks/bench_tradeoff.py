@@ -45,7 +45,7 @@ METRICS = ["psnr_roi", "psnr_nonroi", "psnr_y", "psnr_weighted"]
 # measured, and rate budgets (delta and background are then caps) with the static classes'
 # importance (0.1) as the floor of the ROI strength and 'submax' blocks (a block half covered by
 # objects gets half the delta); the last ones let the background pay, for the 'neutral' rule
-_FIXED = "block_stat=max,floor=0,background=0,delta="
+_FIXED = "rate_budget=off,block_stat=max,floor=0,background=0,delta="
 _RATE = "block_stat=submax,floor=0.1,"
 CANDIDATES = {
     "fixed max d3": _FIXED + "3",
@@ -80,8 +80,8 @@ def parse_mapping(spec: str):
         if key not in kinds:
             raise SystemExit(f"unknown QP mapping field {key!r} in {spec!r}; one of {', '.join(kinds)}")
         kind = str(kinds[key])
-        over[key] = (value if "str" in kind else int(value) if kind.startswith("int")
-                     else float(value))
+        over[key] = (None if "None" in kind and value.lower() in ("off", "none") else value
+                     if "str" in kind else int(value) if kind.startswith("int") else float(value))
     return replace(QPParams(), **over)
 
 

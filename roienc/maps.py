@@ -52,24 +52,26 @@ MANIFEST_KEY = ["split", "source", "city", "frame_id"]
 
 @dataclass(frozen=True)
 class QPParams:
-    # Defaults chosen on the Pareto front measured on the real aachen snippets (README, sweep):
-    # 32-px blocks (= x265's default qg-size, so the ROI adds no encoder setting), block max,
-    # ROI -6 QP, background offset 0.
+    # Defaults chosen leave-one-out on the real aachen snippets (docs/results.md, "QP mapping"):
+    # 32-px blocks (= x265's default qg-size, so the ROI adds no encoder setting), a block's
+    # importance the mean of its 16x16 quarters' maxima, static classes (0.1) as the floor of the
+    # ROI strength, and per frame the ROI offset (up to -6 QP) that a +9% rate budget affords,
+    # the background left as the plain encoder codes it.
     block_size: int = 32
     base_qp: int = 32
     delta: int = 6
     gamma: float = 1.0
-    block_stat: str = "max"
+    block_stat: str = "submax"
     qp_normalize: str = "none"
     background: int | None = 0      # QP offset of importance 0 (None: = delta, symmetric)
     # Rate budget (percent, e.g. 5.0 = +5%): per frame the offsets whose bits, predicted from the
     # source picture's activity (roienc.ratemodel), stay within it; delta and background are then
     # the caps of the ROI's QP decrease and of the background's increase. None: fixed offsets.
-    rate_budget: float | None = None
+    rate_budget: float | None = 9.0
     activity_exponent: float = 1.0  # rate model: a block's bits ~ (luma std + 1) ** exponent
     # block importance at or below it counts as background (strength (imp-floor)/(1-floor)):
     # 0.1, the static classes' importance, keeps road and buildings out of the ROI delta
-    floor: float = 0.0
+    floor: float = 0.1
 
     def __post_init__(self) -> None:
         if self.background is None:         # recorded as the value it stands for

@@ -18,6 +18,8 @@ from roienc.vis import (BLUE, RED, colormap_lut, distance_annotation, importance
                         object_outlines)
 
 ALWAYS = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+if QPParams().rate_mode:            # the default mapping's rate budget: its input and its choice
+    ALWAYS += ["_activity.npy", "_rate.json"]
 IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.jpg"]
 
 

@@ -21,7 +21,7 @@ from roienc.ratemodel import block_weights, offset_grid, predicted_rate
 pytestmark = [pytest.mark.encode, pytest.mark.slow]
 
 # 384x192 frames: 16-px blocks (x265 gets qg-size 16); a delta cap high enough for the budget to bind
-QP = dict(block_size=16, delta=9, background=0)
+QP = dict(block_size=16, delta=9, background=0, block_stat="max", floor=0.0)
 
 
 @pytest.fixture(scope="module")

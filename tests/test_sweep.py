@@ -74,7 +74,7 @@ def test_sweep_end_to_end(root, tmp_path, capsys):
     assert len(list((run / "maps").iterdir())) == 2
     res2 = pd.read_csv(run / "results.csv")
     (lab,) = set(res2["maps"]) - {"plain"}
-    assert lab.startswith("b16-max-d6-bg3-g1-q30-")
+    assert lab.startswith("b16-max-d6-bg3-r9-f0.1-g1-q30-")   # the default budget and floor
     side = json.loads((run / "enc" / lab / "hevc/roi/crf22/lindau_000000.json").read_text())
     assert side["adapter"]["delta"] == 6 and side["adapter"]["base_qp"] == 30
     assert json.loads((run / "sweep.json").read_text())["qp_combinations"][lab]["delta"] == 6

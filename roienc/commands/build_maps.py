@@ -56,7 +56,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     q.add_argument("--base-qp", type=lst(int), default=d.base_qp,
                    help=f"reference QP of the grid files (default {d.base_qp}{more})")
     q.add_argument("--delta", type=lst(int), default=d.delta,
-                   help=f"QP decrease of importance 1 (default {d.delta}{more})")
+                   help=f"QP decrease of importance 1; with --rate-budget its cap (default {d.delta}{more})")
     q.add_argument("--background", type=lst(int), default=d.background,
                    help="QP increase of importance 0: the knob along the trade-off front, how much "
                         f"background quality to give up for the ROI (default {d.background}{more})")
