@@ -104,3 +104,154 @@ def test_bad_keyframes_are_input_errors(movers):
         propagate_keyframes(imgs, {0: (lab, None), 3: (lab[:10], None)}, None, lut)
     with pytest.raises(InputError, match="no labelled frame"):
         propagate_keyframes(imgs, {}, None, lut)
+
+
+# ------------------------------------------------------------------------- build-maps
+
+@pytest.fixture(scope="module")
+def mroot(tmp_path_factory):
+    """A synthesized root with the movers and every frame's true labels in labels_sequence/."""
+    from roienc.synth import synthesize
+
+    r = tmp_path_factory.mktemp("movers")
+    synthesize(r, split="val", cities=("lindau",), width=W, height=H, seed=4, movers=True,
+               frame_labels=True)
+    return r
+
+
+def _build(root, out, **kw):
+    kw.setdefault("labels_root", root / "labels_sequence")
+    return build_maps(root, out, split="val", workers=1, progress=False, visualize_every=0,
+                      sequences=True, annotated=False, outputs="maps", **kw)
+
+
+def _imp(out, t):
+    return np.load(out / f"val/lindau/lindau_000000_{t:06d}_importance.npy")
+
+
+def test_label_every_manifest_params_and_roi(mroot, tmp_path):
+    """--label-every 10: frames 9, 19, 29 use their files, the others are propagated from the
+    labelled frames around them (manifest label_sources / label_source_steps), params.json
+    records it; the cars frame 19 does not show are in the ROI. Measured share of a car's pixels
+    at importance >= 0.5 on the frames it shows >= 50 pixels: with labels on 9/19/29 0.71..1.0
+    (lowest at frame 11, two steps from frame 9 towards 19, and 0.74 at frame 0, nine steps back
+    from 9), mostly >= 0.9; with frame 19's alone (K=30) 0.0 on every frame of the entering car
+    (the leaving car: 0.67 at frame 0 falling to 0 by frame 7, covered there by other objects
+    smeared back from 19)."""
+    frames = sequence_frames(width=W, height=H, seed=4, movers=True)
+    rep = _build(mroot, tmp_path / "k10", label_every=10)
+    man = rep.manifest.set_index("frame_id")
+    assert (man["status"] == "ok").all(), man["reason"].tolist()
+    own = [f"lindau_000000_{i:06d}" for i in (9, 19, 29)]
+    assert (man.loc[own, "label_source"] == "labels-root").all()
+    assert (man.loc[own, "label_steps"].astype(int) == 0).all()
+    assert (man.loc[own, "label_sources"] == pd.Index(own)).all()
+    gaps = man.drop(index=own)
+    assert (gaps["label_source"] == "propagate:labels-root").all()
+    assert man.loc["lindau_000000_000012", "label_sources"] == ";".join(own[:2])
+    assert man.loc["lindau_000000_000012", "label_source_steps"] == "3;-7"
+    assert int(man.loc["lindau_000000_000012", "label_steps"]) == 3
+    assert man.loc["lindau_000000_000003", "label_sources"] == own[0]
+    assert man.loc["lindau_000000_000003", "label_source_steps"] == "-6"
+    # the written manifest has the columns too
+    disk = pd.read_csv(tmp_path / "k10/maps_manifest.csv")
+    assert {"label_sources", "label_source_steps"} <= set(disk.columns)
+    params = json.loads((tmp_path / "k10/params.json").read_text())
+    assert params["labels"]["label_every"] == 10
+    assert params["labels"]["labels_kind"] == "labelIds"
+    assert params["labels"]["propagation"] == PropagationParams().as_dict()
+    alone = _build(mroot, tmp_path / "k30", label_every=30)
+    assert (alone.manifest["label_sources"] == "lindau_000000_000019").all()
+    for iid in MOVER_IDS:
+        for t, f in enumerate(frames):
+            truth = f["inst"] == iid
+            if truth.sum() < 50:          # a sliver at the edge
+                continue
+            share = (_imp(tmp_path / "k10", t)[truth] >= 0.5).mean()
+            assert share >= 0.65, (iid, t, share)
+            if iid == MOVER_IDS[0]:
+                assert (_imp(tmp_path / "k30", t)[truth] >= 0.5).mean() <= 0.05, (iid, t)
+
+
+def test_labels_folder_with_gaps_and_trainids(mroot, tmp_path):
+    """A labels folder with files for frames 5, 12 and 19 only, as trainIds: every frame is built,
+    frames 0..4 from frame 5 alone, 6..11 from 5 and 12, 20..29 from 19 alone; labelled frames
+    give the same maps as the labelIds files."""
+    import shutil
+
+    from cityscapesscripts.helpers.labels import id2label
+
+    to_train = np.full(256, 255, np.uint8)
+    for lid, lab in id2label.items():
+        if 0 <= lid < 256 and 0 <= lab.trainId < 255:
+            to_train[lid] = lab.trainId
+    src = mroot / "labels_sequence/val/lindau"
+    train = tmp_path / "train/val/lindau"
+    ids = tmp_path / "ids/val/lindau"
+    train.mkdir(parents=True)
+    ids.mkdir(parents=True)
+    from roienc.dataset import read_label_ids
+    from roienc.fileio import write_png
+    for t in (5, 12, 19):
+        fid = f"lindau_000000_{t:06d}"
+        write_png(train / f"{fid}_labelIds.png", to_train[read_label_ids(src / f"{fid}_labelIds.png")])
+        for d in (train, ids):
+            shutil.copy(src / f"{fid}_instanceIds.png", d)
+        shutil.copy(src / f"{fid}_labelIds.png", ids)
+    a = _build(mroot, tmp_path / "a", labels_root=tmp_path / "train", labels_kind="trainIds",
+               speed_override=8.0)
+    b = _build(mroot, tmp_path / "b", labels_root=tmp_path / "ids", speed_override=8.0)
+    man = a.manifest.set_index("frame_id")
+    assert (man["status"] == "ok").all(), man["reason"].tolist()
+    srcs = man["label_sources"].str.replace("lindau_000000_", "")
+    assert (srcs.iloc[0:5] == "000005").all()
+    assert (srcs.iloc[6:12] == "000005;000012").all()
+    assert (srcs.iloc[13:19] == "000012;000019").all()
+    assert (srcs.iloc[20:] == "000019").all()
+    assert json.loads((tmp_path / "a/params.json").read_text())["labels"]["labels_kind"] == "trainIds"
+    for t in (5, 12, 19):
+        # trainIds lose the classes that have none (e.g. 'ground', 'parking'): the dynamic ones
+        # all have one, so the objects' importance is the same
+        lab = read_label_ids(src / f"lindau_000000_{t:06d}_labelIds.png")
+        dyn = (load_class_groups().group_lut() == DYNAMIC)[lab]
+        assert dyn.any()
+        assert np.array_equal(_imp(tmp_path / "a", t)[dyn], _imp(tmp_path / "b", t)[dyn])
+    # labelIds read as trainIds: a skip naming the file and the fix
+    bad = _build(mroot, tmp_path / "c", labels_root=tmp_path / "ids", labels_kind="trainIds",
+                 speed_override=8.0).manifest.set_index("frame_id")
+    r = bad.loc["lindau_000000_000005", "reason"]
+    assert bad.loc["lindau_000000_000005", "status"] == "skipped"
+    assert "lindau_000000_000005_labelIds.png" in r and "--labels-kind labelIds" in r
+
+
+def test_label_every_bad_input(mroot, tmp_path):
+    with pytest.raises(InputError, match="--labels-root"):
+        _build(mroot, tmp_path / "x", labels_root=None, label_every=5)
+    with pytest.raises(InputError, match="--label-every must be an integer >= 1"):
+        _build(mroot, tmp_path / "y", label_every=0)
+    with pytest.raises(InputError, match="--labels-kind"):
+        _build(mroot, tmp_path / "z", labels_kind="colors")
+
+
+def test_cli_label_every(mroot, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(__import__("pathlib").Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    base = [sys.executable, "-m", "roienc.cli", "build-maps", "--cityscapes-root", str(mroot),
+            "--split", "val", "--sequences", "--workers", "1", "--no-progress",
+            "--labels-root", str(mroot / "labels_sequence")]
+    r = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--label-every", "0"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "--label-every must be an integer >= 1" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(base + ["--out", str(tmp_path / "ok"), "--label-every", "15",
+                               "--outputs", "maps"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    params = json.loads((tmp_path / "ok/params.json").read_text())
+    assert params["labels"]["label_every"] == 15
+    man = pd.read_csv(tmp_path / "ok/maps_manifest.csv")
+    man = man[man["source"] == "sequence"]
+    assert sorted(man.loc[man["label_source"] == "labels-root", "frame_id"].str[-2:]) == ["04", "19"]
