@@ -850,18 +850,25 @@ def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarra
                         params: PropagationParams | None, group_lut: np.ndarray,
                         n_frames: int | None = None, timings: dict | None = None,
                         extra: dict[str, np.ndarray] | None = None,
-                        extra_index: int | None = None) -> list[PropagatedFrame]:
+                        extra_index: int | None = None,
+                        merge: Callable[[_Out, _Out, np.ndarray], _Out] | None = None,
+                        edges: str = "two") -> list[PropagatedFrame]:
     """Labels for every frame of a snippet from the frames that have them.
 
     keyframes: frame index -> (labelIds, instanceIds or None) of every labelled frame; they are
         returned unchanged (``steps == 0``). A frame between two labelled frames gets both
         chains -- forward from the previous, backward from the next -- combined by
-        :func:`merge_outputs`; a frame before the first / after the last takes the nearest one's
-        chain. Each pair of consecutive frames' flows is computed once for all chains.
+        :func:`merge_outputs`; a frame before the first / after the last labelled frame gets the
+        chains of the two nearest ones (``edges="two"``, default; both on one side, the nearer
+        one's labels with the union of the dynamic masks: an object the nearest labelled frame
+        missed -- segmentation flicker -- is kept), or the nearest one's alone (``"one"``).
+        Each pair of consecutive frames' flows is computed once for all chains.
     images, group_lut, timings: as :func:`propagate_snippet`.
     extra: HxW arrays of frame ``extra_index`` (e.g. the annotated frame's disparity), carried to
         every frame along the same flows (nearest, exact values, no policy, no margin): each
         frame's ``extra``.
+    merge: the rule combining the two chains of a frame between two labelled frames, (nearer,
+        farther, is_dyn) -> output; default :func:`merge_outputs` (benchmarks compare others).
     Each output records ``sources`` (the labelled frames used) and ``source_steps`` (its signed
     offset from each); ``steps`` is the offset from the nearer one.
     """
@@ -877,6 +884,8 @@ def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarra
         get, n = (lambda i: images[i]), len(images)
     if not keyframes:
         raise InputError("propagate: no labelled frame")
+    if edges not in ("one", "two"):
+        raise InputError(f"propagate: edges must be 'one' or 'two', got {edges!r}")
     bad_keys = [k for k in keyframes if not 0 <= k < n]
     if bad_keys:
         raise InputError(f"propagate: labelled frame index {bad_keys[0]} outside 0..{n - 1}")
@@ -971,21 +980,28 @@ def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarra
     segs = (sorted([sg for sg in segs if sg[1] > e]) +
             sorted([sg for sg in segs if sg[1] <= e], reverse=True))
     t_prop = 0.0
+    two = edges == "two" and len(keys) > 1
     for a, b in segs:
         fwd_src = a if a in arrays else None
         bwd_src = b if b in arrays else None
         got: dict[int, list[_Out]] = {}
-        for src, d, stop in ((fwd_src, 1, b - 1 if bwd_src is not None else b),
-                             (bwd_src, -1, a + 1 if fwd_src is not None else a)):
+        chains = [(fwd_src, 1, b - 1 if bwd_src is not None else b, None),
+                  (bwd_src, -1, a + 1 if fwd_src is not None else a, None)]
+        if two and fwd_src is None:          # before the first labelled frame: the second too
+            chains.append((keys[1], -1, a, b))
+        if two and bwd_src is None:          # after the last one: the one before it too
+            chains.append((keys[-2], 1, b, a))
+        for src, d, stop, beyond in chains:
             if src is None:
                 continue
             for t, o, _ in _chain(flows, key_of(src), src, d, stop, p, s, grid, {}, w):
-                got.setdefault(t, []).append(o)
+                if beyond is None or (t - beyond) * d > 0:
+                    got.setdefault(t, []).append(o)
         for t, outs in sorted(got.items()):
             t0 = time.perf_counter()
             if len(outs) == 2:
                 near, far = sorted(outs, key=lambda o: (abs(o.steps), o.source))
-                o = merge_outputs(near, far, is_dyn)
+                o = (merge or merge_outputs)(near, far, is_dyn)
                 srcs = tuple(sorted((near.source, far.source)))
             else:
                 o = outs[0]
@@ -1001,7 +1017,9 @@ def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarra
         if extra:
             for t in range(a, b + 1):
                 x_at(t)
-        flows.release(a, b)
+        if not two or (a != keys[0] and b != keys[-1]):   # else an edge's second chain needs them
+            flows.release(a, b)
+    flows.release(0, n - 1)
     if extra:
         for t in range(n):
             x_at(t)

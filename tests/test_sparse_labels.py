@@ -61,7 +61,8 @@ def test_objects_absent_from_frame_19_are_in_the_roi_of_every_frame(movers):
     assert sparse[12].sources == (9, 19) and sparse[12].source_steps == (3, -7)
     assert sparse[12].steps == 3
     assert sparse[25].sources == (19, 29) and sparse[25].steps == -4
-    assert sparse[3].sources == (9,) and sparse[3].steps == -6
+    assert sparse[3].sources == (9, 19) and sparse[3].steps == -6     # the two nearest
+    assert sparse[3].source_steps == (-6, -16)
     assert sparse[19].sources == (19,) and sparse[19].steps == 0
     assert np.array_equal(sparse[29].labels, movers[29]["labels"])
 
@@ -151,8 +152,8 @@ def test_label_every_manifest_params_and_roi(mroot, tmp_path):
     assert man.loc["lindau_000000_000012", "label_sources"] == ";".join(own[:2])
     assert man.loc["lindau_000000_000012", "label_source_steps"] == "3;-7"
     assert int(man.loc["lindau_000000_000012", "label_steps"]) == 3
-    assert man.loc["lindau_000000_000003", "label_sources"] == own[0]
-    assert man.loc["lindau_000000_000003", "label_source_steps"] == "-6"
+    assert man.loc["lindau_000000_000003", "label_sources"] == ";".join(own[:2])
+    assert man.loc["lindau_000000_000003", "label_source_steps"] == "-6;-16"
     # the written manifest has the columns too
     disk = pd.read_csv(tmp_path / "k10/maps_manifest.csv")
     assert {"label_sources", "label_source_steps"} <= set(disk.columns)
@@ -175,8 +176,8 @@ def test_label_every_manifest_params_and_roi(mroot, tmp_path):
 
 def test_labels_folder_with_gaps_and_trainids(mroot, tmp_path):
     """A labels folder with files for frames 5, 12 and 19 only, as trainIds: every frame is built,
-    frames 0..4 from frame 5 alone, 6..11 from 5 and 12, 20..29 from 19 alone; labelled frames
-    give the same maps as the labelIds files."""
+    frames 0..4 from frames 5 and 12 (the two nearest), 6..11 from 5 and 12, 20..29 from 19 and
+    12; labelled frames give the same maps as the labelIds files."""
     import shutil
 
     from cityscapesscripts.helpers.labels import id2label
@@ -204,10 +205,11 @@ def test_labels_folder_with_gaps_and_trainids(mroot, tmp_path):
     man = a.manifest.set_index("frame_id")
     assert (man["status"] == "ok").all(), man["reason"].tolist()
     srcs = man["label_sources"].str.replace("lindau_000000_", "")
-    assert (srcs.iloc[0:5] == "000005").all()
+    assert (srcs.iloc[0:5] == "000005;000012").all()
     assert (srcs.iloc[6:12] == "000005;000012").all()
     assert (srcs.iloc[13:19] == "000012;000019").all()
-    assert (srcs.iloc[20:] == "000019").all()
+    assert (srcs.iloc[20:] == "000012;000019").all()
+    assert (srcs.iloc[[5, 12, 19]] == ["000005", "000012", "000019"]).all()
     assert json.loads((tmp_path / "a/params.json").read_text())["labels"]["labels_kind"] == "trainIds"
     for t in (5, 12, 19):
         # trainIds lose the classes that have none (e.g. 'ground', 'parking'): the dynamic ones
