@@ -257,3 +257,27 @@ def test_cli_label_every(mroot, tmp_path):
     man = pd.read_csv(tmp_path / "ok/maps_manifest.csv")
     man = man[man["source"] == "sequence"]
     assert sorted(man.loc[man["label_source"] == "labels-root", "frame_id"].str[-2:]) == ["04", "19"]
+
+
+def test_flow_of_each_pair_is_computed_once(monkeypatch):
+    """Whatever the labelled frames, each consecutive pair's two flows (both directions) are
+    computed once per snippet: 2 * 29 for 30 frames (the disparity carried from frame 19 too)."""
+    from roienc import propagate as P
+
+    frames = sequence_frames(width=128, height=64, seed=2)
+    lut = load_class_groups().group_lut()
+    imgs = [f["rgb"] for f in frames]
+    calls = []
+    real = P._Flow.__call__
+
+    def counted(self, a, b):
+        calls.append(1)
+        return real(self, a, b)
+    monkeypatch.setattr(P._Flow, "__call__", counted)
+    for keys in ((19,), (9, 19, 29), (4, 9, 14, 19, 24, 29), (4, 19), (0, 29)):
+        calls.clear()
+        kf = {k: (frames[k]["labels"], frames[k]["inst"].astype(np.int32)) for k in keys}
+        out = P.propagate_keyframes(imgs, kf, None, lut, extra={"d": frames[19]["disp"]},
+                                    extra_index=19)
+        assert len(calls) == 2 * 29, keys
+        assert all(f.extra["d"].shape == (64, 128) for f in out)
