@@ -412,15 +412,28 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
         lut = cfg.groups.group_lut()
         if need_flow and sparse:
             from .propagate import propagate_keyframes
-            keys = {}
+            labs, pseudos = [], []
             for k in keyed:
                 lab = read_frame_labels(refs[k])
                 ins = read_instance_ids(refs[k].instances) if refs[k].instances is not None else None
-                keys[k] = (lab, object_instances(lab, ins, lut))
+                labs.append(lab)
+                pseudos.append(object_instances(lab, ins, lut))
+            distinct = distinct_object_ids(pseudos)
+            keys = {k: (lab, pid) for k, lab, pid in zip(keyed, labs, distinct or pseudos)}
             frames = propagate_keyframes(lambda k: read_rgb(refs[k].image), keys, cfg.propagation,
                                          lut, n_frames=len(refs), extra=extra,
                                          extra_index=ann_idx if extra else None)
-            got.update(frames=frames, carried=None)
+            # every object keeps the distance it had on its labelled frame (its median there of
+            # that frame's own disparity, else of the annotated one's warped to it)
+            carried: dict[int, float] | None = None
+            if distinct is not None:
+                carried = {}
+                for k, (_, pid) in keys.items():
+                    dk = (read_disparity_raw(refs[k].disparity) if refs[k].disparity is not None
+                          else frames[k].extra.get("disparity"))
+                    if dk is not None:
+                        carried.update(carried_disparity_lut(pid, dk))
+            got.update(frames=frames, carried=carried)
         elif need_flow:
             from .propagate import propagate_snippet
             pseudo = object_instances(got["labels"], got["instances"], lut)
@@ -474,8 +487,11 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                     _label_sources(row, ref, [refs[k].frame_id])
                 if own is not None:
                     disp, how, dpath = own, "own disparity", ref.disparity
-                elif st.get("disp") is None:
+                elif st.get("disp") is None and not (src.startswith("propagate") and st["carried"]):
                     disp, how, dpath = None, "unknown", None
+                elif src.startswith("propagate") and st["carried"] is not None:
+                    disp = carried_disparity(inst, st["carried"])
+                    how, dpath = "carried from the labelled frames", st["disp_path"]
                 elif src.startswith("propagate"):
                     disp = pf.extra["disparity"]
                     how, dpath = f"warped from {ref.annotated}", st["disp_path"]
@@ -536,6 +552,32 @@ def object_instances(labels: np.ndarray, instances: np.ndarray | None,
             pid[k] = int(oid)
     obj = omap > 0
     out[obj] = pid[omap[obj]]
+    return out
+
+
+def distinct_object_ids(pseudos: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The object ids (>= 1000) of several frames' instanceIds renumbered so that no id is used
+    in two of them (same class: ``label*1000 + k``): objects propagated from different labelled
+    frames stay apart and each carries the distance it had on its own frame. None when a class
+    would need more than 999 ids (then the ids are kept and distances are warped instead)."""
+    nxt: dict[int, int] = {}
+    out = []
+    for p in pseudos:
+        m = p >= 1000
+        ids = np.unique(p[m])
+        if not ids.size:
+            out.append(p)
+            continue
+        new = np.empty_like(ids)
+        for j, v in enumerate(ids):
+            c = int(v) // 1000
+            nxt[c] = nxt.get(c, 0) + 1
+            if nxt[c] > 999:
+                return None
+            new[j] = c * 1000 + nxt[c]
+        q = p.copy()
+        q[m] = new[np.searchsorted(ids, p[m])]
+        out.append(q)
     return out
 
 

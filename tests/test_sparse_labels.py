@@ -281,3 +281,34 @@ def test_flow_of_each_pair_is_computed_once(monkeypatch):
                                     extra_index=19)
         assert len(calls) == 2 * 29, keys
         assert all(f.extra["d"].shape == (64, 128) for f in out)
+
+
+def test_objects_carry_their_labelled_frames_distance(tmp_path):
+    """Without per-frame disparity, an object propagated from a labelled frame keeps the median
+    distance it had there (the annotated disparity warped to that frame): the same value on the
+    frames next to it, and the object ids of different labelled frames never clash."""
+    import shutil
+
+    from roienc.synth import synthesize
+
+    root = tmp_path / "root"
+    synthesize(root, split="val", cities=("lindau",), width=256, height=128, seed=4,
+               frame_labels=True)
+    shutil.rmtree(root / "disparity_sequence")
+    rep = _build(root, tmp_path / "m", label_every=10, speed_override=8.0)
+    man = rep.manifest.set_index("frame_id")
+    assert (man["status"] == "ok").all(), man["reason"].tolist()
+    gaps = man["label_source"] == "propagate:labels-root"
+    assert (man.loc[gaps, "distance_source"] == "carried from the labelled frames").all()
+    assert man.loc["lindau_000000_000009", "distance_source"] == "warped from lindau_000000_000019"
+    o9 = pd.read_csv(tmp_path / "m/val/lindau/lindau_000000_000009_objects.csv")
+    o8 = pd.read_csv(tmp_path / "m/val/lindau/lindau_000000_000008_objects.csv")
+    d8 = o8.set_index(o8["object_id"].astype(str))["distance_m"].dropna()
+    # frame 8's objects come from frames 9 and 19 with ids of their own; each has a distance
+    # equal to one of frame 9's or 19's objects' distances
+    o19 = pd.read_csv(tmp_path / "m/val/lindau/lindau_000000_000019_objects.csv")
+    known = np.concatenate([o9["distance_m"].dropna(), o19["distance_m"].dropna()])
+    assert len(d8) >= 3
+    for v in d8:
+        assert np.isclose(known, v, rtol=0.02).any(), (v, known)
+    assert d8.index.is_unique
