@@ -312,3 +312,32 @@ def test_objects_carry_their_labelled_frames_distance(tmp_path):
     for v in d8:
         assert np.isclose(known, v, rtol=0.02).any(), (v, known)
     assert d8.index.is_unique
+
+
+@pytest.mark.encode
+@pytest.mark.slow
+def test_sweep_label_every_names_its_maps(tmp_path):
+    """sweep --label-every K: the maps of the encoder are built from every K-th file (params.json,
+    sweep.json's map_options, a maps folder of its own), the judge maps from every file."""
+    from roienc.cli import main as cli
+    from roienc.synth import synthesize
+
+    root = tmp_path / "root"
+    synthesize(root, width=192, height=96, seed=1, frame_labels=True)
+    run = tmp_path / "run"
+    labels = root / "labels_sequence"
+    common = ["sweep", "--cityscapes-root", str(root), "--split", "val", "--modes",
+              "baseline,roi", "--crf", "22,27,32,37", "--preset", "veryfast", "--out", str(run),
+              "--no-progress", "--workers", "1", "--block-size", "16", "--no-settings-reference",
+              "--labels-root", str(labels), "--judge-labels-root", str(labels)]
+    assert cli(common) == 0
+    assert cli(common + ["--label-every", "10"]) == 0
+    dirs = sorted((run / "maps").iterdir())
+    assert len(dirs) == 2
+    every = {json.loads((d / "params.json").read_text())["labels"]["label_every"]: d for d in dirs}
+    assert sorted(every) == [1, 10]
+    man = pd.read_csv(every[10] / "maps_manifest.csv")
+    seq = man[man["source"] == "sequence"]
+    assert (seq["label_source"] == "labels-root").sum() == 3
+    assert json.loads((run / "sweep.json").read_text())["map_options"]["label_every"] == 10
+    assert len(list((run / "judge_maps").iterdir())) == 1
