@@ -1,9 +1,14 @@
 """Label propagation through a Cityscapes sequence snippet by dense optical flow.
 
-Only frame ``_000019`` of a 30-frame snippet has labels. This module carries its labelIds and
-instanceIds to the other 29 frames: dense optical flow (OpenCV DIS, or Farneback) between
-consecutive RGB frames, chained outward from the annotated frame in both directions, warping with
-NEAREST sampling so label and instance ids stay exact values.
+Only frame ``_000019`` of a 30-frame snippet has gtFine labels. This module carries its labelIds
+and instanceIds to the other 29 frames (:func:`propagate_snippet`): dense optical flow (OpenCV
+DIS, or Farneback) between consecutive RGB frames, chained outward from the annotated frame in
+both directions, warping with NEAREST sampling so label and instance ids stay exact values. With
+labels on several frames (e.g. a segmentation model run on every K-th frame),
+:func:`propagate_keyframes` gives every other frame the chains of the labelled frames around it
+-- forward from the previous, backward from the next, or the two nearest beyond the first / last
+-- merged by :func:`merge_outputs` (union of the dynamic masks, the nearer frame's labels
+elsewhere), each pair's flows computed once; see docs/sparse-labels.md for the measurements.
 
 Flow convention (used everywhere here): ``flow = compute_flow(src, dst)`` is a *backward* flow on
 the pixel grid of ``dst``: ``dst[y, x] ~ src[y + flow[y, x, 1], x + flow[y, x, 0]]``. So
@@ -52,7 +57,8 @@ What it cannot do: flow only moves what the annotated frame shows. Objects absen
 in that frame) are never propagated; on the three real snippets they hold 7-22% of the reference's
 dynamic blocks at offsets -19..-12 and +7..+10, which is what keeps the all-object block recall
 (with margin) at 0.75-0.85 there while the recall on objects with a counterpart in frame 19 is
-0.93-0.99. Only labels of those frames (or a detector) can recover them.
+0.93-0.99. Only labels of those frames (or a detector) can recover them:
+:func:`propagate_keyframes` takes them (with every 5th frame labelled, block recall 0.945-0.978).
 """
 from __future__ import annotations
 

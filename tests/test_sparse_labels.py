@@ -341,3 +341,15 @@ def test_sweep_label_every_names_its_maps(tmp_path):
     assert (seq["label_source"] == "labels-root").sum() == 3
     assert json.loads((run / "sweep.json").read_text())["map_options"]["label_every"] == 10
     assert len(list((run / "judge_maps").iterdir())) == 1
+
+
+def test_hold_takes_the_nearest_labelled_frame(mroot, tmp_path):
+    rep = _build(mroot, tmp_path / "h", label_every=10, label_source="hold")
+    man = rep.manifest.set_index("frame_id")
+    assert (man["status"] == "ok").all(), man["reason"].tolist()
+    assert man.loc["lindau_000000_000012", "label_source"] == "hold:labels-root"
+    assert man.loc["lindau_000000_000012", "label_sources"] == "lindau_000000_000009"
+    assert man.loc["lindau_000000_000014", "label_sources"] == "lindau_000000_000009"  # tie: earlier
+    assert man.loc["lindau_000000_000015", "label_sources"] == "lindau_000000_000019"
+    assert int(man.loc["lindau_000000_000015", "label_steps"]) == -4
+    assert json.loads((tmp_path / "h/params.json").read_text())["labels"]["propagation"] is None
