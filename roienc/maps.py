@@ -415,6 +415,12 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
             labs, pseudos = [], []
             for k in keyed:
                 lab = read_frame_labels(refs[k])
+                with Image.open(refs[k].image) as im:
+                    if im.size != lab.shape[::-1]:
+                        raise InputError(
+                            f"{refs[k].labels}: labels {lab.shape[1]}x{lab.shape[0]} but the frame "
+                            f"is {im.size[0]}x{im.size[1]} ({refs[k].image}); the frames without "
+                            "labels are propagated from it: write labels at the frame's size")
                 ins = read_instance_ids(refs[k].instances) if refs[k].instances is not None else None
                 labs.append(lab)
                 pseudos.append(object_instances(lab, ins, lut))

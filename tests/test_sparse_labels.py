@@ -353,3 +353,21 @@ def test_hold_takes_the_nearest_labelled_frame(mroot, tmp_path):
     assert man.loc["lindau_000000_000015", "label_sources"] == "lindau_000000_000019"
     assert int(man.loc["lindau_000000_000015", "label_steps"]) == -4
     assert json.loads((tmp_path / "h/params.json").read_text())["labels"]["propagation"] is None
+
+
+def test_a_labels_file_of_the_wrong_size_is_named(mroot, tmp_path):
+    import shutil
+
+    from roienc.fileio import write_png
+
+    src = mroot / "labels_sequence/val/lindau"
+    dst = tmp_path / "lab/val/lindau"
+    dst.mkdir(parents=True)
+    for t in (9, 19, 29):
+        shutil.copy(src / f"lindau_000000_{t:06d}_labelIds.png", dst)
+    write_png(dst / "lindau_000000_000029_labelIds.png", np.zeros((H // 2, W // 2), np.uint8))
+    man = _build(mroot, tmp_path / "m", labels_root=tmp_path / "lab").manifest.set_index("frame_id")
+    r = man.loc["lindau_000000_000012", "reason"]
+    assert man.loc["lindau_000000_000012", "status"] == "skipped"
+    assert "lindau_000000_000029_labelIds.png" in r and f"{W}x{H}" in r and "frame's size" in r
+    assert "Traceback" not in r and "shape" not in r
