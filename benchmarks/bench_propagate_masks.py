@@ -17,6 +17,15 @@ frame 19: the real gtFine (only aachen_000000 has one; the others stand in predi
 labels_pred of frame 19 (so offset 0 is exact and the comparison is fair). Time per frame of
 propagation (flow + warps) is measured with the frames in memory; PNG reading is timed separately.
 --explore runs the parameter sweep that chose the defaults.
+
+--label-every 1,5,10,15,30 measures propagation from every K-th frame's labels_pred (frames i with
+(i - 19) % K == 0, as build-maps --label-every K; :func:`roienc.propagate.propagate_keyframes`)
+against every frame's labels_pred: per snippet the mean and the worst frame's 16x16 block recall
+of the dynamic mask (default margin), IoU, area, for the merge rule of the frames between two
+labelled frames (``union``: :func:`roienc.propagate.merge_outputs`; ``nearer``: only the nearer
+labelled frame's chain, for comparison; before the first / after the last labelled frame the two
+nearest labelled frames' chains, or with ``edge1`` the nearest one's alone), and the propagation
+CPU time per frame.
 """
 from __future__ import annotations
 
@@ -35,7 +44,8 @@ import numpy as np
 
 from roienc.labels import DYNAMIC, load_class_groups
 from roienc.maps import object_instances
-from roienc.propagate import PropagationParams, propagate_snippet, read_label_png, read_rgb
+from roienc.propagate import (PropagationParams, propagate_keyframes, propagate_snippet,
+                              read_label_png, read_rgb)
 
 SHARED = Path("/work/shared/cityscapes_sequences")
 SNIPPETS = ("aachen_000000", "aachen_000001", "aachen_000002")
@@ -195,6 +205,8 @@ def main() -> int:
     ap.add_argument("--explore", action="store_true", help="run the parameter sweep")
     ap.add_argument("--snippets", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=(), help="--explore: only these variants")
+    ap.add_argument("--label-every", metavar="K,K,..",
+                    help="measure propagation from every K-th frame's labels (e.g. 1,5,10,15,30)")
     args = ap.parse_args()
     if args.root is None:
         if not (SHARED / "make_root.py").exists():
@@ -214,6 +226,9 @@ def main() -> int:
     base = PropagationParams()
     if args.explore:
         explore(data, lut, base, args.only)
+        return 0
+    if args.label_every:
+        label_every(root, data, lut, [int(k) for k in args.label_every.split(",")])
         return 0
     rows = run(data, base, lut, sources=("pred", "gt"))
     print(f"params: {base.as_dict()}")
@@ -242,6 +257,66 @@ def main() -> int:
           f"{t['flow']:.1f} ms, warps + policy + margin + upsampling {t['warp']:.1f} ms); PNG "
           f"reading {read_ms:.1f} ms per frame on top")
     return 0
+
+
+def keyframes(root: Path, snip: str, refs, lut, k: int) -> dict:
+    """labels_pred of the frames i with (i - ANN) % k == 0, with instances as build-maps makes
+    them (every dynamic component an object)."""
+    lp = root / "labels_pred/train/aachen"
+    out = {}
+    for i in range(N):
+        if (i - ANN) % k == 0:
+            inst = read_label_png(lp / f"{snip}_{i:06d}_instanceIds.png")
+            out[i] = (refs[i], object_instances(refs[i], inst, lut))
+    return out
+
+
+def nearer_only(near, far, is_dyn):
+    """The merge rule to compare against: the nearer labelled frame's chain alone."""
+    return near
+
+
+def label_every(root: Path, data, lut, ks) -> None:
+    is_dyn = lut == DYNAMIC
+    print("propagation from every K-th frame's labels_pred (frames i with (i-19) % K == 0), "
+          "judged by every frame's labels_pred; default PropagationParams (margin included); "
+          "rec16 = 16x16 block recall of the dynamic mask, min = worst frame; iou, area = ROI "
+          "blocks / reference blocks (means over the frames without labels)")
+    print(f"{'K':>3} {'rule':6} {'snippet':14} {'labelled':>8} | {'rec16':>5} {'min':>5} "
+          f"{'iou':>5} {'area':>5} | frames with rec16 < 0.95")
+    for k in ks:
+        for name, kw in (("union", {}), ("edge1", {"edges": "one"}),
+                         ("nearer", {"merge": nearer_only, "edges": "one"})):
+            if (k == 1 and name != "union") or (k == 30 and name == "nearer"):
+                continue
+            for snip, (imgs, refs, _, _) in data.items():
+                keys = keyframes(root, snip, refs, lut, k)
+                out = propagate_keyframes(imgs, keys, None, lut, **kw)
+                rs = [scores(is_dyn[out[i].labels], is_dyn[refs[i]]) for i in range(N)
+                      if i not in keys] or [scores(is_dyn[refs[0]], is_dyn[refs[0]])]
+                per = [r["rec16"] for r in rs]
+                low = [i for i in range(N) if i not in keys
+                       and scores(is_dyn[out[i].labels], is_dyn[refs[i]])["rec16"] < 0.95]
+                print(f"{k:>3} {name:6} {snip:14} {len(keys):>8} | {np.mean(per):5.3f} "
+                      f"{min(per):5.3f} {np.mean([r['iou'] for r in rs]):5.3f} "
+                      f"{np.nanmean([r['area16'] for r in rs]):5.2f} | "
+                      f"{','.join(map(str, low)) or '-'}", flush=True)
+    imgs, refs, _, _ = data[SNIPPETS[0]]
+    nthreads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for k in ks:
+            keys = keyframes(root, SNIPPETS[0], refs, lut, k)
+            best = None
+            for _ in range(2):
+                c0 = time.process_time()
+                propagate_keyframes(imgs, keys, None, lut)
+                c = time.process_time() - c0
+                best = c if best is None else min(best, c)
+            print(f"K={k:>2}: propagation CPU {1000 * best / N:.1f} ms per frame of the snippet "
+                  f"(2048x1024, frames in memory, 1 OpenCV thread, best of 2)")
+    finally:
+        cv2.setNumThreads(nthreads)
 
 
 def explore(data, lut, base, only=()):

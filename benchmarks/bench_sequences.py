@@ -17,6 +17,11 @@ missing), for each label source of the sequence frames:
   ``known_mask``), their pixels given the static label 'building': the ceiling of any label
   propagation from the one annotated frame, perfect on every object frame 19 shows;
 
+- ``every-K`` (with ``--label-every 1,5,10,15,30``): the per-frame labels of every K-th frame
+  only (frames i with (i - 19) % K == 0, ``build-maps --label-every K``), the others propagated
+  from the labelled frames around them (docs/sparse-labels.md); K=1 is ``per-frame``. Also
+  prints the labelled frames each used and the propagation time per frame next to the encode's;
+
 it runs one sweep (plain libx265 baseline, the ROI, all at the same CRFs) into one run folder
 (the plain baseline is encoded once and reused), every encode judged by maps built from the
 per-frame labels (``--judge-labels-root``), and prints psnr_roi / psnr_nonroi BD-rate against the
@@ -57,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delta", type=int, default=QPParams().delta)
     ap.add_argument("--background", type=int, default=QPParams().background)
     ap.add_argument("--sources", default="hold,propagate,per-frame")
+    ap.add_argument("--label-every", metavar="K,K,..",
+                    help="add the sources every-K (per-frame labels of every K-th frame only); "
+                         "K=1 is per-frame")
     ap.add_argument("--flow-scale", type=float, default=None,
                     help="propagation: scale of the frames the flow is computed on (default: the module's)")
     ap.add_argument("--margin", type=int, default=None, help="propagation: base margin px (at 2048 wide)")
@@ -80,10 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     qp = QPParams(block_size=args.block_size, block_stat=args.block_stat, delta=args.delta,
                   background=args.background)
     rows = []
-    for source in args.sources.split(","):
+    sources = [x for x in args.sources.split(",") if x]
+    every = [int(k) for k in args.label_every.split(",")] if args.label_every else []
+    for k in every:
+        name = "per-frame" if k == 1 else f"every-{k}"
+        if name not in sources:
+            sources.append(name)
+    used: dict[str, dict[str, int]] = {}
+    for source in sources:
         opts = dict(importance=ImportanceParams(), qp=qp, speed=args.speed)
         if source == "per-frame":
             opts["labels_root"] = str(labels_pred)
+        elif source.startswith("every-"):
+            opts["labels_root"] = str(labels_pred)
+            opts["label_every"] = int(source[len("every-"):])
         elif source == "tracked":
             opts["labels_root"] = str(tracked_labels(root, run / "tracked_labels"))
         else:
@@ -105,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                         settings_reference=False, progress=False, argv=[],
                         executor=ExecutorSpec("local", args.workers))
         wall = time.perf_counter() - t0
+        used[source] = labelled_frames(run, opts)
         bd = res.bdrate[(res.bdrate["clip"] != "mean") & (res.bdrate["mode"] == "roi")
                         & (res.bdrate["reference"] == "baseline")]
         roi = res.results[res.results["mode"] == "roi"]
@@ -128,11 +147,37 @@ def main(argv: list[str] | None = None) -> int:
             s = df[df["source"] == source].set_index("clip")["psnr_roi"] / ref
             print(f"  {source:10s} " + "  ".join(f"{c}: {v:.2f}" for c, v in s.items())
                   + f"  mean of snippets: {mean.loc[source, 'psnr_roi'] / mean.loc['per-frame', 'psnr_roi']:.2f}")
+    if every:
+        print("\nlabelled frames used per snippet (files build-maps read; the others propagated):")
+        for source in sources:
+            if source in used and (source == "per-frame" or source.startswith("every-")):
+                print(f"  {source:10s} " + "  ".join(f"{c}: {v}" for c, v in used[source].items()))
     prop = propagation_seconds_per_frame(root)
     enc = df["encode_s_per_frame"].mean()
     print(f"\npropagation s/frame (flow + warps, PNG reading excluded, 1 process): {prop:.3f}; "
           f"encode s/frame (roi, preset {args.preset}): {enc:.3f}; ratio {prop / enc:.2f}")
+    for k in every:
+        if k > 1:
+            pk = propagation_seconds_per_frame(root, k)
+            print(f"  from every {k}th frame's labels: {pk:.3f} s/frame, ratio {pk / enc:.2f}")
     return 0
+
+
+def labelled_frames(run: Path, opts: dict) -> dict[str, int]:
+    """Per snippet, the frames whose maps came from their own labels file (the sweep's maps
+    manifest of these options, found by their params.json)."""
+    import json
+
+    want = opts.get("label_every", 1)
+    for params in sorted((run / "maps").glob("*/params.json")):
+        p = json.loads(params.read_text())
+        lab = p.get("labels", {})
+        if lab.get("label_source") == "labels-root" and lab.get("label_every", 1) == want:
+            man = pd.read_csv(params.parent / "maps_manifest.csv")
+            man = man[man["source"] == "sequence"]
+            own = man["label_source"].isin(["labels-root", "gtFine"])
+            return {c: int(g.sum()) for c, g in own.groupby(man["frame_id"].str.rsplit("_", n=1).str[0])}
+    return {}
 
 
 def tracked_labels(root: Path, out: Path) -> Path:
@@ -176,12 +221,15 @@ def tracked_labels(root: Path, out: Path) -> Path:
     return out
 
 
-def propagation_seconds_per_frame(root: Path) -> float:
-    """Seconds per frame of :func:`roienc.propagate.propagate_snippet` over every snippet."""
+def propagation_seconds_per_frame(root: Path, every: int | None = None) -> float:
+    """Seconds per frame of :func:`roienc.propagate.propagate_snippet` over every snippet; with
+    ``every`` K of :func:`roienc.propagate.propagate_keyframes` from every K-th frame's
+    labels_pred (as build-maps --label-every K gives it: instances from object_instances)."""
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import load_class_groups
-    from roienc.propagate import propagate_snippet
+    from roienc.maps import object_instances
+    from roienc.propagate import propagate_keyframes, propagate_snippet
 
     refs = find_sequence_frames(root, "train")
     lut = load_class_groups().group_lut()
@@ -190,6 +238,20 @@ def propagation_seconds_per_frame(root: Path) -> float:
         group = [r for r in refs if r.snippet == snip]
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
         imgs = [read_rgb(r.image) for r in group]
+        if every:
+            lp = root / "labels_pred" / "train" / group[0].city
+            keys = {}
+            for i, r in enumerate(group):
+                if (i - ann) % every == 0:
+                    lab = read_label_ids(lp / f"{r.frame_id}_labelIds.png")
+                    ins = read_instance_ids(lp / f"{r.frame_id}_instanceIds.png")
+                    keys[i] = (lab, object_instances(lab, ins, lut))
+            t0 = time.perf_counter()
+            propagate_keyframes(imgs, keys, None, lut)
+            total += time.perf_counter() - t0
+            frames += len(group)
+            del imgs
+            continue
         labels = read_label_ids(group[ann].labels)
         inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
         t0 = time.perf_counter()

@@ -45,6 +45,7 @@ class FrameRef:
     label_source: str = "gtFine"      # gtFine | hold:<ann id> | propagate:<ann id> | labels-root
     annotated: str = ""               # sequence frames: the snippet's annotated frame id
     annotated_disparity: Path | None = None   # ... and its disparity (distances without our own)
+    labels_kind: str = "labelIds"     # what ``labels`` holds: labelIds, or trainIds (--labels-kind)
 
     @property
     def snippet(self) -> str:
@@ -142,6 +143,7 @@ def _annotated_of(root: Path, split: str, city: str, snippet: str, frame_ids: li
 
 
 LABEL_SOURCES = ("propagate", "hold")
+LABELS_KINDS = ("labelIds", "trainIds")
 
 
 def _pattern(pattern: str, what: str) -> str:
@@ -169,13 +171,30 @@ def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None 
                          labels_root: str | Path | None = None, *,
                          labels_pattern: str = "{frame_id}_labelIds.png",
                          instances_pattern: str = "{frame_id}_instanceIds.png",
-                         label_source: str = "propagate") -> list[FrameRef]:
+                         label_source: str = "propagate", label_every: int = 1,
+                         labels_kind: str = "labelIds") -> list[FrameRef]:
     """Every frame of the 30-frame snippets, with per-frame disparity/speed and labels from
     ``labels_root`` (per-frame, e.g. predicted), else from the snippet's annotated gtFine frame,
-    ``propagate``d along optical flow or ``hold``; the annotated frame keeps its own labels."""
+    ``propagate``d along optical flow or ``hold``; the annotated frame keeps its own labels.
+
+    With ``labels_root``, a snippet's frames that have a file there use it (``labels-root``);
+    its annotated frame without one uses gtFine when that has it; the other frames get the
+    labels of the labelled frames around them (``propagate:labels-root`` /
+    ``hold:labels-root``). A snippet without any file there is left without labels (every frame
+    is skipped, naming the file it looked for). ``label_every`` K keeps only the files of frames
+    ``i`` with ``(i - annotated) % K == 0`` (experiments: how many labelled frames are needed).
+    ``labels_kind``: whether the files hold labelIds or trainIds (mapped to labelIds on reading).
+    """
     root = check_root(root, split, ("leftImg8bit_sequence",))
     if label_source not in LABEL_SOURCES:
         raise InputError(f"--label-source must be one of {', '.join(LABEL_SOURCES)}, got {label_source!r}")
+    if labels_kind not in LABELS_KINDS:
+        raise InputError(f"--labels-kind must be one of {', '.join(LABELS_KINDS)}, got {labels_kind!r}")
+    if isinstance(label_every, bool) or not isinstance(label_every, int) or label_every < 1:
+        raise InputError(f"--label-every must be an integer >= 1, got {label_every!r}")
+    if label_every > 1 and not labels_root:
+        raise InputError(f"--label-every {label_every} keeps every K-th frame of a per-frame "
+                         "labels folder: give that folder with --labels-root DIR")
     labels_pattern = _pattern(labels_pattern, "labels-pattern")
     instances_pattern = _pattern(instances_pattern, "instances-pattern")
     lroot = Path(labels_root) if labels_root else None
@@ -189,11 +208,26 @@ def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None 
             cam = _exists(root / "camera" / split / city / f"{ann}_camera.json")
             ann_disp = (_exists(root / "disparity_sequence" / split / city / f"{ann}_disparity.png")
                         or _exists(root / "disparity" / split / city / f"{ann}_disparity.png"))
+            found: dict[str, tuple[Path | None, Path | None]] = {}
+            if lroot is not None:
+                n_ann = parse_id(ann)[2]
+                for fid in fids:
+                    if (parse_id(fid)[2] - n_ann) % label_every == 0:
+                        found[fid] = _find_labels(lroot, split, city, fid, labels_pattern,
+                                                  instances_pattern)
+                any_file = any(lab is not None for lab, _ in found.values())
             for fid in fids:
+                kind = "labelIds"
                 if lroot is not None:
-                    labels, instances = _find_labels(lroot, split, city, fid, labels_pattern,
-                                                     instances_pattern)
-                    lsrc = "labels-root"
+                    labels, instances = found.get(fid, (None, None))
+                    lsrc, kind = "labels-root", labels_kind
+                    if labels is None and any_file:
+                        if fid == ann and _exists(gt / f"{ann}_gtFine_labelIds.png"):
+                            labels = gt / f"{ann}_gtFine_labelIds.png"
+                            instances = _exists(gt / f"{ann}_gtFine_instanceIds.png")
+                            lsrc, kind = "gtFine", "labelIds"
+                        else:
+                            lsrc = f"{label_source}:labels-root"
                 else:
                     labels = _exists(gt / f"{ann}_gtFine_labelIds.png")
                     instances = _exists(gt / f"{ann}_gtFine_instanceIds.png")
@@ -205,6 +239,7 @@ def find_sequence_frames(root: str | Path, split: str, cities: list[str] | None 
                     labels=labels, instances=instances, camera=cam,
                     vehicle=_exists(root / "vehicle_sequence" / split / city / f"{fid}_vehicle.json"),
                     label_source=lsrc, annotated=ann, annotated_disparity=ann_disp,
+                    labels_kind=kind,
                 ))
     return out
 
@@ -289,6 +324,33 @@ def read_label_ids(path: Path) -> np.ndarray:
             raise InputError(f"{path}: label ids outside 0..255")
         arr = arr.astype(np.uint8)
     return arr
+
+
+def train_to_label_lut() -> np.ndarray:
+    """uint8 table trainId -> labelId from cityscapesScripts' ``trainId2label`` (255 -> the
+    label it names, 'unlabeled'); entries of values that are no trainId are 255 (invalid)."""
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    lut = np.full(256, 255, np.uint8)
+    for tid, lab in trainId2label.items():
+        if 0 <= tid < 256:
+            lut[tid] = lab.id
+    return lut
+
+
+def read_frame_labels(ref: FrameRef) -> np.ndarray:
+    """The labelIds of a frame's labels file (``ref.labels``), trainIds mapped to labelIds when
+    ``ref.labels_kind`` says the file holds trainIds."""
+    arr = read_label_ids(ref.labels)
+    if ref.labels_kind != "trainIds":
+        return arr
+    lut = train_to_label_lut()
+    bad = lut[arr] == 255
+    if bad.any():
+        vals = np.unique(arr[bad])
+        raise InputError(f"{ref.labels}: values {', '.join(map(str, vals[:8]))} are no trainIds "
+                         "(0..18, 255); if the file holds labelIds, use --labels-kind labelIds")
+    return lut[arr]
 
 
 def read_instance_ids(path: Path) -> np.ndarray:

@@ -25,7 +25,8 @@ from PIL import Image
 
 from . import __version__
 from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
-                      read_disparity_raw, read_instance_ids, read_label_ids, read_rgb, read_speed)
+                      read_disparity_raw, read_frame_labels, read_instance_ids, read_label_ids, read_rgb,
+                      read_speed)
 from .errors import InputError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, write_bytes, write_csv,
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "speed_mps",
                     "speed_source", "d_safe_m", "fx", "baseline", "camera_source",
-                    "label_source", "annotated_frame", "label_steps", "distance_source", "unseen_fraction",
+                    "label_source", "annotated_frame", "label_steps", "label_sources",
+                    "label_source_steps", "distance_source", "unseen_fraction",
                     "objects", "objects_inside_safe", "qp_roi_delta", "qp_background",
                     "rate_predicted_pct", "status", "reason"]
 # Parameters that change the maps: a resumed run must use the same values.
@@ -226,13 +228,26 @@ def _new_row(ref: FrameRef) -> dict:
     row.update(split=ref.split, city=ref.city, frame_id=ref.frame_id, source=ref.source,
                label_source=ref.label_source, annotated_frame=ref.annotated or None,
                label_steps=_steps(ref), status="ok", reason="")
+    if ref.source == "sequence" and not ref.label_source.endswith(":labels-root"):
+        own = ref.label_source in ("gtFine", "labels-root")
+        _label_sources(row, ref, [ref.frame_id if own else ref.annotated])
     return row
 
 
 def _steps(ref: FrameRef) -> int | None:
-    if not ref.annotated:
+    if ref.label_source == "labels-root":
+        return 0
+    if not ref.annotated or ref.label_source.endswith(":labels-root"):
         return None
     return parse_id(ref.frame_id)[2] - parse_id(ref.annotated)[2]
+
+
+def _label_sources(row: dict, ref: FrameRef, sources: list[str]) -> None:
+    """Manifest columns ``label_sources`` (the frames whose labels this frame's come from,
+    ';'-separated ids) and ``label_source_steps`` (its signed offset from each)."""
+    n = parse_id(ref.frame_id)[2]
+    row["label_sources"] = ";".join(sources)
+    row["label_source_steps"] = ";".join(str(n - parse_id(f)[2]) for f in sources)
 
 
 def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list[Path] | None:
@@ -243,7 +258,7 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
     row.update(speed_mps=speed, fx=fx, baseline=baseline)
     ip = cfg.importance
     row["d_safe_m"] = max(ip.min_safe_distance, speed * ip.t_react + speed ** 2 / (2 * ip.decel))
-    if ref.labels is None:
+    if ref.labels is None and not ref.label_source.endswith(":labels-root"):
         where = (f"<labels-root>/.../{cfg.labels_pattern.format(frame_id=ref.frame_id)}"
                  if ref.label_source == "labels-root" else
                  f"gtFine/{ref.split}/{ref.city}/{ref.annotated or ref.frame_id}_gtFine_labelIds.png")
@@ -334,7 +349,7 @@ def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
     def work() -> None:
         if _prepare(ref, cfg, annotate, row) is None:
             return
-        labels = read_label_ids(ref.labels)
+        labels = read_frame_labels(ref)
         instances = read_instance_ids(ref.instances) if ref.instances is not None else None
         _build(ref, cfg, annotate, row, labels, instances, read_disparity_raw(ref.disparity),
                "own disparity", ref.disparity)
@@ -347,11 +362,15 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
 
     Labels: per-frame (``--labels-root``), else the annotated frame's, propagated along optical
     flow (``label_source='propagate'``, :mod:`roienc.propagate`, flow computed once per snippet
-    and only when a frame still needs it) or held. Distances: the frame's own disparity when the
+    and only when a frame still needs it) or held. With per-frame labels on some frames only
+    (``label_source='propagate:labels-root'`` on the others), those others get the labels of the
+    labelled frames before and after them (:func:`roienc.propagate.propagate_keyframes`), or with
+    ``hold`` the nearest one's. Distances: the frame's own disparity when the
     dataset has it; else carried from the annotated frame: with propagated labels every object
     keeps the median disparity it had on the annotated frame (objects travel with their instance
     ids; components without instances get ids of their own before propagation); with per-frame
-    labels the annotated disparity is warped along the flow; held labels use it as it is.
+    (or sparse per-frame) labels the annotated disparity is warped along the flow; held labels
+    use it as it is.
     """
     refs, cfg, flags = task
     rows = [_new_row(r) for r in refs]
@@ -364,37 +383,80 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
     if not todo:
         return rows
     ann_idx = next((i for i, r in enumerate(refs) if r.frame_id == r.annotated), None)
+    gap = [r.label_source.endswith(":labels-root") for r in refs]
+    sparse = any(gap)           # per-frame labels on some frames: the others from those
+    keyed = [i for i, r in enumerate(refs) if r.labels is not None]
     state: dict = {}
 
     def annotated() -> dict:
         """The annotated frame's arrays and, once, the propagation through the snippet."""
         if state:
             return state
-        if ann_idx is None:
+        if ann_idx is None and not sparse:
             raise InputError(f"snippet {refs[0].snippet}: its annotated frame {refs[0].annotated} "
                              "is not among the sequence frames; use --label-source hold")
-        a = refs[ann_idx]
-        if a.labels is None:
-            raise InputError(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
-        labels = read_label_ids(a.labels)
-        inst = read_instance_ids(a.instances) if a.instances is not None else None
-        disp_path = a.disparity or a.annotated_disparity
-        disp = read_disparity_raw(disp_path) if disp_path is not None else None
-        got = dict(labels=labels, instances=inst, disp=disp, disp_path=disp_path)
+        got: dict = dict(disp=None, disp_path=None)
+        if ann_idx is not None:
+            a = refs[ann_idx]
+            disp_path = a.disparity or a.annotated_disparity
+            got.update(disp_path=disp_path,
+                       disp=read_disparity_raw(disp_path) if disp_path is not None else None)
+        if not sparse:
+            if a.labels is None:
+                raise InputError(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
+            got.update(labels=read_frame_labels(a),
+                       instances=read_instance_ids(a.instances) if a.instances is not None else None)
         need_flow = any(refs[i].label_source.startswith("propagate") or
-                        (refs[i].label_source == "labels-root" and refs[i].disparity is None
-                         and i != ann_idx) for i in todo)
-        if need_flow:
+                        (refs[i].label_source in ("labels-root", "gtFine")
+                         and refs[i].disparity is None and i != ann_idx) for i in todo)
+        disp = got["disp"]
+        extra = {"disparity": disp} if disp is not None else {}
+        lut = cfg.groups.group_lut()
+        if need_flow and sparse:
+            from .propagate import propagate_keyframes
+            labs, pseudos = [], []
+            for k in keyed:
+                lab = read_frame_labels(refs[k])
+                with Image.open(refs[k].image) as im:
+                    if im.size != lab.shape[::-1]:
+                        raise InputError(
+                            f"{refs[k].labels}: labels {lab.shape[1]}x{lab.shape[0]} but the frame "
+                            f"is {im.size[0]}x{im.size[1]} ({refs[k].image}); the frames without "
+                            "labels are propagated from it: write labels at the frame's size")
+                ins = read_instance_ids(refs[k].instances) if refs[k].instances is not None else None
+                labs.append(lab)
+                pseudos.append(object_instances(lab, ins, lut))
+            distinct = distinct_object_ids(pseudos)
+            keys = {k: (lab, pid) for k, lab, pid in zip(keyed, labs, distinct or pseudos)}
+            frames = propagate_keyframes(lambda k: read_rgb(refs[k].image), keys, cfg.propagation,
+                                         lut, n_frames=len(refs), extra=extra,
+                                         extra_index=ann_idx if extra else None)
+            # every object keeps the distance it had on its labelled frame (its median there of
+            # that frame's own disparity, else of the annotated one's warped to it)
+            carried: dict[int, float] | None = None
+            if distinct is not None:
+                carried = {}
+                for k, (_, pid) in keys.items():
+                    dk = (read_disparity_raw(refs[k].disparity) if refs[k].disparity is not None
+                          else frames[k].extra.get("disparity"))
+                    if dk is not None:
+                        carried.update(carried_disparity_lut(pid, dk))
+            got.update(frames=frames, carried=carried)
+        elif need_flow:
             from .propagate import propagate_snippet
-            pseudo = object_instances(labels, inst, cfg.groups.group_lut())
-            extra = {"disparity": disp} if disp is not None else {}
-            frames = propagate_snippet(lambda k: read_rgb(refs[k].image), ann_idx, labels, pseudo,
-                                       cfg.propagation, cfg.groups.group_lut(), n_frames=len(refs),
+            pseudo = object_instances(got["labels"], got["instances"], lut)
+            frames = propagate_snippet(lambda k: read_rgb(refs[k].image), ann_idx, got["labels"],
+                                       pseudo, cfg.propagation, lut, n_frames=len(refs),
                                        extra=extra)
             got.update(frames=frames, pseudo=pseudo,
                        carried=carried_disparity_lut(pseudo, disp) if disp is not None else None)
         state.update(got)        # only once complete: a failure is raised again for every frame
         return state
+
+    def nearest_key(i: int) -> int:
+        if not keyed:
+            raise InputError(f"snippet {refs[i].snippet}: no frame with labels")
+        return min(keyed, key=lambda k: (abs(k - i), k))
 
     for i in todo:
         ref, row = refs[i], rows[i]
@@ -403,8 +465,8 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
             own = read_disparity_raw(ref.disparity) if ref.disparity is not None else None
             src = ref.label_source
             pf = None             # the PropagatedFrame when the labels are propagated
-            if src == "labels-root" or i == ann_idx:
-                labels = read_label_ids(ref.labels)
+            if ref.labels is not None and (src in ("labels-root", "gtFine") or i == ann_idx):
+                labels = read_frame_labels(ref)
                 inst = read_instance_ids(ref.instances) if ref.instances is not None else None
                 if own is not None:
                     disp, how, dpath = own, "own disparity", ref.disparity
@@ -417,6 +479,32 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
                     else:
                         disp = st["frames"][i].extra["disparity"]
                         how, dpath = f"warped from {ref.annotated}", st["disp_path"]
+            elif gap[i]:
+                st = annotated() if (src.startswith("propagate") or own is None) else {}
+                if src.startswith("propagate"):
+                    pf = st["frames"][i]
+                    labels, inst = pf.labels, pf.instances
+                    row["label_steps"] = pf.steps
+                    _label_sources(row, ref, [refs[k].frame_id for k in pf.sources])
+                else:                                   # hold: the nearest labelled frame's
+                    k = nearest_key(i)
+                    labels = read_frame_labels(refs[k])
+                    inst = (read_instance_ids(refs[k].instances)
+                            if refs[k].instances is not None else None)
+                    row["label_steps"] = i - k
+                    _label_sources(row, ref, [refs[k].frame_id])
+                if own is not None:
+                    disp, how, dpath = own, "own disparity", ref.disparity
+                elif st.get("disp") is None and not (src.startswith("propagate") and st["carried"]):
+                    disp, how, dpath = None, "unknown", None
+                elif src.startswith("propagate") and st["carried"] is not None:
+                    disp = carried_disparity(inst, st["carried"])
+                    how, dpath = "carried from the labelled frames", st["disp_path"]
+                elif src.startswith("propagate"):
+                    disp = pf.extra["disparity"]
+                    how, dpath = f"warped from {ref.annotated}", st["disp_path"]
+                else:
+                    disp, how, dpath = st["disp"], f"held from {ref.annotated}", st["disp_path"]
             else:
                 st = annotated()
                 if src.startswith("propagate"):
@@ -472,6 +560,32 @@ def object_instances(labels: np.ndarray, instances: np.ndarray | None,
             pid[k] = int(oid)
     obj = omap > 0
     out[obj] = pid[omap[obj]]
+    return out
+
+
+def distinct_object_ids(pseudos: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The object ids (>= 1000) of several frames' instanceIds renumbered so that no id is used
+    in two of them (same class: ``label*1000 + k``): objects propagated from different labelled
+    frames stay apart and each carries the distance it had on its own frame. None when a class
+    would need more than 999 ids (then the ids are kept and distances are warped instead)."""
+    nxt: dict[int, int] = {}
+    out = []
+    for p in pseudos:
+        m = p >= 1000
+        ids = np.unique(p[m])
+        if not ids.size:
+            out.append(p)
+            continue
+        new = np.empty_like(ids)
+        for j, v in enumerate(ids):
+            c = int(v) // 1000
+            nxt[c] = nxt.get(c, 0) + 1
+            if nxt[c] > 999:
+                return None
+            new[j] = c * 1000 + nxt[c]
+        q = p.copy()
+        q[m] = new[np.searchsorted(ids, p[m])]
+        out.append(q)
     return out
 
 
@@ -748,7 +862,8 @@ def write_manifest(out: Path, rows: list[dict]) -> pd.DataFrame:
 
 def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, sequences: bool,
                  labels_root: str | None, cfg: BuildConfig, label_source: str = "propagate",
-                 instances_pattern: str = "{frame_id}_instanceIds.png") -> dict:
+                 instances_pattern: str = "{frame_id}_instanceIds.png", label_every: int = 1,
+                 labels_kind: str = "labelIds") -> dict:
     return {
         "roienc_version": __version__,
         "cityscapes_root": str(Path(cityscapes_root).resolve()),
@@ -759,8 +874,12 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "labels": {"label_source": label_source if not labels_root else "labels-root",
                    "labels_pattern": cfg.labels_pattern if labels_root else None,
                    "instances_pattern": instances_pattern if labels_root else None,
+                   # with --labels-root: frames without a file take the labelled frames' labels
+                   # (propagated, or held with --label-source hold)
+                   **({"gaps": label_source, "label_every": label_every,
+                       "labels_kind": labels_kind} if labels_root else {}),
                    "propagation": cfg.propagation.as_dict()
-                   if sequences and not labels_root and label_source == "propagate" else None},
+                   if sequences and label_source == "propagate" else None},
         "importance": cfg.importance.as_dict(),
         "classes": cfg.groups.as_dict(),
         "qp": asdict(cfg.qp),
@@ -879,9 +998,12 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                instances_pattern: str = "{frame_id}_instanceIds.png",
                propagation: PropagationParams | None = None,
                outputs: str | list[str] | tuple[str, ...] | None = None,
-               annotation_thread: bool = False, activity: bool = False) -> BuildReport:
+               annotation_thread: bool = False, activity: bool = False,
+               label_every: int = 1, labels_kind: str = "labelIds") -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
-    snippet frames too) into ``out``; return the manifest. See docs in README."""
+    snippet frames too) into ``out``; return the manifest. See docs in README;
+    ``label_every``/``labels_kind``: :func:`roienc.dataset.find_sequence_frames`
+    (docs/sparse-labels.md)."""
     out = ensure_dir(out)
     if (fx is None) != (baseline is None):
         raise InputError("--fx and --baseline go together: give both or neither")
@@ -905,13 +1027,14 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
     if sequences:
         refs += find_sequence_frames(cityscapes_root, split, cities, labels_root,
                                      labels_pattern=labels_pattern,
-                                     instances_pattern=instances_pattern, label_source=label_source)
+                                     instances_pattern=instances_pattern, label_source=label_source,
+                                     label_every=label_every, labels_kind=labels_kind)
     if not refs:
         raise InputError(f"no frames found under {cityscapes_root} for split '{split}'"
                          + (f" and cities {','.join(cities)}" if cities else ""))
 
     params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg,
-                          label_source, instances_pattern)
+                          label_source, instances_pattern, label_every, labels_kind)
     claim_folder(out, params, cities, sequences, overwrite)
 
     # annotated frames one task each; the frames of a snippet one task (flow is per snippet)

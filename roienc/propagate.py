@@ -1,9 +1,14 @@
 """Label propagation through a Cityscapes sequence snippet by dense optical flow.
 
-Only frame ``_000019`` of a 30-frame snippet has labels. This module carries its labelIds and
-instanceIds to the other 29 frames: dense optical flow (OpenCV DIS, or Farneback) between
-consecutive RGB frames, chained outward from the annotated frame in both directions, warping with
-NEAREST sampling so label and instance ids stay exact values.
+Only frame ``_000019`` of a 30-frame snippet has gtFine labels. This module carries its labelIds
+and instanceIds to the other 29 frames (:func:`propagate_snippet`): dense optical flow (OpenCV
+DIS, or Farneback) between consecutive RGB frames, chained outward from the annotated frame in
+both directions, warping with NEAREST sampling so label and instance ids stay exact values. With
+labels on several frames (e.g. a segmentation model run on every K-th frame),
+:func:`propagate_keyframes` gives every other frame the chains of the labelled frames around it
+-- forward from the previous, backward from the next, or the two nearest beyond the first / last
+-- merged by :func:`merge_outputs` (union of the dynamic masks, the nearer frame's labels
+elsewhere), each pair's flows computed once; see docs/sparse-labels.md for the measurements.
 
 Flow convention (used everywhere here): ``flow = compute_flow(src, dst)`` is a *backward* flow on
 the pixel grid of ``dst``: ``dst[y, x] ~ src[y + flow[y, x, 1], x + flow[y, x, 0]]``. So
@@ -52,11 +57,13 @@ What it cannot do: flow only moves what the annotated frame shows. Objects absen
 in that frame) are never propagated; on the three real snippets they hold 7-22% of the reference's
 dynamic blocks at offsets -19..-12 and +7..+10, which is what keeps the all-object block recall
 (with margin) at 0.75-0.85 there while the recall on objects with a counterpart in frame 19 is
-0.93-0.99. Only labels of those frames (or a detector) can recover them.
+0.93-0.99. Only labels of those frames (or a detector) can recover them:
+:func:`propagate_keyframes` takes them (with every 5th frame labelled, block recall 0.945-0.978).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -234,6 +241,9 @@ class PropagatedFrame:
     unseen: bool HxW, pixels whose flow left the annotated frame's view on the way back to it
         (None on the annotated frame).
     ring: bool HxW, the pixels the margin added (None on the annotated frame).
+    sources: indices of the labelled frames these labels come from (itself on a labelled frame;
+        the previous and the next one between two).
+    source_steps: this frame's signed offset from each of ``sources``.
     """
 
     labels: np.ndarray
@@ -245,6 +255,8 @@ class PropagatedFrame:
     extra: dict = field(default_factory=dict)
     unseen: np.ndarray | None = None
     ring: np.ndarray | None = None
+    sources: tuple[int, ...] = ()
+    source_steps: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------------------- flow
@@ -653,16 +665,400 @@ def _fb_unreliable(back: np.ndarray, fwd: np.ndarray, s: float, p: PropagationPa
     return bad.view(bool)
 
 
+class _Flows:
+    """The flows of one snippet on the flow grid, each pair's computed once: ``flow(a, b)`` is
+    the flow on the grid of frame ``a`` towards frame ``b`` (``a(x) ~ b(x + flow)``), so
+    ``flow(t, t - d)`` moves labels of frame ``t - d`` onto frame ``t``. Gray frames are read
+    once and kept (small); flows are kept while ``cache`` (several chains cross the same pair)
+    until :meth:`release`. ``seconds`` sums the time of gray conversion, flows and checks."""
+
+    def __init__(self, get: Callable[[int], np.ndarray], n: int, p: PropagationParams,
+                 size: tuple[int, int], cache: bool) -> None:
+        self.get, self.n, self.p, self.size, self.cache = get, n, p, size, cache
+        self.engine = _Flow(p)
+        self.grays: dict[int, np.ndarray] = {}
+        self.flows: dict[tuple[int, int], np.ndarray] = {}
+        self.seconds = 0.0
+
+    def gray(self, t: int, ref: int | None = None) -> np.ndarray:
+        g = self.grays.get(t)
+        if g is None:
+            import time
+            t0 = time.perf_counter()
+            g = _gray_small(self.get(t), self.p.scale)
+            self.seconds += time.perf_counter() - t0
+            if g.shape != self.size:
+                other = f"frame {ref}" if ref is not None else "its labels"
+                raise InputError(f"propagate: frame {t} size differs from {other}")
+            self.grays[t] = g
+        return g
+
+    def flow(self, a: int, b: int) -> np.ndarray:
+        f = self.flows.get((a, b))
+        if f is None:
+            import time
+            gb = self.gray(b)
+            ga = self.gray(a, b)
+            t0 = time.perf_counter()
+            f = self.engine(ga, gb)
+            self.seconds += time.perf_counter() - t0
+            if self.cache:
+                self.flows[(a, b)] = f
+        return f
+
+    def unreliable(self, back: np.ndarray, fwd: np.ndarray, s: float) -> np.ndarray:
+        import time
+        t0 = time.perf_counter()
+        bad = _fb_unreliable(back, fwd, s, self.p)
+        self.seconds += time.perf_counter() - t0
+        return bad
+
+    def release(self, lo: int, hi: int) -> None:
+        """Forget the flows between frames ``lo..hi`` (no chain crosses them any more)."""
+        for k in [k for k in self.flows if lo <= min(k) and max(k) <= hi]:
+            del self.flows[k]
+
+
+@dataclass
+class _Key:
+    """One labelled frame, ready to be propagated: its labels as a compact index on the flow
+    grid (not-annotated pixels filled), the index's tables, and which indices are objects that
+    move as wholes (``object_motion='similarity'``)."""
+
+    index: int
+    code: "_Index"
+    idx: np.ndarray
+    is_obj: np.ndarray | None
+
+
+@dataclass
+class _Out:
+    """One chain's output for one frame, on the flow grid: labels and instance ids (margin
+    included), dynamic pixels before the margin (``core``), the margin's ring, the unseen pixels."""
+
+    lab: np.ndarray
+    inst: np.ndarray | None
+    core: np.ndarray
+    ring: np.ndarray
+    unseen: np.ndarray
+    steps: int
+    source: int
+    unreliable: float
+    margin_px: int
+
+
+def _chain(flows: _Flows, key: _Key | None, start: int, d: int, stop: int, p: PropagationParams,
+           s: float, grid: np.ndarray, x0: dict[str, np.ndarray], w: int):
+    """Carry frame ``start``'s labels (``key``; None: only the ``x0`` arrays) to frames
+    ``start + d, start + 2d, .., stop``; yields ``(t, _Out | None, extra arrays)`` per frame.
+    The step is the module docstring's: flow, forward-backward check and unreliable-pixel
+    policy, object motion, unseen tracking, margin."""
+    move = key is not None and key.is_obj is not None
+    acc = None                          # composed flow back to ``start`` (compose mode)
+    prev_idx = key.idx if key is not None else None
+    prev_x = x0
+    prev_un = np.zeros(flows.size, np.uint8)        # 1: the flow left ``start``'s view
+    for t in range(start + d, stop + d, d):
+        back = flows.flow(t, t - d)                 # grid of t -> t-d
+        mapxy = grid + back
+        if p.mode == "compose":
+            acc = back if acc is None else cv2.remap(acc, mapxy, None, cv2.INTER_LINEAR,
+                                                     borderMode=cv2.BORDER_REPLICATE) + back
+            amap = grid + acc
+            new_x = {k: _remap_nearest(v, amap) for k, v in x0.items()}
+        else:
+            new_x = {k: _remap_nearest(v, mapxy) for k, v in prev_x.items()}
+        prev_x = new_x
+        if key is None:
+            yield t, None, new_x
+            continue
+        code = key.code
+        fwd = flows.flow(t - d, t) if (p.fb_check or move) else None    # grid of t-d -> t
+        bad = flows.unreliable(back, fwd, s) if p.fb_check else None
+        new_idx = _remap_nearest(key.idx if p.mode == "compose" else prev_idx,
+                                 amap if p.mode == "compose" else mapxy)
+        # a pixel is unseen once its path back to ``start`` leaves the view
+        un = cv2.remap(prev_un, mapxy, None, cv2.INTER_NEAREST,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+        frac = 0.0
+        if bad is not None:
+            frac = float(np.count_nonzero(bad)) / bad.size
+            if p.unreliable != "warp" and frac > 0:
+                if p.unreliable == "drop_dynamic":
+                    new_idx[bad & code.dynamic(new_idx)] = code.void
+                else:
+                    take = bad
+                    if p.unreliable == "keep_dynamic":
+                        take = bad & code.dynamic(prev_idx) & ~code.dynamic(new_idx)
+                    np.copyto(new_idx, prev_idx, where=take)
+        if move:
+            new_idx = move_objects(prev_idx, new_idx, fwd, key.is_obj)
+        prev_idx, prev_un = new_idx, un
+        steps = t - start
+        r = p.margin_at(steps, w)
+        dyn = code.dynamic(new_idx)
+        midx, added = _margin_index(new_idx, dyn, r / s)
+        ring = code.dynamic(midx) & ~dyn if added else np.zeros_like(dyn)
+        lab, inst = code.decode(midx, np.int32)
+        yield t, _Out(lab, inst, dyn, ring, un.view(bool), steps, start, frac, r), new_x
+
+
+def _free_ids(used: np.ndarray, wanted: np.ndarray) -> dict[int, int]:
+    """New instance ids for the object ids in ``wanted`` that are also in ``used``: same class
+    (``id // 1000``), an index above every index of that class in either."""
+    out: dict[int, int] = {}
+    top: dict[int, int] = {}
+    for v in np.union1d(used, wanted):
+        top[int(v) // 1000] = max(top.get(int(v) // 1000, 0), int(v) % 1000)
+    for v in np.intersect1d(used, wanted):
+        c = int(v) // 1000
+        top[c] += 1
+        out[int(v)] = c * 1000 + top[c]
+    return out
+
+
+def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray) -> _Out:
+    """One frame's labels from the chains of the labelled frames before and after it.
+
+    Rule (measured in ``benchmarks/bench_propagate_masks.py --label-every``): the nearer
+    labelled frame's labels; where only the farther one's chain still sees the pixel (the nearer
+    one's left its view) the farther's; and the *union* of the two dynamic masks (margins
+    included): a pixel dynamic in the farther output but not in the nearer takes the farther's
+    label and instance, so an object either neighbour shows is kept. A farther object whose
+    instance id the nearer output also uses gets a fresh id of its class. Unseen: unseen by both.
+    """
+    dyn_near = near.core | near.ring
+    dyn_far = far.core | far.ring
+    take = (dyn_far & ~dyn_near) | (near.unseen & ~far.unseen & ~dyn_near)
+    lab = near.lab.copy()
+    lab[take] = far.lab[take]
+    inst = None
+    if near.inst is not None and far.inst is not None:
+        inst = near.inst.copy()
+        moved = far.inst[take]
+        objs = np.unique(moved[moved >= 1000])
+        if objs.size:
+            keep = near.inst[~take]
+            remap = _free_ids(np.unique(keep[keep >= 1000]), objs)
+            if remap:
+                moved = moved.copy()
+                for old, new in remap.items():     # new ids are above every old one: no chains
+                    moved[far.inst[take] == old] = new
+        inst[take] = moved
+    core = np.where(take, far.core, near.core) & is_dyn[lab]
+    ring = np.where(take, far.ring, near.ring) & is_dyn[lab]
+    return _Out(lab, inst, core, ring, near.unseen & far.unseen, near.steps, near.source,
+                0.5 * (near.unreliable + far.unreliable), near.margin_px)
+
+
+def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
+                        keyframes: Mapping[int, tuple[np.ndarray, np.ndarray | None]],
+                        params: PropagationParams | None, group_lut: np.ndarray,
+                        n_frames: int | None = None, timings: dict | None = None,
+                        extra: dict[str, np.ndarray] | None = None,
+                        extra_index: int | None = None,
+                        merge: Callable[[_Out, _Out, np.ndarray], _Out] | None = None,
+                        edges: str = "two") -> list[PropagatedFrame]:
+    """Labels for every frame of a snippet from the frames that have them.
+
+    keyframes: frame index -> (labelIds, instanceIds or None) of every labelled frame; they are
+        returned unchanged (``steps == 0``). A frame between two labelled frames gets both
+        chains -- forward from the previous, backward from the next -- combined by
+        :func:`merge_outputs`; a frame before the first / after the last labelled frame gets the
+        chains of the two nearest ones (``edges="two"``, default; both on one side, the nearer
+        one's labels with the union of the dynamic masks: an object the nearest labelled frame
+        missed -- segmentation flicker -- is kept), or the nearest one's alone (``"one"``).
+        Each pair of consecutive frames' flows is computed once for all chains.
+    images, group_lut, timings: as :func:`propagate_snippet`.
+    extra: HxW arrays of frame ``extra_index`` (e.g. the annotated frame's disparity), carried to
+        every frame along the same flows (nearest, exact values, no policy, no margin): each
+        frame's ``extra``.
+    merge: the rule combining the two chains of a frame between two labelled frames, (nearer,
+        farther, is_dyn) -> output; default :func:`merge_outputs` (benchmarks compare others).
+    Each output records ``sources`` (the labelled frames used) and ``source_steps`` (its signed
+    offset from each); ``steps`` is the offset from the nearer one.
+    """
+    from .labels import DYNAMIC
+
+    t_start = time.perf_counter()
+    p = params or PropagationParams()
+    if callable(images) and not isinstance(images, Sequence):
+        if n_frames is None:
+            raise InputError("propagate: n_frames is required when images is a callable")
+        get, n = images, int(n_frames)
+    else:
+        get, n = (lambda i: images[i]), len(images)
+    if not keyframes:
+        raise InputError("propagate: no labelled frame")
+    if edges not in ("one", "two"):
+        raise InputError(f"propagate: edges must be 'one' or 'two', got {edges!r}")
+    bad_keys = [k for k in keyframes if not 0 <= k < n]
+    if bad_keys:
+        raise InputError(f"propagate: labelled frame index {bad_keys[0]} outside 0..{n - 1}")
+    group_lut = np.asarray(group_lut)
+    keys = sorted(keyframes)
+    with_inst = any(keyframes[k][1] is not None for k in keys)
+    arrays: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    for k in keys:
+        lab, ins = keyframes[k]
+        _check_inputs(lab, ins, group_lut)
+        lab = lab.astype(np.uint8, copy=False)
+        if with_inst:
+            ins = lab.astype(np.int32) if ins is None else ins.astype(np.int32, copy=False)
+        arrays[k] = (lab, ins)
+    h, w = arrays[keys[0]][0].shape
+    for k in keys[1:]:
+        if arrays[k][0].shape != (h, w):
+            raise InputError(f"propagate: labels of frame {k} are {arrays[k][0].shape[1]}x"
+                             f"{arrays[k][0].shape[0]}, those of frame {keys[0]} {w}x{h}")
+    extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
+    for k, v in extra.items():
+        if v.shape != (h, w):
+            raise InputError(f"propagate: extra array {k!r} shape {v.shape} != labels {(h, w)}")
+    if extra and (extra_index is None or not 0 <= extra_index < n):
+        raise InputError("propagate: extra arrays need extra_index, a frame of the snippet")
+    is_dyn = (group_lut[:256] == DYNAMIC)
+    out: list[PropagatedFrame | None] = [None] * n
+    for k in keys:
+        lab, ins = arrays[k]
+        out[k] = PropagatedFrame(lab.copy(), None if ins is None else ins.copy(), 0,
+                                 sources=(k,), source_steps=(0,))
+    if n == 1 or (len(keys) == n and not extra):
+        return _with_extra(out, extra, {}, extra_index)
+
+    ws, hs = _work_size(w, h, p.scale)
+    s = w / ws                                   # full-resolution pixels per flow-grid pixel
+    flows = _Flows(get, n, p, (hs, ws), cache=len(keys) > 1 or bool(extra))
+    grid = _grid(hs, ws)
+    fill_ids = None
+    if p.fill_not_annotated:
+        from .labels import not_annotated_ids
+        fill_ids = not_annotated_ids()
+    can = None
+    if p.object_motion == "similarity" and p.mode == "chain" and with_inst:
+        from .labels import has_instances
+        can = np.array([has_instances(i) for i in range(256)])     # cityscapesScripts' table
+    key_cache: dict[int, _Key] = {}
+
+    def key_of(k: int) -> _Key:
+        if k not in key_cache:
+            lab, ins = arrays[k]
+            lab_s = _resize_nearest(lab, (ws, hs))
+            ins_s = None if ins is None else _resize_nearest(ins, (ws, hs))
+            if fill_ids is not None:
+                lab_s, ins_s = fill_not_annotated(lab_s, ins_s, fill_ids)
+            code = _Index(lab_s, ins_s, is_dyn)
+            is_obj = None
+            if can is not None:
+                is_obj = code.dyn.astype(bool) & (code.inst >= 1000) & can[code.lab]
+            flows.gray(k)                # checks the frame's size against its labels
+            key_cache[k] = _Key(k, code, code.idx, is_obj)
+        return key_cache[k]
+
+    # the extra arrays, carried outward from extra_index, frame by frame as needed
+    xs: dict[int, dict[str, np.ndarray]] = {}
+    x_gens = {}
+    if extra:
+        x0 = {k: _resize_nearest(v, (ws, hs)) for k, v in extra.items()}
+        xs[extra_index] = x0
+        x_gens = {d: _chain(flows, None, extra_index, d, n - 1 if d > 0 else 0, p, s, grid, x0, w)
+                  for d in (1, -1)}
+
+    def x_at(t: int) -> dict[str, np.ndarray]:
+        if not extra:
+            return {}
+        d = 1 if t > extra_index else -1
+        while t not in xs:
+            tt, _, x = next(x_gens[d])
+            xs[tt] = x
+        return xs[t]
+
+    # segments: before the first key, between consecutive keys, after the last; those right of
+    # extra_index first (ascending), then those left of it (descending), so the extra chains
+    # advance with them and each segment's flows can be forgotten once it is done
+    segs = []
+    if keys[0] > 0:
+        segs.append((0, keys[0]))
+    segs += [(a, b) for a, b in zip(keys, keys[1:]) if b - a > 1]
+    if keys[-1] < n - 1:
+        segs.append((keys[-1], n - 1))
+    e = extra_index if extra else keys[0]
+    segs = (sorted([sg for sg in segs if sg[1] > e]) +
+            sorted([sg for sg in segs if sg[1] <= e], reverse=True))
+    t_prop = 0.0
+    two = edges == "two" and len(keys) > 1
+    for a, b in segs:
+        fwd_src = a if a in arrays else None
+        bwd_src = b if b in arrays else None
+        got: dict[int, list[_Out]] = {}
+        chains = [(fwd_src, 1, b - 1 if bwd_src is not None else b, None),
+                  (bwd_src, -1, a + 1 if fwd_src is not None else a, None)]
+        if two and fwd_src is None:          # before the first labelled frame: the second too
+            chains.append((keys[1], -1, a, b))
+        if two and bwd_src is None:          # after the last one: the one before it too
+            chains.append((keys[-2], 1, b, a))
+        for src, d, stop, beyond in chains:
+            if src is None:
+                continue
+            for t, o, _ in _chain(flows, key_of(src), src, d, stop, p, s, grid, {}, w):
+                if beyond is None or (t - beyond) * d > 0:
+                    got.setdefault(t, []).append(o)
+        for t, outs in sorted(got.items()):
+            t0 = time.perf_counter()
+            if len(outs) == 2:
+                near, far = sorted(outs, key=lambda o: (abs(o.steps), o.source))
+                o = (merge or merge_outputs)(near, far, is_dyn)
+                srcs = tuple(sorted((near.source, far.source)))
+            else:
+                o = outs[0]
+                srcs = (o.source,)
+            lab = _resize_nearest(o.lab, (w, h))
+            ins = None if o.inst is None else _resize_nearest(o.inst, (w, h))
+            ring = _resize_nearest(o.ring.view(np.uint8), (w, h)).view(bool)
+            unseen = _resize_nearest(o.unseen.view(np.uint8), (w, h)).view(bool)
+            t_prop += time.perf_counter() - t0
+            out[t] = PropagatedFrame(lab, ins, o.steps, o.unreliable, o.margin_px,
+                                     float(np.count_nonzero(o.ring)) / o.ring.size, {}, unseen,
+                                     ring, sources=srcs, source_steps=tuple(t - k for k in srcs))
+        if extra:
+            for t in range(a, b + 1):
+                x_at(t)
+        if not two or (a != keys[0] and b != keys[-1]):   # else an edge's second chain needs them
+            flows.release(a, b)
+    flows.release(0, n - 1)
+    if extra:
+        for t in range(n):
+            x_at(t)
+    if timings is not None:
+        total = time.perf_counter() - t_start
+        timings["flow_s"] = timings.get("flow_s", 0.0) + flows.seconds
+        timings["warp_s"] = timings.get("warp_s", 0.0) + total - flows.seconds
+    return _with_extra(out, extra, xs, extra_index, (w, h))
+
+
+def _with_extra(out: list, extra: dict, xs: dict, extra_index: int | None,
+                size: tuple[int, int] | None = None) -> list:
+    """Each frame's ``extra``: the carried arrays at full resolution (copies of the originals on
+    ``extra_index``)."""
+    for t, f in enumerate(out):
+        if t == extra_index:
+            f.extra = {k: v.copy() for k, v in extra.items()}
+        elif t in xs and size is not None:
+            f.extra = {k: _resize_nearest(v, size) for k, v in xs[t].items()}
+    return out  # type: ignore[return-value]
+
+
 def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
                       annotated_index: int, labels: np.ndarray, instances: np.ndarray | None,
                       params: PropagationParams | None, group_lut: np.ndarray,
                       n_frames: int | None = None,
                       timings: dict | None = None,
                       extra: dict[str, np.ndarray] | None = None) -> list[PropagatedFrame]:
-    """Propagate ``labels``/``instances`` of frame ``annotated_index`` to every frame.
+    """Propagate ``labels``/``instances`` of frame ``annotated_index`` to every frame
+    (:func:`propagate_keyframes` with one labelled frame).
 
-    images: a sequence of HxWx3 RGB frames, or a callable index -> frame (loaded lazily: only two
-        frames are held at a time; then ``n_frames`` is required).
+    images: a sequence of HxWx3 RGB frames, or a callable index -> frame (loaded lazily: each
+        frame is read once; then ``n_frames`` is required).
     group_lut: uint8 label id -> group (``roienc.labels.load_class_groups().group_lut()``); pixels
         whose group is ``roienc.labels.DYNAMIC`` get the unreliable-pixel policy and the margin.
     timings: if given, gets ``{"flow_s": ..., "warp_s": ...}`` (seconds, summed) added: flow_s is
@@ -673,130 +1069,17 @@ def propagate_snippet(images: Sequence[np.ndarray] | Callable[[int], np.ndarray]
         margin; each frame's ``extra`` holds them by name.
     Returns one PropagatedFrame per frame, in frame order.
     """
-    import time
-
-    from .labels import DYNAMIC
-
-    p = params or PropagationParams()
     if callable(images) and not isinstance(images, Sequence):
         if n_frames is None:
             raise InputError("propagate: n_frames is required when images is a callable")
-        get, n = images, int(n_frames)
+        n = int(n_frames)
     else:
-        get, n = (lambda i: images[i]), len(images)
+        n = len(images)
     if not 0 <= annotated_index < n:
         raise InputError(f"propagate: annotated_index {annotated_index} outside 0..{n - 1}")
-    group_lut = np.asarray(group_lut)
-    _check_inputs(labels, instances, group_lut)
-    labels = labels.astype(np.uint8, copy=False)
-    inst = instances.astype(np.int32, copy=False) if instances is not None else None
-    is_dyn = (group_lut[:256] == DYNAMIC)
-    h, w = labels.shape
-    extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
-    for k, v in extra.items():
-        if v.shape != labels.shape:
-            raise InputError(f"propagate: extra array {k!r} shape {v.shape} != labels {labels.shape}")
-    out: list[PropagatedFrame | None] = [None] * n
-    out[annotated_index] = PropagatedFrame(labels.copy(), None if inst is None else inst.copy(), 0,
-                                           extra={k: v.copy() for k, v in extra.items()})
-    if n == 1:
-        return out  # type: ignore[return-value]
-
-    t0 = time.perf_counter()
-    ws, hs = _work_size(w, h, p.scale)
-    s = w / ws                                   # full-resolution pixels per flow-grid pixel
-    lab_s = _resize_nearest(labels, (ws, hs))
-    inst_s = None if inst is None else _resize_nearest(inst, (ws, hs))
-    if p.fill_not_annotated:
-        from .labels import not_annotated_ids
-        lab_s, inst_s = fill_not_annotated(lab_s, inst_s, not_annotated_ids())
-    code = _Index(lab_s, inst_s, is_dyn)
-    idx0 = code.idx
-    x0 = {k: _resize_nearest(v, (ws, hs)) for k, v in extra.items()}
-    grid = _grid(hs, ws)
-    engine = _Flow(p)
-    move = p.object_motion == "similarity" and p.mode == "chain" and code.inst is not None
-    is_obj = None
-    if move:
-        from .labels import has_instances
-        can = np.array([has_instances(i) for i in range(256)])     # cityscapesScripts' table
-        is_obj = code.dyn.astype(bool) & (code.inst >= 1000) & can[code.lab]
-    g_ann = _gray_small(get(annotated_index), p.scale)
-    if g_ann.shape != (hs, ws):
-        raise InputError(f"propagate: frame {annotated_index} size {g_ann.shape[::-1]} does not "
-                         f"match its labels ({w}x{h})")
-    t_warp = time.perf_counter() - t0
-    t_flow = 0.0
-    for direction in (1, -1):
-        if not 0 <= annotated_index + direction < n:
-            continue
-        g_prev = g_ann
-        acc = None                      # composed flow back to the annotated frame (flow grid)
-        prev_idx, prev_x = idx0, x0     # previous output without margin (chain state)
-        prev_un = np.zeros((hs, ws), np.uint8)      # 1: the flow left the annotated view
-        t = annotated_index + direction
-        while 0 <= t < n:
-            t0 = time.perf_counter()
-            g = _gray_small(get(t), p.scale)
-            if g.shape != g_prev.shape:
-                raise InputError(f"propagate: frame {t} size differs from frame {t - direction}")
-            back = engine(g, g_prev)                    # grid of t -> t-direction
-            mapxy = grid + back
-            bad = None
-            fwd = None
-            if p.fb_check or move:
-                fwd = engine(g_prev, g)                 # grid of t-direction -> t
-            if p.fb_check:
-                bad = _fb_unreliable(back, fwd, s, p)
-            t1 = time.perf_counter()
-            t_flow += t1 - t0
-            if p.mode == "compose":
-                if acc is None:
-                    acc = back
-                else:
-                    acc = cv2.remap(acc, mapxy, None, cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE) + back
-                amap = grid + acc
-                new_idx = _remap_nearest(idx0, amap)
-                new_x = {k: _remap_nearest(v, amap) for k, v in x0.items()}
-            else:
-                new_idx = _remap_nearest(prev_idx, mapxy)
-                new_x = {k: _remap_nearest(v, mapxy) for k, v in prev_x.items()}
-            # a pixel is unseen once its path back to the annotated frame leaves the view
-            un = cv2.remap(prev_un, mapxy, None, cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=1)
-            frac = 0.0
-            if bad is not None:
-                frac = float(np.count_nonzero(bad)) / bad.size
-                if p.unreliable != "warp" and frac > 0:
-                    if p.unreliable == "drop_dynamic":
-                        new_idx[bad & code.dynamic(new_idx)] = code.void
-                    else:
-                        take = bad
-                        if p.unreliable == "keep_dynamic":
-                            take = bad & code.dynamic(prev_idx) & ~code.dynamic(new_idx)
-                        np.copyto(new_idx, prev_idx, where=take)
-            if move:
-                new_idx = move_objects(prev_idx, new_idx, fwd, is_obj)
-            prev_idx, prev_x, prev_un = new_idx, new_x, un
-            steps = t - annotated_index
-            r = p.margin_at(steps, w)
-            dyn = code.dynamic(new_idx)
-            midx, added = _margin_index(new_idx, dyn, r / s)
-            ring = code.dynamic(midx) & ~dyn if added else np.zeros_like(dyn)
-            ml, mi = code.decode(_resize_nearest(midx, (w, h)), np.int32)
-            xs = {k: _resize_nearest(v, (w, h)) for k, v in new_x.items()}
-            unseen = _resize_nearest(un, (w, h)).view(bool)
-            ring = _resize_nearest(ring.view(np.uint8), (w, h)).view(bool)
-            t_warp += time.perf_counter() - t1
-            out[t] = PropagatedFrame(ml, mi, steps, frac, r, added / float(hs * ws), xs, unseen,
-                                     ring)
-            g_prev = g
-            t += direction
-    if timings is not None:
-        timings["flow_s"] = timings.get("flow_s", 0.0) + t_flow
-        timings["warp_s"] = timings.get("warp_s", 0.0) + t_warp
-    return out  # type: ignore[return-value]
+    return propagate_keyframes(images, {annotated_index: (labels, instances)}, params, group_lut,
+                               n_frames=n, timings=timings, extra=extra,
+                               extra_index=annotated_index if extra else None)
 
 
 # ------------------------------------------------------------------------------ file helpers

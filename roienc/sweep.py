@@ -128,9 +128,14 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     roi_modes = [m for m in modes if m != "baseline"]
     if settings_reference and codec == "hevc" and any(m in ("roi", "roi+zones") for m in roi_modes):
         roi_modes.append("roi-settings")
-    map_params = {k: _jsonable(v) for k, v in opts.items()}
-    if opts["sequences"] and not opts.get("labels_root") and opts.get("label_source", "propagate") == "propagate":
-        # propagation settings change the maps too: a new default lands in a folder of its own
+    # label_every / labels_kind at their defaults change nothing: left out, so the maps of
+    # earlier sweeps keep their folder names
+    map_params = {k: _jsonable(v) for k, v in opts.items()
+                  if (k, v) not in (("label_every", 1), ("labels_kind", "labelIds"))}
+    if opts["sequences"] and opts.get("label_source", "propagate") == "propagate":
+        # propagation settings change the maps too (with --labels-root: of the frames without a
+        # file, and the disparity warped to frames without their own): a new default lands in a
+        # folder of its own
         map_params["propagation"] = _jsonable(opts.get("propagation") or PropagationParams())
     labels = [maps_label(q, {**map_params, "qp": asdict(q), "root": str(Path(cityscapes_root).resolve()),
                              "split": split}) for q in combos]
@@ -157,7 +162,8 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         load_params(judge_dir)
     elif judge_labels_root is not None:
         jopts = {k: v for k, v in opts.items()                # the judge's own labels instead
-                 if k not in ("labels_root", "label_source", "labels_pattern", "instances_pattern")}
+                 if k not in ("labels_root", "label_source", "labels_pattern", "instances_pattern",
+                              "label_every", "labels_kind")}
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
                    "pattern": judge_labels_pattern, "qp": asdict(combos[0])}
         judge_dir = run_dir / "judge_maps" / _digest(jparams)

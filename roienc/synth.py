@@ -72,6 +72,15 @@ Z_NEAR = 4.0          # depth of the ground at the bottom image row (m)
 BUILDING_Z = 60.0
 OBJ_TEX = 24          # side of an object's texture patch (stretched over its bounding box)
 VEGETATION_Z = 40.0
+# ``movers``: two more cars crossing the view from right to left at this depth, speed
+# (fraction of the width per frame), one entering the view after the annotated frame (first
+# visible at frame MOVER_ENTERS), one leaving it before (last visible at frame MOVER_LEAVES - 1):
+# objects the annotated frame does not show, for sparse-label tests
+MOVER_Z = 10.0
+MOVER_SPEED = 0.02
+MOVER_ENTERS = 22
+MOVER_LEAVES = 16
+MOVER_IDS = (26002, 26003)     # instanceIds of the entering and the leaving car
 
 
 def _raw(z: float, fx: float, baseline: float) -> int:
@@ -82,8 +91,10 @@ def _raw(z: float, fx: float, baseline: float) -> int:
 class _Scene:
     """Static layout of one snippet at a given size; renders frame t."""
 
-    def __init__(self, width: int, height: int, fx: float, baseline: float, seed: int) -> None:
+    def __init__(self, width: int, height: int, fx: float, baseline: float, seed: int,
+                 movers: bool = False) -> None:
         self.w, self.h, self.fx, self.b = width, height, fx, baseline
+        self.movers = movers
         self.rng = np.random.default_rng(seed)
         self.horizon = int(round(0.45 * height))
         self.ego = max(1, int(round(0.04 * height)))
@@ -103,6 +114,13 @@ class _Scene:
             r = gaussian_filter(self.rng.random((OBJ_TEX, OBJ_TEX), dtype=np.float32), sigma=1.2,
                                 mode="wrap")
             self.obj_tex.append((r - r.min()) / max(float(r.max() - r.min()), 1e-6))
+        self.mover_tex = []
+        if movers:                       # a generator of their own: the scene is unchanged
+            mrng = np.random.default_rng(seed + 7919)
+            for _ in MOVER_IDS:
+                r = gaussian_filter(mrng.random((OBJ_TEX, OBJ_TEX), dtype=np.float32), sigma=1.2,
+                                    mode="wrap")
+                self.mover_tex.append((r - r.min()) / max(float(r.max() - r.min()), 1e-6))
 
     def ground_row(self, z: float) -> int:
         """Image row of the ground at depth z."""
@@ -179,6 +197,28 @@ class _Scene:
             # painted later, so nearer objects overwrite farther ones: recompute truth below
             objects.append(SynthObject(label, iid, float(z), raw, (x0, y0, x1, y1)))
             polygons.append({"label": label, "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]})
+        for iid, first_x, tex_k in zip(MOVER_IDS, (MOVER_ENTERS - 1, MOVER_LEAVES),
+                                       self.mover_tex):
+            # entering: its left edge at the right border at frame MOVER_ENTERS - 1; leaving:
+            # its right edge at the left border at frame MOVER_LEAVES
+            bw = max(3, int(round(1.8 * self.f_img / MOVER_Z)))
+            bh = max(3, int(round(1.5 * self.f_img / MOVER_Z)))
+            y1 = min(self.ground_row(MOVER_Z), h - self.ego - 1)
+            y0 = y1 - bh
+            shift = int(round(MOVER_SPEED * w * (first_x - t)))
+            x0 = w + shift if iid == MOVER_IDS[0] else shift - bw
+            x1 = x0 + bw
+            cx0, cx1 = max(x0, 0), min(x1, w)
+            if cx1 <= cx0:
+                continue
+            labels[y0:y1, cx0:cx1] = name2label["car"].id
+            inst[y0:y1, cx0:cx1] = iid
+            raw = _raw(MOVER_Z, self.fx, self.b)
+            disp[y0:y1, cx0:cx1] = raw
+            objmask[y0:y1, cx0:cx1] = True
+            objtex[y0:y1, cx0:cx1] = _stretch(tex_k, bw, bh)[:, cx0 - x0:cx1 - x0]
+            objects.append(SynthObject("car", iid, MOVER_Z, raw, (cx0, y0, cx1, y1)))
+            polygons.append({"label": "car", "polygon": [[cx0, y0], [cx1, y0], [cx1, y1], [cx0, y1]]})
         # objects' own texture, attached to the object: it moves and scales with its bounding box
         # (so an object's image motion is known exactly); a luminance term keeps it visible in
         # grey for dark classes (a car is (0, 0, 142))
@@ -211,12 +251,14 @@ def _stretch(patch: np.ndarray, bw: int, bh: int) -> np.ndarray:
 
 
 def sequence_frames(*, width: int = 256, height: int = 128, seed: int = 0, city_index: int = 0,
-                    sequence: int = 0, fx: float = 2262.52, baseline: float = 0.209313) -> list[dict]:
+                    sequence: int = 0, fx: float = 2262.52, baseline: float = 0.209313,
+                    movers: bool = False) -> list[dict]:
     """The rendered arrays of every frame of one synthesized snippet, as ``synthesize`` writes
     them (same arguments -> same arrays): per frame a dict with ``rgb``, ``labels`` (labelIds),
     ``inst`` (instanceIds), ``disp`` (raw disparity) and ``objects`` (SynthObject list). The
-    per-frame truth of a sequence, of which only frame ANNOTATED is written as gtFine."""
-    scene = _Scene(width, height, fx, baseline, seed * 1000 + city_index * 100 + sequence)
+    per-frame truth of a sequence, of which only frame ANNOTATED is written as gtFine.
+    ``movers``: add the two crossing cars (MOVER_IDS) that frame ANNOTATED does not show."""
+    scene = _Scene(width, height, fx, baseline, seed * 1000 + city_index * 100 + sequence, movers)
     out = []
     for t in range(SNIPPET):
         files, objs, _ = scene.render(t, "", sequence)
@@ -238,8 +280,15 @@ def _vehicle(speed: float) -> dict:
 def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] | list[str] = ("lindau",),
                sequences_per_city: int = 1, width: int = 256, height: int = 128, seed: int = 0,
                with_sequences: bool = True, fx: float = 2262.52, baseline: float = 0.209313,
-               speeds: tuple[float, ...] | None = None) -> SynthInfo:
-    """Write a synthetic Cityscapes root at ``out``; return the ground truth."""
+               speeds: tuple[float, ...] | None = None, movers: bool = False,
+               frame_labels: bool = False) -> SynthInfo:
+    """Write a synthetic Cityscapes root at ``out``; return the ground truth.
+
+    movers: add two cars crossing the view that the annotated frame does not show (one enters
+        after it, one leaves before it; see MOVER_IDS).
+    frame_labels: also write every sequence frame's true labels as a per-frame labels folder
+        ``labels_sequence/<split>/<city>/<id>_{labelIds,instanceIds}.png`` (for --labels-root).
+    """
     if width < 16 or height < 16:
         raise InputError(f"synth: frame size {width}x{height} is too small (min 16x16)")
     if sequences_per_city < 1:
@@ -249,7 +298,7 @@ def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] |
     speeds = tuple(speeds) if speeds else _SPEEDS
     for ci, city in enumerate(cities):
         for s in range(sequences_per_city):
-            scene = _Scene(width, height, fx, baseline, seed * 1000 + ci * 100 + s)
+            scene = _Scene(width, height, fx, baseline, seed * 1000 + ci * 100 + s, movers)
             v19 = speeds[(ci + s) % len(speeds)]
             snippet = f"{city}_{s:06d}"
             frames = range(SNIPPET) if with_sequences else [ANNOTATED]
@@ -259,6 +308,10 @@ def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] |
                 files, objs, polys = scene.render(t, city, s)
                 if with_sequences:
                     _write_seq(root, split, city, fid, files, speed)
+                    if frame_labels:
+                        lab = root / "labels_sequence" / split / city
+                        write_png(lab / f"{fid}_labelIds.png", files["labels"])
+                        write_png(lab / f"{fid}_instanceIds.png", files["inst"])
                     info.frames.append(SynthFrame(split, city, fid, speed, fx, baseline, objs, "sequence"))
                 if t == ANNOTATED:
                     _write_annotated(root, split, city, fid, files, polys, speed, fx, baseline)

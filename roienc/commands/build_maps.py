@@ -89,8 +89,18 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                    help="file name of a frame's instanceIds under --labels-root (optional files; "
                         "default {frame_id}_instanceIds.png)")
     s.add_argument("--label-source", choices=["propagate", "hold"], default="propagate",
-                   help="sequence frames without their own labels: 'propagate' the annotated "
-                        "frame's labels along optical flow (default) or 'hold' them unchanged")
+                   help="sequence frames without their own labels: 'propagate' the labels of "
+                        "the labelled frames around them (the annotated frame's, and with "
+                        "--labels-root those of the frames that have a file) along optical flow "
+                        "(default) or 'hold' the nearest one's unchanged")
+    s.add_argument("--label-every", type=int, default=1, metavar="K",
+                   help="with --labels-root: keep only the labels of every K-th frame (frames i "
+                        "with (i - 19) %% K == 0, the annotated frame always among them); the "
+                        "others are propagated from those (default 1: every file is used). "
+                        "For experiments on how many labelled frames are needed")
+    s.add_argument("--labels-kind", choices=["labelIds", "trainIds"], default="labelIds",
+                   help="what the --labels-root files hold: Cityscapes labelIds (default) or "
+                        "trainIds (0..18, 255), mapped to labelIds by cityscapesScripts' table")
     s.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
                    help="label propagation setting (repeatable), e.g. margin_px=12, "
                         "unseen_importance=0.5, scale=0.5; see roienc.propagate.PropagationParams")
@@ -138,6 +148,7 @@ def map_kwargs(args: argparse.Namespace) -> dict:
         fx=args.fx, baseline=args.baseline, sequences=args.sequences,
         labels_root=args.labels_root, labels_pattern=args.labels_pattern,
         instances_pattern=args.instances_pattern, label_source=args.label_source,
+        label_every=args.label_every, labels_kind=args.labels_kind,
         propagation=PropagationParams.from_settings(args.propagation),
     )
 
