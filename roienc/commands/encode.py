@@ -87,20 +87,25 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
                         "or --two-pass asked (default: $ROIENC_ENGINE, else auto)")
 
 
+def add_clip_options(p: argparse.ArgumentParser) -> None:
+    """The dataset and which of its clips (encode and sweep alike)."""
+    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
+    p.add_argument("--source", choices=["sequence", "frames"],
+                   help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
+                        "annotated frames of a city as one clip")
+    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. aachen_000000")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode clips (baseline / roi / zones / qpfile)",
                        description=__doc__)
     p.add_argument("--codec", choices=list(CODECS), default="hevc",
                    help="hevc (libx265), h264 (libx264: baseline and roi only), vp9 (libvpx-vp9: "
                         "baseline and roi), av1 (SVT-AV1 CLI; roi needs --roi-map-file): docs/codecs.md")
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
+    add_clip_options(p)
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
-    p.add_argument("--split", default="val", help="dataset split")
-    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
-    p.add_argument("--source", choices=["sequence", "frames"],
-                   help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
-                        "annotated frames of a city as one clip")
-    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. lindau_000000")
     p.add_argument("--mode", required=True, type=_mode_list,
                    help=f"one or more of {', '.join(MODES)} (comma list)")
     add_rate_options(p, multi=True)

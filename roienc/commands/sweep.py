@@ -8,18 +8,12 @@ from ..configs import CODECS
 from ..sweep import run_sweep
 from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
                          qp_grid)
-from .encode import add_rate_options, add_tool_options, add_two_pass_option, rate_points
+from .encode import add_clip_options, add_rate_options, add_tool_options, add_two_pass_option, rate_points
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="the whole experiment in one command", description=__doc__)
-    p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
-    p.add_argument("--split", default="val", help="dataset split")
-    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
-    p.add_argument("--source", choices=["sequence", "frames"],
-                   help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
-                        "annotated frames of a city as one clip")
-    p.add_argument("--sequence", nargs="+", metavar="ID", help="only these snippets, e.g. aachen_000000")
+    add_clip_options(p)
     p.add_argument("--codec", choices=list(CODECS), default="hevc",
                    help="hevc (libx265), h264 (libx264), vp9 (libvpx-vp9) or av1 (SVT-AV1 CLI): docs/codecs.md")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
