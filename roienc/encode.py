@@ -51,11 +51,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-
-import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import __version__

@@ -93,16 +93,24 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
             f"x={x0}..{x1}, y={y0}..{y1} around the ROI.</p>" + row_html(cells) + row_html(crops))
 
 
+def _sidecar(r: pd.Series) -> dict:
+    """The encode sidecar of a results row ({} when it has none or it cannot be read)."""
+    if not isinstance(r.get("sidecar"), str):
+        return {}
+    try:
+        side = json.loads(Path(r["sidecar"]).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return side if isinstance(side, dict) else {}
+
+
 def _adds_to_baseline(results: pd.DataFrame) -> str:
     """What each non-baseline mode adds on top of the plain baseline, from the sidecars."""
     seen: dict[str, str] = {}
     for _, r in results.iterrows():
-        if r["mode"] == "baseline" or r["mode"] in seen or not isinstance(r.get("sidecar"), str):
+        if r["mode"] == "baseline" or r["mode"] in seen:
             continue
-        try:
-            adds = json.loads(Path(r["sidecar"]).read_text("utf-8")).get("adds_to_baseline")
-        except (OSError, ValueError):
-            continue
+        adds = _sidecar(r).get("adds_to_baseline")
         if adds:
             params = ":".join(f"{k}={v}" for k, v in adds.get("encoder_params", {}).items()) or "none"
             seen[r["mode"]] = f"{r['mode']} adds encoder parameters {params}, offsets: {adds.get('roi')}"
@@ -117,11 +125,10 @@ def offsets_table(results: pd.DataFrame) -> pd.DataFrame:
     rows, seen = [], set()
     for _, r in results.iterrows():
         key = (r.get("maps"), r["clip"])
-        if r["mode"] == "baseline" or key in seen or not isinstance(r.get("sidecar"), str):
+        if r["mode"] == "baseline" or key in seen:
             continue
-        try:
-            off = json.loads(Path(r["sidecar"]).read_text("utf-8"))["adapter"]["frame_offsets"]
-        except (OSError, ValueError, KeyError, TypeError):
+        off = (_sidecar(r).get("adapter") or {}).get("frame_offsets")
+        if not off:
             continue
         seen.add(key)
         roi = pd.Series(off["mean_roi"], dtype=float)
