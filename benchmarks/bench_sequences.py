@@ -17,6 +17,11 @@ missing), for each label source of the sequence frames:
   ``known_mask``), their pixels given the static label 'building': the ceiling of any label
   propagation from the one annotated frame, perfect on every object frame 19 shows;
 
+- ``reachable-K`` (with ``--sources ...,reachable-10``): the per-frame labels without the
+  dynamic objects that no labelled frame of ``every-K`` shows (same rule, from those frames'
+  labels): the ceiling of propagation from every K-th frame's labels; ``every-K`` is also given
+  as a share of it;
+
 - ``every-K`` (with ``--label-every 1,5,10,15,30``): the per-frame labels of every K-th frame
   only (frames i with (i - 19) % K == 0, ``build-maps --label-every K``), the others propagated
   from the labelled frames around them (docs/sparse-labels.md); K=1 is ``per-frame``. Also
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unseen-importance", type=float, default=None,
                     help="propagation: importance floor of pixels outside the annotated frame's view")
     ap.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
-                    help="any propagation setting, as build-maps --propagation")
+                    help="any propagation setting, as build-maps --propagation (sources propagate "
+                         "and every-K)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -104,19 +110,23 @@ def main(argv: list[str] | None = None) -> int:
             opts["label_every"] = int(source[len("every-"):])
         elif source == "tracked":
             opts["labels_root"] = str(tracked_labels(root, run / "tracked_labels"))
+        elif source.startswith("reachable-"):
+            k = int(source[len("reachable-"):])
+            opts["labels_root"] = str(tracked_labels(root, run / f"reachable_{k}_labels", k))
         else:
             opts["label_source"] = source
-            if source == "propagate" and (args.flow_scale is not None or args.margin is not None
-                                          or args.unseen_importance is not None or args.propagation):
-                from dataclasses import replace
+        if (source == "propagate" or source.startswith("every-")) and (
+                args.flow_scale is not None or args.margin is not None
+                or args.unseen_importance is not None or args.propagation):
+            from dataclasses import replace
 
-                from roienc.propagate import PropagationParams
-                p = PropagationParams.from_settings(args.propagation)
-                p = replace(p, scale=args.flow_scale if args.flow_scale is not None else p.scale,
-                            margin_px=args.margin if args.margin is not None else p.margin_px,
-                            unseen_importance=(args.unseen_importance if args.unseen_importance
-                                               is not None else p.unseen_importance))
-                opts["propagation"] = p
+            from roienc.propagate import PropagationParams
+            p = PropagationParams.from_settings(args.propagation)
+            p = replace(p, scale=args.flow_scale if args.flow_scale is not None else p.scale,
+                        margin_px=args.margin if args.margin is not None else p.margin_px,
+                        unseen_importance=(args.unseen_importance if args.unseen_importance
+                                           is not None else p.unseen_importance))
+            opts["propagation"] = p
         t0 = time.perf_counter()
         res = run_sweep(root, run, split="train", modes=("baseline", "roi"), rates=rates,
                         map_options=opts, preset=args.preset, judge_labels_root=labels_pred,
@@ -147,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             s = df[df["source"] == source].set_index("clip")["psnr_roi"] / ref
             print(f"  {source:10s} " + "  ".join(f"{c}: {v:.2f}" for c, v in s.items())
                   + f"  mean of snippets: {mean.loc[source, 'psnr_roi'] / mean.loc['per-frame', 'psnr_roi']:.2f}")
+    ceil = [x for x in mean.index if x.startswith("reachable-") or x == "tracked"]
+    for c in ceil:
+        src = "propagate" if c == "tracked" else f"every-{c[len('reachable-'):]}"
+        if src in mean.index:
+            ref = df[df["source"] == c].set_index("clip")["psnr_roi"]
+            s = df[df["source"] == src].set_index("clip")["psnr_roi"] / ref
+            print(f"share of the {c} ceiling's gain reached by {src}: "
+                  + "  ".join(f"{cl}: {v:.2f}" for cl, v in s.items()))
     if every:
         print("\nlabelled frames used per snippet (files build-maps read; the others propagated):")
         for source in sources:
@@ -180,9 +198,12 @@ def labelled_frames(run: Path, opts: dict) -> dict[str, int]:
     return {}
 
 
-def tracked_labels(root: Path, out: Path) -> Path:
+def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
     """Per-frame predicted labels with the objects frame 19 does not show made static (see the
-    module docstring); written once under ``out`` in the labels_pred layout."""
+    module docstring); written once under ``out`` in the labels_pred layout. With ``every`` K:
+    the objects no labelled frame of ``--label-every K`` shows (none of its pixels near the
+    propagation, without margin, of those frames' labels_pred, nor on a labelled frame's own
+    dynamic pixels): the ceiling of propagation from those frames."""
     import cv2
     import numpy as np
 
@@ -191,7 +212,8 @@ def tracked_labels(root: Path, out: Path) -> Path:
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import DYNAMIC, load_class_groups
-    from roienc.propagate import PropagationParams, propagate_snippet
+    from roienc.maps import object_instances
+    from roienc.propagate import PropagationParams, propagate_keyframes, propagate_snippet
 
     lut = load_class_groups().group_lut()
     is_dyn = lut == DYNAMIC
@@ -204,17 +226,30 @@ def tracked_labels(root: Path, out: Path) -> Path:
             continue
         dst.mkdir(parents=True, exist_ok=True)
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
-        lab = read_label_ids(group[ann].labels)
-        inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
         nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
-        prop = propagate_snippet(lambda k: read_rgb(group[k].image), ann, lab, inst, nomargin, lut,
-                                 n_frames=len(group))
+        if every:
+            lp = root / "labels_pred" / "train" / group[0].city
+            keys = {}
+            for i, r in enumerate(group):
+                if (i - ann) % every == 0:
+                    kl = read_label_ids(lp / f"{r.frame_id}_labelIds.png")
+                    keys[i] = (kl, object_instances(kl, read_instance_ids(
+                        lp / f"{r.frame_id}_instanceIds.png"), lut))
+            prop = propagate_keyframes(lambda k: read_rgb(group[k].image), keys, nomargin, lut,
+                                       n_frames=len(group))
+            held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
+        else:
+            lab = read_label_ids(group[ann].labels)
+            inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
+            prop = propagate_snippet(lambda k: read_rgb(group[k].image), ann, lab, inst, nomargin,
+                                     lut, n_frames=len(group))
+            held = is_dyn[lab]
         for k, r in enumerate(group):
             src = root / "labels_pred" / "train" / r.city
             pl = read_label_ids(src / f"{r.frame_id}_labelIds.png").copy()
             pi = read_instance_ids(src / f"{r.frame_id}_instanceIds.png").copy()
             ref = is_dyn[pl]
-            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], is_dyn[lab])
+            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], held)
             pl[unknown], pi[unknown] = building, building
             cv2.imwrite(str(dst / f"{r.frame_id}_labelIds.png"), pl)
             cv2.imwrite(str(dst / f"{r.frame_id}_instanceIds.png"), pi.astype(np.uint16))
