@@ -160,6 +160,7 @@ class PropagationParams:
     unseen_importance: float = 0.0
     margin_importance: float = 0.5
     object_motion: str = "pixel"
+    far_as_margin: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -817,7 +818,7 @@ def _free_ids(used: np.ndarray, wanted: np.ndarray) -> dict[int, int]:
     return out
 
 
-def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray) -> _Out:
+def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray, far_as_margin: bool = False) -> _Out:
     """One frame's labels from the chains of the labelled frames before and after it.
 
     Rule (measured in ``benchmarks/bench_propagate_masks.py --label-every``): the nearer
@@ -845,8 +846,12 @@ def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray) -> _Out:
                 for old, new in remap.items():     # new ids are above every old one: no chains
                     moved[far.inst[take] == old] = new
         inst[take] = moved
-    core = np.where(take, far.core, near.core) & is_dyn[lab]
-    ring = np.where(take, far.ring, near.ring) & is_dyn[lab]
+    if far_as_margin:       # what only the farther chain calls dynamic: the ring's importance
+        core = near.core & ~take & is_dyn[lab]
+        ring = np.where(take, far.core | far.ring, near.ring) & is_dyn[lab]
+    else:
+        core = np.where(take, far.core, near.core) & is_dyn[lab]
+        ring = np.where(take, far.ring, near.ring) & is_dyn[lab]
     return _Out(lab, inst, core, ring, near.unseen & far.unseen, near.steps, near.source,
                 0.5 * (near.unreliable + far.unreliable), near.margin_px)
 
@@ -1007,7 +1012,8 @@ def propagate_keyframes(images: Sequence[np.ndarray] | Callable[[int], np.ndarra
             t0 = time.perf_counter()
             if len(outs) == 2:
                 near, far = sorted(outs, key=lambda o: (abs(o.steps), o.source))
-                o = (merge or merge_outputs)(near, far, is_dyn)
+                o = (merge(near, far, is_dyn) if merge is not None
+                     else merge_outputs(near, far, is_dyn, p.far_as_margin))
                 srcs = tuple(sorted((near.source, far.source)))
             else:
                 o = outs[0]
