@@ -166,6 +166,11 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                               "label_every", "labels_kind")}
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
                    "pattern": judge_labels_pattern, "qp": asdict(combos[0])}
+        # the folder's params.json records the propagation settings (the disparity of frames
+        # without their own is warped along the flow): a new default gets a folder of its own
+        # instead of a refusal to mix two kinds of maps
+        if jparams.get("propagation") is None:
+            jparams["propagation"] = _jsonable(PropagationParams())
         judge_dir = run_dir / "judge_maps" / _digest(jparams)
         build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
                    progress=progress, visualize_every=0, skip_existing=True, qp=combos[0],

@@ -153,3 +153,37 @@ def test_judging_by_per_frame_labels_differs_from_self_judging(root, tmp_path):
     bd = pd.read_csv(run / "bdrate.csv")
     assert bd["judged_by"].str.startswith("per-frame labels").all()
     assert "per-frame labels --judge-labels-root" in (run / "report.html").read_text()
+
+
+def test_judge_maps_of_a_new_propagation_default_get_a_folder_of_their_own(root, tmp_path,
+                                                                          monkeypatch):
+    """A library sweep (no propagation settings given, as benchmarks/ call it) rerun into the
+    same run folder after the propagation defaults changed (an upgrade) builds new judge maps
+    beside the old ones instead of refusing to mix two kinds of maps in one folder."""
+    import functools
+
+    import roienc.maps
+    import roienc.sweep
+    from roienc.encode import RatePoint
+    from roienc.importance import ImportanceParams
+    from roienc.maps import QPParams
+    from roienc.propagate import PropagationParams
+    from roienc.sweep import run_sweep
+
+    labels = _per_frame_labels(tmp_path / "labels")
+    run = tmp_path / "run"
+
+    def sweep():
+        run_sweep(root, run, split="val", modes=("baseline", "roi"), rates=[RatePoint("crf", 30.0)],
+                  map_options=dict(importance=ImportanceParams(), label_source="hold",
+                                   qp=QPParams(block_size=16)),
+                  preset="fast", judge_labels_root=labels, settings_reference=False,
+                  progress=False, argv=[])
+
+    sweep()
+    newer = functools.partial(PropagationParams, margin_px=3)
+    monkeypatch.setattr(roienc.sweep, "PropagationParams", newer)
+    monkeypatch.setattr(roienc.maps, "PropagationParams", newer)
+    sweep()
+    folders = [p.parent.name for p in (run / "judge_maps").glob("*/params.json")]
+    assert len(folders) == 2
