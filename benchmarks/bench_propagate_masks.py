@@ -47,7 +47,7 @@ from roienc.maps import object_instances
 from roienc.propagate import (PropagationParams, propagate_keyframes, propagate_snippet,
                               read_label_png, read_rgb)
 
-SHARED = Path("/work/shared/cityscapes_sequences")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "cityscapes_sequences"
 SNIPPETS = ("aachen_000000", "aachen_000001", "aachen_000002")
 ANN, N = 19, 30
 BUCKETS = ((-19, -15), (-14, -10), (-9, -5), (-4, -2), (-1, -1), (0, 0), (1, 1), (2, 4), (5, 10))
