@@ -25,7 +25,8 @@ of the dynamic mask (default margin), IoU, area, for the merge rule of the frame
 labelled frames (``union``: :func:`roienc.propagate.merge_outputs`; ``nearer``: only the nearer
 labelled frame's chain, for comparison; before the first / after the last labelled frame the two
 nearest labelled frames' chains, or with ``edge1`` the nearest one's alone), and the propagation
-CPU time per frame.
+CPU time per frame next to the CPU time per frame of a preset-fast libx265 encode of the same
+frames (ffmpeg on PATH, user + sys of the child process).
 """
 from __future__ import annotations
 
@@ -317,6 +318,32 @@ def label_every(root: Path, data, lut, ks) -> None:
                   f"(2048x1024, frames in memory, 1 OpenCV thread, best of 2)")
     finally:
         cv2.setNumThreads(nthreads)
+    enc = encode_cpu_per_frame(root, SNIPPETS[0])
+    if enc:
+        print(f"encode CPU {1000 * enc:.0f} ms per frame (ffmpeg libx265 preset fast CRF 28, "
+              f"yuv420p, the same 30 frames; user + sys of the child): the propagation above is "
+              f"that share of it")
+
+
+def encode_cpu_per_frame(root: Path, snip: str) -> float | None:
+    """CPU seconds (user + sys, all threads) per frame of a preset-fast libx265 encode of the
+    snippet's frames with the ffmpeg on PATH: the cost the propagation is compared with (CPU,
+    not wall: both robust to the load of a shared machine)."""
+    import resource
+    import shutil
+
+    ff = shutil.which("ffmpeg")
+    if ff is None:
+        print("encode CPU: skipped (no ffmpeg on PATH)")
+        return None
+    seq = root / "leftImg8bit_sequence/train/aachen"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([ff, "-v", "error", "-y", "-framerate", "17", "-start_number", "0", "-i",
+                    str(seq / f"{snip}_%06d_leftImg8bit.png"), "-frames:v", str(N), "-pix_fmt",
+                    "yuv420p", "-c:v", "libx265", "-preset", "fast", "-crf", "28",
+                    "-x265-params", "log-level=error", "-f", "null", "-"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / N
 
 
 def explore(data, lut, base, only=()):
