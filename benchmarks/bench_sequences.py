@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-stat", default=QPParams().block_stat)
     ap.add_argument("--delta", type=int, default=QPParams().delta)
     ap.add_argument("--background", type=int, default=QPParams().background)
+    ap.add_argument("--floor", type=float, default=QPParams().floor)
     ap.add_argument("--rate-budget", default=str(QPParams().rate_budget),
                     help="percent, or 'off' for the fixed mapping (as build-maps --rate-budget)")
     ap.add_argument("--sources", default="hold,propagate,per-frame")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     labels_pred = root / "labels_pred"
     rates = [RatePoint("crf", float(c)) for c in args.crf.split(",")]
     qp = QPParams(block_size=args.block_size, block_stat=args.block_stat, delta=args.delta,
-                  background=args.background,
+                  background=args.background, floor=args.floor,
                   rate_budget=None if args.rate_budget == "off" else float(args.rate_budget))
     rows = []
     sources = [x for x in args.sources.split(",") if x]
