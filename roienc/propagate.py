@@ -836,16 +836,10 @@ def _overlapping(far: _Out, dyn_far: np.ndarray, dyn_near: np.ndarray) -> np.nda
     the same object as the nearer chain has it, or the far chain's smear of it. (Requiring 10%
     of the object's pixels kept long smeared objects whole: twice the core area at K=10.)"""
     if far.inst is not None:
-        ids = np.where(dyn_far, far.inst, -1)
-        uniq, ids = np.unique(ids, return_inverse=True)
-        ids = ids.reshape(dyn_far.shape)
-        bg = 0 if uniq[0] == -1 else -1
-    else:
-        _, ids = cv2.connectedComponents(dyn_far.view(np.uint8), connectivity=8)
-        bg = 0
+        return dyn_far & np.isin(far.inst, np.unique(far.inst[dyn_far & dyn_near]))
+    _, ids = cv2.connectedComponents(dyn_far.view(np.uint8), connectivity=8)
     hit = np.bincount(ids[dyn_far & dyn_near], minlength=int(ids.max()) + 1) > 0
-    if bg >= 0:
-        hit[bg] = False
+    hit[0] = False
     return hit[ids] & dyn_far
 
 
@@ -858,9 +852,10 @@ def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray, far_as_margin: bool
     included): a pixel dynamic in the farther output but not in the nearer takes the farther's
     label and instance, so an object either neighbour shows is kept; with ``far_as_margin``
     (``PropagationParams.far_as_margin``, default) those of a farther object that touches the
-    nearer dynamic mask (the same object, or the far chain's smear of it) are ring, not core (the margin's importance); an object only the farther frame shows stays
-    core. A farther object whose instance id the nearer output also uses gets a fresh id
-    of its class. Unseen: unseen by both.
+    nearer dynamic mask (the same object, or the far chain's smear of it) are ring, not core
+    (the margin's importance); an object only the farther frame shows stays core. A farther
+    object whose instance id the nearer output also uses gets a fresh id of its class. Unseen:
+    unseen by both.
     """
     dyn_near = near.core | near.ring
     dyn_far = far.core | far.ring
