@@ -216,7 +216,6 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import DYNAMIC, load_class_groups
-    from roienc.maps import object_instances
     from roienc.propagate import PropagationParams, propagate_keyframes, propagate_snippet
 
     lut = load_class_groups().group_lut()
@@ -232,13 +231,7 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
         nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
         if every:
-            lp = root / "labels_pred" / "train" / group[0].city
-            keys = {}
-            for i, r in enumerate(group):
-                if (i - ann) % every == 0:
-                    kl = read_label_ids(lp / f"{r.frame_id}_labelIds.png")
-                    keys[i] = (kl, object_instances(kl, read_instance_ids(
-                        lp / f"{r.frame_id}_instanceIds.png"), lut))
+            keys = keyframe_labels(root, group, ann, every, lut)
             prop = propagate_keyframes(lambda k: read_rgb(group[k].image), keys, nomargin, lut,
                                        n_frames=len(group))
             held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
@@ -260,6 +253,22 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
     return out
 
 
+def keyframe_labels(root: Path, group, ann: int, every: int, lut) -> dict:
+    """labels_pred of the snippet's frames i with (i - ann) % every == 0, with instances as
+    build-maps --label-every gives them (every dynamic component an object)."""
+    from roienc.dataset import read_instance_ids, read_label_ids
+    from roienc.maps import object_instances
+
+    lp = root / "labels_pred" / "train" / group[0].city
+    keys = {}
+    for i, r in enumerate(group):
+        if (i - ann) % every == 0:
+            lab = read_label_ids(lp / f"{r.frame_id}_labelIds.png")
+            ins = read_instance_ids(lp / f"{r.frame_id}_instanceIds.png")
+            keys[i] = (lab, object_instances(lab, ins, lut))
+    return keys
+
+
 def propagation_seconds_per_frame(root: Path, every: int | None = None) -> float:
     """Seconds per frame of :func:`roienc.propagate.propagate_snippet` over every snippet; with
     ``every`` K of :func:`roienc.propagate.propagate_keyframes` from every K-th frame's
@@ -267,7 +276,6 @@ def propagation_seconds_per_frame(root: Path, every: int | None = None) -> float
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import load_class_groups
-    from roienc.maps import object_instances
     from roienc.propagate import propagate_keyframes, propagate_snippet
 
     refs = find_sequence_frames(root, "train")
@@ -278,13 +286,7 @@ def propagation_seconds_per_frame(root: Path, every: int | None = None) -> float
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
         imgs = [read_rgb(r.image) for r in group]
         if every:
-            lp = root / "labels_pred" / "train" / group[0].city
-            keys = {}
-            for i, r in enumerate(group):
-                if (i - ann) % every == 0:
-                    lab = read_label_ids(lp / f"{r.frame_id}_labelIds.png")
-                    ins = read_instance_ids(lp / f"{r.frame_id}_instanceIds.png")
-                    keys[i] = (lab, object_instances(lab, ins, lut))
+            keys = keyframe_labels(root, group, ann, every, lut)
             t0 = time.perf_counter()
             propagate_keyframes(imgs, keys, None, lut)
             total += time.perf_counter() - t0
