@@ -93,9 +93,11 @@ def load(root: Path, snip: str):
 
 
 KNOWN_PX = 24     # a reference object within this many px of a propagated one counts as known
+UNSEEN_SHARE = 0.5  # ... unless this share of its pixels is out of every labelled frame's view
 
 
-def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray) -> np.ndarray:
+def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray,
+               unseen: np.ndarray | None = None) -> np.ndarray:
     """The reference's dynamic pixels that belong to objects with a counterpart in frame 19.
 
     A reference connected component (8-connected) is *unknown* (absent from frame 19: it entered
@@ -106,6 +108,12 @@ def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray) -> np.ndarr
     count against propagation. (The first condition uses the propagated mask, so an object that
     propagation lost completely *and* that moved off its frame-19 position counts as unknown:
     the known-object recall is an upper bound for such cases, which the all-object recall is not.)
+
+    ``unseen`` (the propagation's pixels whose flow leaves every labelled frame's view on the
+    way to it): a component at least UNSEEN_SHARE of whose pixels are unseen is unknown whatever
+    lies near it. No labelled frame shows it: it left the view (a sign board the car passed, a
+    parked car at the frame's side) or has not entered it yet. Without this, the propagated
+    mask's smear along the frame edge sat "near" such objects and counted them as known.
     """
     n, cc = cv2.connectedComponents(ref.view(np.uint8), connectivity=8)
     if n <= 1:
@@ -115,6 +123,11 @@ def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray) -> np.ndarr
     known = np.zeros(n, bool)
     known[np.unique(cc[hit & ref])] = True
     known[0] = False
+    if unseen is not None:
+        size = np.bincount(cc.ravel(), minlength=n)
+        gone = np.bincount(cc[unseen & ref], minlength=n)
+        covered = np.bincount(cc[prop0 & ref], minlength=n)
+        known &= (gone < UNSEEN_SHARE * size) | (covered >= UNSEEN_SHARE * size)
     return known[cc]
 
 

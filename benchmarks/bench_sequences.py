@@ -22,6 +22,10 @@ missing), for each label source of the sequence frames:
   labels): the ceiling of propagation from every K-th frame's labels; ``every-K`` is also given
   as a share of it;
 
+- ``frames-A.B.C`` (e.g. ``frames-0.9.19.29``): the per-frame labels of the frames at those
+  positions of each snippet only (0 = its first frame), the others propagated: where the
+  labelled frames sit, at a given number of them;
+
 - ``every-K`` (with ``--label-every 1,5,10,15,30``): the per-frame labels of every K-th frame
   only (frames i with (i - 19) % K == 0, ``build-maps --label-every K``), the others propagated
   from the labelled frames around them (docs/sparse-labels.md); K=1 is ``per-frame``. Also
@@ -114,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             opts["label_every"] = int(source[len("every-"):])
         elif source == "tracked":
             opts["labels_root"] = str(tracked_labels(root, run / "tracked_labels"))
+        elif source.startswith("frames-"):
+            picks = sorted({int(x) for x in source[len("frames-"):].split(".")})
+            opts["labels_root"] = str(frame_subset_labels(root, run / f"{source}_labels", picks))
         elif source.startswith("reachable-"):
             k = int(source[len("reachable-"):])
             opts["labels_root"] = str(tracked_labels(root, run / f"reachable_{k}_labels", k))
         else:
             opts["label_source"] = source
-        if (source == "propagate" or source.startswith("every-")) and (
+        if (source == "propagate" or source.startswith(("every-", "frames-"))) and (
                 args.flow_scale is not None or args.margin is not None
                 or args.unseen_importance is not None or args.propagation):
             from dataclasses import replace
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if every:
         print("\nlabelled frames used per snippet (files build-maps read; the others propagated):")
         for source in sources:
-            if source in used and (source == "per-frame" or source.startswith("every-")):
+            if source in used and (source == "per-frame" or source.startswith(("every-", "frames-"))):
                 print(f"  {source:10s} " + "  ".join(f"{c}: {v}" for c, v in used[source].items()))
     prop = propagation_seconds_per_frame(root)
     enc = df["encode_s_per_frame"].mean()
@@ -194,7 +201,8 @@ def labelled_frames(run: Path, opts: dict) -> dict[str, int]:
     for params in sorted((run / "maps").glob("*/params.json")):
         p = json.loads(params.read_text())
         lab = p.get("labels", {})
-        if lab.get("label_source") == "labels-root" and lab.get("label_every", 1) == want:
+        if (lab.get("label_source") == "labels-root" and lab.get("label_every", 1) == want
+                and p.get("labels_root") == opts.get("labels_root")):
             man = pd.read_csv(params.parent / "maps_manifest.csv")
             man = man[man["source"] == "sequence"]
             own = man["label_source"].isin(["labels-root", "gtFine"])
@@ -246,10 +254,34 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
             pl = read_label_ids(src / f"{r.frame_id}_labelIds.png").copy()
             pi = read_instance_ids(src / f"{r.frame_id}_instanceIds.png").copy()
             ref = is_dyn[pl]
-            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], held)
+            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], held, prop[k].unseen)
             pl[unknown], pi[unknown] = building, building
             cv2.imwrite(str(dst / f"{r.frame_id}_labelIds.png"), pl)
             cv2.imwrite(str(dst / f"{r.frame_id}_instanceIds.png"), pi.astype(np.uint16))
+    return out
+
+
+def frame_subset_labels(root: Path, out: Path, picks: list[int]) -> Path:
+    """labels_pred's labelIds/instanceIds of the frames at positions ``picks`` of each snippet
+    (0 = its first frame), copied under ``out`` in the labels_pred layout (written once)."""
+    import shutil
+
+    from roienc.dataset import find_sequence_frames
+
+    refs = find_sequence_frames(root, "train")
+    for snip in sorted({r.snippet for r in refs}):
+        group = [r for r in refs if r.snippet == snip]
+        bad = [i for i in picks if not 0 <= i < len(group)]
+        if bad:
+            raise SystemExit(f"frames-...: position {bad[0]} outside 0..{len(group) - 1} ({snip})")
+        src = root / "labels_pred" / "train" / group[0].city
+        dst = out / "train" / group[0].city
+        dst.mkdir(parents=True, exist_ok=True)
+        for i in picks:
+            for kind in ("labelIds", "instanceIds"):
+                name = f"{group[i].frame_id}_{kind}.png"
+                if not (dst / name).is_file():
+                    shutil.copyfile(src / name, dst / name)
     return out
 
 
