@@ -295,9 +295,12 @@ def label_every(root: Path, data, lut, ks) -> None:
     print("propagation from every K-th frame's labels_pred (frames i with (i-19) % K == 0), "
           "judged by every frame's labels_pred; default PropagationParams (margin included); "
           "rec16 = 16x16 block recall of the dynamic mask, min = worst frame; iou, area = ROI "
-          "blocks / reference blocks (means over the frames without labels)")
+          "blocks / reference blocks (means over the frames without labels); known, kmin = "
+          "rec16 on the reference objects some labelled frame shows (known_mask from those "
+          "frames, with the unseen rule; rule 'union' only)")
     print(f"{'K':>3} {'rule':6} {'snippet':14} {'labelled':>8} | {'rec16':>5} {'min':>5} "
-          f"{'iou':>5} {'area':>5} | frames with rec16 < 0.95")
+          f"{'iou':>5} {'area':>5} {'known':>5} {'kmin':>5} | frames with rec16 < 0.95")
+    nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
     for k in ks:
         for name, kw in (("union", {}), ("edge1", {"edges": "one"}),
                          ("nearer", {"merge": nearer_only, "edges": "one"})):
@@ -311,9 +314,21 @@ def label_every(root: Path, data, lut, ks) -> None:
                 per = [r["rec16"] for r in rs]
                 low = [i for i in range(N) if i not in keys
                        and scores(is_dyn[out[i].labels], is_dyn[refs[i]])["rec16"] < 0.95]
+                kn = ["", ""]
+                if name == "union" and len(keys) < N:
+                    p0 = propagate_keyframes(imgs, keys, nomargin, lut)
+                    held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
+                    kr = []
+                    for i in range(N):
+                        if i in keys:
+                            continue
+                        ref = is_dyn[refs[i]]
+                        known = known_mask(ref, is_dyn[p0[i].labels], held, p0[i].unseen)
+                        kr.append(scores(is_dyn[out[i].labels], known)["rec16"])
+                    kn = [f"{np.nanmean(kr):5.3f}", f"{np.nanmin(kr):5.3f}"]
                 print(f"{k:>3} {name:6} {snip:14} {len(keys):>8} | {np.mean(per):5.3f} "
                       f"{min(per):5.3f} {np.mean([r['iou'] for r in rs]):5.3f} "
-                      f"{np.nanmean([r['area16'] for r in rs]):5.2f} | "
+                      f"{np.nanmean([r['area16'] for r in rs]):5.2f} {kn[0]:>5} {kn[1]:>5} | "
                       f"{','.join(map(str, low)) or '-'}", flush=True)
     imgs, refs, _, _ = data[SNIPPETS[0]]
     nthreads = cv2.getNumThreads()
