@@ -121,6 +121,28 @@ def test_far_chains_version_of_a_nearer_object_is_margin_a_new_object_is_not():
     assert old.core[1:3, 3:5].all() and not old.ring.any()
 
 
+def test_holding_makes_up_for_a_loss_but_does_not_grow_an_object():
+    """limit_hold: an object the warp kept whole does not also keep its held trail (it would
+    grow by it every step); one the warp lost pixels of keeps its held pixels up to its size;
+    growth 0 is no limit."""
+    from roienc.propagate import limit_hold
+
+    prev = np.zeros((4, 8), np.int32)
+    prev[0, 0:4] = 1                       # object 1: four pixels
+    prev[2, 0:4] = 2                       # object 2: four pixels
+    new = np.zeros_like(prev)
+    new[0, 2:6] = 1                        # 1 moved two columns, whole
+    new[2, 3] = 2                          # 2: the warp kept one pixel of it
+    take = np.zeros(prev.shape, bool)
+    take[0, 0:2] = True                    # unreliable pixels where 1 was: its trail
+    take[2, 0:3] = True                    # unreliable pixels where 2 was
+    got = limit_hold(prev, new, take, 1.0)
+    assert not got[0].any()                # 4 + 2 held > 4: no trail
+    assert got[2, 0:3].all()               # 1 + 3 held <= 4: kept
+    assert limit_hold(prev, new, take, 1.5)[0, 0:2].all()        # 6 <= 1.5 * 4
+    assert (limit_hold(prev, new, take, 0.0) == take).all()
+
+
 def test_bad_keyframes_are_input_errors(movers):
     lut = load_class_groups().group_lut()
     imgs = [f["rgb"] for f in movers[:5]]
