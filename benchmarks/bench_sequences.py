@@ -237,7 +237,9 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
             continue
         dst.mkdir(parents=True, exist_ok=True)
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
-        nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
+        # no margin, and holds unlimited: a ceiling judges what any propagation could reach
+        nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0,
+                                     hold_growth=0.0)
         if every:
             keys = keyframe_labels(root, group, ann, every, lut)
             prop = propagate_keyframes(lambda k: read_rgb(group[k].image), keys, nomargin, lut,
