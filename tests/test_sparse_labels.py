@@ -143,6 +143,31 @@ def test_holding_makes_up_for_a_loss_but_does_not_grow_an_object():
     assert (limit_hold(prev, new, take, 0.0) == take).all()
 
 
+def test_hold_growth_applies_with_several_labelled_frames_only(movers):
+    """hold_growth (default 1.0) leaves one labelled frame's propagation as it was (holding is
+    its only backup), and with labelled frames 9, 19, 29 the dynamic masks are no larger than
+    with unlimited holds (0) on the synthesized movers, and smaller on some frame."""
+    from dataclasses import replace
+
+    lut = load_class_groups().group_lut()
+    is_dyn = lut == DYNAMIC
+    imgs = [f["rgb"] for f in movers]
+    limited, unlimited = PropagationParams(), replace(PropagationParams(), hold_growth=0.0)
+    assert limited.hold_growth == 1.0
+    one = _keys(movers, (19,), lut)
+    a = propagate_keyframes(imgs, one, limited, lut)
+    b = propagate_keyframes(imgs, one, unlimited, lut)
+    assert all((x.labels == y.labels).all() for x, y in zip(a, b))
+    three = _keys(movers, (9, 19, 29), lut)
+    a = propagate_keyframes(imgs, three, limited, lut)
+    b = propagate_keyframes(imgs, three, unlimited, lut)
+    area_a = np.array([is_dyn[f.labels].sum() for f in a])
+    area_b = np.array([is_dyn[f.labels].sum() for f in b])
+    assert area_a.sum() < area_b.sum() and (area_a <= area_b * 1.01).all(), (area_a, area_b)
+    with pytest.raises(InputError, match="hold_growth"):
+        PropagationParams(hold_growth=-1.0)
+
+
 def test_bad_keyframes_are_input_errors(movers):
     lut = load_class_groups().group_lut()
     imgs = [f["rgb"] for f in movers[:5]]
