@@ -111,9 +111,11 @@ def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray,
 
     ``unseen`` (the propagation's pixels whose flow leaves every labelled frame's view on the
     way to it): a component at least UNSEEN_SHARE of whose pixels are unseen is unknown whatever
-    lies near it. No labelled frame shows it: it left the view (a sign board the car passed, a
-    parked car at the frame's side) or has not entered it yet. Without this, the propagated
-    mask's smear along the frame edge sat "near" such objects and counted them as known.
+    lies near it, unless the propagation (``prop0``) covers at least UNSEEN_SHARE of it (an object
+    cut by a labelled frame's edge, which the propagation extends past the edge). Otherwise no
+    labelled frame shows it: it left the view (a sign board the car passed, a parked car at the
+    frame's side) or has not entered it yet. Without this, the propagated mask's smear along the
+    frame edge sat "near" such objects and counted them as known.
     """
     n, cc = cv2.connectedComponents(ref.view(np.uint8), connectivity=8)
     if n <= 1:

@@ -146,7 +146,8 @@ class PropagationParams:
         (the policy as with one labelled frame). Held pixels keep an object where the flow is
         unreliable; where the flow stays unreliable step after step they trail it: a small
         sign board of frame 19 (24 flow-grid pixels) became a 2,132-pixel band across
-        aachen_000000's frame 10, full importance. With two chains the other one is the
+        aachen_000000's frame 10, full importance (1,602 with the limit: the rest is the edge
+        extension of unseen pixels). With two chains the other one is the
         backup that holding is with one. Measured (``bench_sequences.py``, default mapping,
         share of the per-frame gain, aachen_000000 / 000001 / 000002; chosen on the first two,
         000002 held out): every 5th frame 0.90 / 0.89 / 0.93 -> 0.92 / 0.92 / 0.93, every 10th
