@@ -908,16 +908,13 @@ def merge_outputs(near: _Out, far: _Out, is_dyn: np.ndarray, far_as_margin: bool
                 for old, new in remap.items():     # new ids are above every old one: no chains
                     moved[far.inst[take] == old] = new
         inst[take] = moved
-    if far_as_margin:
-        # the farther chain's version of objects the nearer one also shows (its pixels beyond
-        # them: the far chain's smear, the object where it was) counts as margin; an object
-        # only the farther labelled frame shows stays core
-        demote = take & _overlapping(far, dyn_far, dyn_near)
-        core = np.where(take, far.core & ~demote, near.core) & is_dyn[lab]
-        ring = np.where(take, far.ring | demote, near.ring) & is_dyn[lab]
-    else:
-        core = np.where(take, far.core, near.core) & is_dyn[lab]
-        ring = np.where(take, far.ring, near.ring) & is_dyn[lab]
+    # the farther chain's version of objects the nearer one also shows (its pixels beyond
+    # them: the far chain's smear, the object where it was) counts as margin; an object only
+    # the farther labelled frame shows stays core
+    demote = (take & _overlapping(far, dyn_far, dyn_near) if far_as_margin
+              else np.zeros_like(take))
+    core = np.where(take, far.core & ~demote, near.core) & is_dyn[lab]
+    ring = np.where(take, far.ring | demote, near.ring) & is_dyn[lab]
     return _Out(lab, inst, core, ring, near.unseen & far.unseen, near.steps, near.source,
                 0.5 * (near.unreliable + far.unreliable), near.margin_px)
 
