@@ -133,6 +133,26 @@ def known_mask(ref: np.ndarray, prop0: np.ndarray, hold: np.ndarray,
     return known[cc]
 
 
+# what a ceiling propagates with: no margin, and holds unlimited (it judges what any
+# propagation from the labelled frames could reach, not this one's settings)
+CEILING_PARAMS = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0,
+                                   hold_growth=0.0)
+
+
+def known_masks(images, keys: dict, refs_dyn, lut: np.ndarray, n: int) -> list[np.ndarray]:
+    """Per frame ``k`` of a snippet, :func:`known_mask` of ``refs_dyn(k)`` (the reference's
+    dynamic mask) from the labelled frames ``keys`` (index -> (labelIds, instanceIds)):
+    propagated with CEILING_PARAMS, their own dynamic pixels held, the unseen rule applied."""
+    is_dyn = lut == DYNAMIC
+    prop = propagate_keyframes(images, keys, CEILING_PARAMS, lut, n_frames=n)
+    held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
+    out = []
+    for k in range(n):
+        ref = refs_dyn(k)
+        out.append(known_mask(ref, is_dyn[prop[k].labels], held, prop[k].unseen))
+    return out
+
+
 def run(data, params: PropagationParams, lut: np.ndarray, sources=("pred",)):
     """rows: dicts(snip, source, offset, method, metrics...)."""
     is_dyn = lut == DYNAMIC
@@ -302,7 +322,6 @@ def label_every(root: Path, data, lut, ks) -> None:
           "frames, with the unseen rule; rule 'union' only)")
     print(f"{'K':>3} {'rule':6} {'snippet':14} {'labelled':>8} | {'rec16':>5} {'min':>5} "
           f"{'iou':>5} {'area':>5} {'known':>5} {'kmin':>5} | frames with rec16 < 0.95")
-    nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0)
     for k in ks:
         for name, kw in (("union", {}), ("edge1", {"edges": "one"}),
                          ("nearer", {"merge": nearer_only, "edges": "one"})):
@@ -318,15 +337,9 @@ def label_every(root: Path, data, lut, ks) -> None:
                        and scores(is_dyn[out[i].labels], is_dyn[refs[i]])["rec16"] < 0.95]
                 kn = ["", ""]
                 if name == "union" and len(keys) < N:
-                    p0 = propagate_keyframes(imgs, keys, nomargin, lut)
-                    held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
-                    kr = []
-                    for i in range(N):
-                        if i in keys:
-                            continue
-                        ref = is_dyn[refs[i]]
-                        known = known_mask(ref, is_dyn[p0[i].labels], held, p0[i].unseen)
-                        kr.append(scores(is_dyn[out[i].labels], known)["rec16"])
+                    known = known_masks(imgs, keys, lambda i: is_dyn[refs[i]], lut, N)
+                    kr = [scores(is_dyn[out[i].labels], known[i])["rec16"] for i in range(N)
+                          if i not in keys]
                     kn = [f"{np.nanmean(kr):5.3f}", f"{np.nanmin(kr):5.3f}"]
                 print(f"{k:>3} {name:6} {snip:14} {len(keys):>8} | {np.mean(per):5.3f} "
                       f"{min(per):5.3f} {np.mean([r['iou'] for r in rs]):5.3f} "

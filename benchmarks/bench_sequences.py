@@ -220,11 +220,10 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_propagate_masks import known_mask
+    from bench_propagate_masks import known_masks
 
     from roienc.dataset import find_sequence_frames, read_instance_ids, read_label_ids, read_rgb
     from roienc.labels import DYNAMIC, load_class_groups
-    from roienc.propagate import PropagationParams, propagate_keyframes, propagate_snippet
 
     lut = load_class_groups().group_lut()
     is_dyn = lut == DYNAMIC
@@ -237,26 +236,19 @@ def tracked_labels(root: Path, out: Path, every: int | None = None) -> Path:
             continue
         dst.mkdir(parents=True, exist_ok=True)
         ann = next(i for i, r in enumerate(group) if r.frame_id == r.annotated)
-        # no margin, and holds unlimited: a ceiling judges what any propagation could reach
-        nomargin = PropagationParams(margin_px=0, margin_growth_px=0.0, margin_max_px=0,
-                                     hold_growth=0.0)
         if every:
             keys = keyframe_labels(root, group, ann, every, lut)
-            prop = propagate_keyframes(lambda k: read_rgb(group[k].image), keys, nomargin, lut,
-                                       n_frames=len(group))
-            held = np.logical_or.reduce([is_dyn[kl] for kl, _ in keys.values()])
         else:
-            lab = read_label_ids(group[ann].labels)
             inst = read_instance_ids(group[ann].instances) if group[ann].instances else None
-            prop = propagate_snippet(lambda k: read_rgb(group[k].image), ann, lab, inst, nomargin,
-                                     lut, n_frames=len(group))
-            held = is_dyn[lab]
+            keys = {ann: (read_label_ids(group[ann].labels), inst)}
+        src = root / "labels_pred" / "train" / group[0].city
+        pred = [(read_label_ids(src / f"{r.frame_id}_labelIds.png").copy(),
+                 read_instance_ids(src / f"{r.frame_id}_instanceIds.png").copy()) for r in group]
+        known = known_masks(lambda k: read_rgb(group[k].image), keys,
+                            lambda k: is_dyn[pred[k][0]], lut, len(group))
         for k, r in enumerate(group):
-            src = root / "labels_pred" / "train" / r.city
-            pl = read_label_ids(src / f"{r.frame_id}_labelIds.png").copy()
-            pi = read_instance_ids(src / f"{r.frame_id}_instanceIds.png").copy()
-            ref = is_dyn[pl]
-            unknown = ref & ~known_mask(ref, is_dyn[prop[k].labels], held, prop[k].unseen)
+            pl, pi = pred[k]
+            unknown = is_dyn[pl] & ~known[k]
             pl[unknown], pi[unknown] = building, building
             cv2.imwrite(str(dst / f"{r.frame_id}_labelIds.png"), pl)
             cv2.imwrite(str(dst / f"{r.frame_id}_instanceIds.png"), pi.astype(np.uint16))
