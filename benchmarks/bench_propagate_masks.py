@@ -26,7 +26,9 @@ labelled frames (``union``: :func:`roienc.propagate.merge_outputs`; ``nearer``: 
 labelled frame's chain, for comparison; before the first / after the last labelled frame the two
 nearest labelled frames' chains, or with ``edge1`` the nearest one's alone), and the propagation
 CPU time per frame next to the CPU time per frame of a preset-fast libx265 encode of the same
-frames (ffmpeg on PATH, user + sys of the child process).
+frames (ffmpeg on PATH, user + sys of the child process). ``--propagation KEY=VALUE`` (repeatable,
+as build-maps) measures other settings than the defaults, e.g. ``--propagation preset=medium``
+(the ceilings' known-object masks keep their own fixed settings).
 """
 from __future__ import annotations
 
@@ -243,6 +245,9 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=(), help="--explore: only these variants")
     ap.add_argument("--label-every", metavar="K,K,..",
                     help="measure propagation from every K-th frame's labels (e.g. 1,5,10,15,30)")
+    ap.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
+                    help="a propagation setting other than the default (as build-maps "
+                         "--propagation); repeatable")
     args = ap.parse_args()
     if args.root is None:
         if not (SHARED / "make_root.py").exists():
@@ -259,12 +264,12 @@ def main() -> int:
     lut = load_class_groups().group_lut()
     data = {s: load(root, s) for s in SNIPPETS[: args.snippets]}
     read_ms = 1000 * np.mean([d[3] for d in data.values()])
-    base = PropagationParams()
+    base = PropagationParams.from_settings(args.propagation)
     if args.explore:
         explore(data, lut, base, args.only)
         return 0
     if args.label_every:
-        label_every(root, data, lut, [int(k) for k in args.label_every.split(",")])
+        label_every(root, data, lut, [int(k) for k in args.label_every.split(",")], base)
         return 0
     rows = run(data, base, lut, sources=("pred", "gt"))
     print(f"params: {base.as_dict()}")
@@ -312,14 +317,16 @@ def nearer_only(near, far, is_dyn):
     return near
 
 
-def label_every(root: Path, data, lut, ks) -> None:
+def label_every(root: Path, data, lut, ks, params: PropagationParams) -> None:
     is_dyn = lut == DYNAMIC
     print("propagation from every K-th frame's labels_pred (frames i with (i-19) % K == 0), "
-          "judged by every frame's labels_pred; default PropagationParams (margin included); "
-          "rec16 = 16x16 block recall of the dynamic mask, min = worst frame; iou, area = ROI "
-          "blocks / reference blocks (means over the frames without labels); known, kmin = "
-          "rec16 on the reference objects some labelled frame shows (known_mask from those "
-          "frames, with the unseen rule; rule 'union' only)")
+          "judged by every frame's labels_pred; PropagationParams: the defaults (margin "
+          "included) unless --propagation; rec16 = 16x16 block recall of the dynamic mask, "
+          "min = worst frame; iou, area = ROI blocks / reference blocks (means over the frames "
+          "without labels); known, kmin = rec16 on the reference objects some labelled frame "
+          "shows (known_mask from those frames, with the unseen rule; rule 'union' only)")
+    if params != PropagationParams():
+        print(f"propagation settings (not the defaults): {params.as_dict()}")
     print(f"{'K':>3} {'rule':6} {'snippet':14} {'labelled':>8} | {'rec16':>5} {'min':>5} "
           f"{'iou':>5} {'area':>5} {'known':>5} {'kmin':>5} | frames with rec16 < 0.95")
     for k in ks:
@@ -329,7 +336,7 @@ def label_every(root: Path, data, lut, ks) -> None:
                 continue
             for snip, (imgs, refs, _, _) in data.items():
                 keys = keyframes(root, snip, refs, lut, k)
-                out = propagate_keyframes(imgs, keys, None, lut, **kw)
+                out = propagate_keyframes(imgs, keys, params, lut, **kw)
                 rs = [scores(is_dyn[out[i].labels], is_dyn[refs[i]]) for i in range(N)
                       if i not in keys] or [scores(is_dyn[refs[0]], is_dyn[refs[0]])]
                 per = [r["rec16"] for r in rs]
@@ -354,7 +361,7 @@ def label_every(root: Path, data, lut, ks) -> None:
             best = None
             for _ in range(2):
                 c0 = time.process_time()
-                propagate_keyframes(imgs, keys, None, lut)
+                propagate_keyframes(imgs, keys, params, lut)
                 c = time.process_time() - c0
                 best = c if best is None else min(best, c)
             print(f"K={k:>2}: propagation CPU {1000 * best / N:.1f} ms per frame of the snippet "
