@@ -1,6 +1,6 @@
 """Label propagation on real Cityscapes sequences: accuracy of the dynamic-object mask and cost.
 
-    python3 benchmarks/bench_propagate_masks.py [ROOT] [--explore] [--snippets N]
+    python3 benchmarks/bench_propagate_masks.py [[--root] ROOT] [--explore] [--snippets N]
 
 ROOT is a root built by /work/shared/cityscapes_sequences/make_root.py (default: build one in a
 temporary directory). For each real snippet (aachen_000000..2) and each frame offset from the
@@ -240,6 +240,8 @@ def timing(imgs, lab, inst, params, lut, repeats=3):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", help="root made by make_root.py (default: build one)")
+    ap.add_argument("--root", dest="root_option", metavar="ROOT",
+                    help="the same, as the other benchmarks take it")
     ap.add_argument("--explore", action="store_true", help="run the parameter sweep")
     ap.add_argument("--snippets", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=(), help="--explore: only these variants")
@@ -249,6 +251,9 @@ def main() -> int:
                     help="a propagation setting other than the default (as build-maps "
                          "--propagation); repeatable")
     args = ap.parse_args()
+    if args.root and args.root_option and args.root != args.root_option:
+        ap.error(f"two roots given: {args.root} and --root {args.root_option}")
+    args.root = args.root or args.root_option
     if args.root is None:
         if not (SHARED / "make_root.py").exists():
             print(f"skip: {SHARED} is absent (real Cityscapes sequences)")
