@@ -1,6 +1,7 @@
 """README and docs/ cannot drift from the code: every command they run exists, every option on a
-``roienc <command>`` line is that command's, every option they name is some command's, and every
-command has its docs page, which its --help points to."""
+``roienc <command>`` line is that command's, every option they name is some command's, every
+command has its docs page, which its --help points to, and every benchmark command line uses
+options of its script."""
 from __future__ import annotations
 
 import argparse
@@ -134,3 +135,23 @@ def test_links_between_pages_resolve():
             assert dest.exists(), f"{page.name} links {target}, which does not exist"
             if anchor and dest.suffix == ".md":
                 assert anchor in _anchors(dest), f"{page.name} links {target}#{anchor}: no such heading"
+
+
+BENCH = re.compile(r"(bench_\w+|_crop)\.py((?:[^`\n]|\\\n)*)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_benchmark_commands_on_the_page_take_their_options(page):
+    """A benchmark command line the docs give (in a code block or a code span) uses only options
+    its script defines: a user who copies it gets figures, not an argparse error."""
+    seen = 0
+    for m in BENCH.finditer(page.read_text()):
+        script = REPO / "benchmarks" / f"{m.group(1)}.py"
+        assert script.is_file(), f"{page.name}: {script.name} is not a benchmark"
+        source = script.read_text()
+        for o in OPT.findall(m.group(2).split(" #")[0]):
+            defined = f'"{o}"' in source
+            assert defined, f"{page.name}: {o} is not an option of {script.name}: {m.group(0)}"
+            seen += 1
+    if page.name == "sparse-labels.md":
+        assert seen > 5                   # the pattern does find the commands
