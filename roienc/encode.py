@@ -488,6 +488,8 @@ def encode_clip(job: EncodeJob) -> dict:
         "frames": len(clip.frame_ids),
         "fps": clip.fps, "width": None, "height": None, "pix_fmt": cfg.pix_fmt, "bytes": None,
         "kbps": None, "encode_seconds": None, "commands": [], "encoder": cfg.encoder,
+        # the bitstream depends on the encoder's threads: 0 = its own choice (from the CPUs)
+        "threads": job.threads, "cpu_count": os.cpu_count(),
         "encoder_version": (job.x265.version if cfg.encoder == "x265" and job.x265 else
                             f"SVT-AV1 {job.svtav1.version}" if cfg.encoder == "SvtAv1EncApp"
                             and job.svtav1 else job.ffmpeg.version),
@@ -846,7 +848,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
                 zone_mode: str | None = None, cityscapes_root: str | Path = "",
                 preset: str | None = None, executor: ExecutorSpec | None = None,
                 progress: bool = True, two_pass: bool = False,
-                engine: str | None = None) -> list[dict]:
+                engine: str | None = None, threads: int | None = None) -> list[dict]:
     """Encode every clip in every mode at every rate point; return the sidecars.
 
     Refusals (impossible mode/codec/rate combinations, missing x265) raise before anything runs;
@@ -854,6 +856,12 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     once (local processes, threads per encode divided accordingly) unless ``executor`` sends
     them to Dask. ``engine``: how libx265/libx264 encodes run (see :data:`ENGINES`; None:
     ``$ROIENC_ENGINE`` or auto), one engine for the whole run.
+
+    ``threads``: each encode's threads (x265's ``pools``, libx264's and libvpx's ``-threads``,
+    SVT-AV1's ``--lp``); None: the CPUs divided among ``jobs``, or with one job the encoder's own
+    choice. The bitstream depends on it (x265: another pool size, another bitstream, each
+    reproducible), so a given value reproduces a run's bytes on any machine, whatever ``jobs``;
+    the sidecar records it (``threads``, 0 = the encoder's choice, and ``cpu_count``).
     """
     if not clips:
         raise InputError("no clips to encode (check --split/--cities/--sequence)")
@@ -896,7 +904,10 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     if maps_root is not None:
         load_params(maps_root)
     jobs = max(1, jobs)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise InputError(f"--threads must be an integer from 1 to 256, got {threads!r}")
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass,
                       engine=eng, svtav1=svt)

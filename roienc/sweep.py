@@ -111,10 +111,12 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               svtav1: str | None = None,
               executor: ExecutorSpec | None = None, progress: bool = True,
               argv: list[str] | None = None, two_pass: bool = False,
-              ssim: bool = False, engine: str | None = None) -> SweepResult:
+              ssim: bool = False, engine: str | None = None,
+              threads: int | None = None) -> SweepResult:
     """Run the sweep into ``out`` (RUN); see the module docstring. ``ssim``: evaluate computes
     the SSIM columns too (NaN otherwise). ``engine``: see :func:`roienc.encode.encode_many`
-    (resolved once here, so the plain baseline and every ROI encode use the same build)."""
+    (resolved once here, so the plain baseline and every ROI encode use the same build).
+    ``threads``: each encode's threads (:func:`roienc.encode.encode_many`)."""
     rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if "baseline" not in modes:
         raise InputError("--modes must include baseline: BD-rates are measured against it")
@@ -144,7 +146,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               "cities": cities, "codec": codec, "modes": list(modes), "roi_modes": roi_modes,
               "rates": [r.label for r in rates], "source": src, "sequence_ids": sequence_ids,
               "config": config, "preset": preset, "roi_threshold": roi_threshold,
-              "zone_mode": zone_mode, "two_pass": two_pass, "ssim": ssim, "map_options": map_params,
+              "zone_mode": zone_mode, "two_pass": two_pass, "ssim": ssim, "threads": threads, "map_options": map_params,
               "qp_combinations": {lab: asdict(q) for lab, q in zip(labels, combos)}}
     write_json(run_dir / "sweep.json", params)
 
@@ -188,6 +190,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                   svtav1=svtav1,
                   skip_existing=True, zone_mode=zone_mode, cityscapes_root=cityscapes_root,
                   preset=preset, progress=progress, two_pass=two_pass, engine=engine,
+                  threads=threads,
                   executor=ExecutorSpec("dask", jobs, executor.scheduler)
                   if executor is not None and executor.kind == "dask" else None)
     eval_kw = dict(cityscapes_root=cityscapes_root, roi_threshold=roi_threshold, ffmpeg=ffmpeg,

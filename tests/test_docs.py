@@ -21,7 +21,8 @@ FOREIGN = {"--qg-size", "--aq-mode", "--csv", "--qpfile", "--zones", "--roi-map-
            "--real-maps", "--long-frames", "--long-repeat", "--zero-offsets", "--same-size",
            "--engines", "--repeat", "--sources", "--root", "--run", "--explore", "--crop",
            "--codecs", "--mappings", "--flow-scale", "--margin", "--unseen-importance",
-           "--help", "--version", "--nthreads", "--rm"}    # dask worker, docker run
+           "--help", "--version", "--nthreads", "--rm",   # dask worker, docker run
+           "--lp"}                                       # SvtAv1EncApp
 OPT = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 

@@ -173,6 +173,30 @@ def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path, engine):
     assert "all-zero" in res[1]["adapter"]["note"]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_threads_pin_the_bitstream_whatever_the_jobs(seq_dataset, tmp_path, engine):
+    """x265's bitstream depends on its thread pool: --threads gives every encode the same
+    pool whatever --jobs (one job alone would leave the choice to x265, two would pass
+    pools=1 on this 2-core machine), and the sidecar records it."""
+    root, maps = seq_dataset
+    clips = find_clips(root, "val")
+    kw = dict(modes=["roi"], rates=CRF, preset="fast", progress=False, engine=engine)
+    one = encode_many(clips, maps, out=tmp_path / "a", jobs=1, threads=2, **kw)
+    two = encode_many(clips, maps, out=tmp_path / "b", jobs=2, threads=2, **kw)
+    assert len(one) == len(two) == len(clips)
+    for a, b in zip(one, two):
+        assert a["status"] == b["status"] == "ok"
+        assert a["threads"] == b["threads"] == 2 and a["cpu_count"] >= 1
+        assert all("pools=2" in " ".join(c) for c in (a["commands"][0], b["commands"][0]))
+        mp4 = f"hevc/roi/crf30/{a['clip']}.mp4"
+        assert (tmp_path / "a" / mp4).read_bytes() == (tmp_path / "b" / mp4).read_bytes()
+    auto = encode_many(clips[:1], maps, out=tmp_path / "c", jobs=1, **kw)
+    assert auto[0]["threads"] == 0 and "pools=" not in " ".join(auto[0]["commands"][0])
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError, match="--threads"):
+            encode_many(clips, maps, out=tmp_path / "d", threads=bad, **kw)
+
+
 def test_refusals(seq_dataset, tmp_path, monkeypatch):
     root, maps = seq_dataset
     clips = find_clips(root, "val")

@@ -116,6 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
     p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
     p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads of each encode (x265 pools, x264/libvpx -threads, SVT-AV1 --lp); "
+                        "the bitstream depends on it, so a given N reproduces a run's bytes (same encoder "
+                        "build) on any machine (default: the CPUs divided among --jobs, or the "
+                        "encoder's own choice with one job)")
     p.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local process pool or a Dask cluster")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://HOST:8786")
@@ -135,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,
                           preset=args.preset, progress=not args.no_progress,
                           executor=ExecutorSpec(args.executor, args.jobs, args.scheduler),
-                          two_pass=args.two_pass, engine=args.engine)
+                          two_pass=args.two_pass, engine=args.engine, threads=args.threads)
     ok = [r for r in results if r["status"] == "ok"]
     for r in results:
         line = f"{r['clip']:24s} {r['codec']} {r['mode']:10s} {r['rate_label']:14s} "

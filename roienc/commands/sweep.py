@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate SSIM too (ssim_* columns; off by default: two thirds of the "
                         "metrics' CPU time with it)")
     p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads of each encode, as roienc encode --threads (the bitstream "
+                        "depends on it; default: the CPUs divided among --jobs, or the encoder's "
+                        "own choice with one job)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (rerun the same command to resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_map_options(p, multi_qp=True)
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                     svtav1=args.svtav1,
                     executor=executor_spec(args), progress=not args.no_progress,
                     two_pass=args.two_pass, ssim=args.ssim, engine=args.engine,
+                    threads=args.threads,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
     print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, rd_*.png, report: {res.report}")
