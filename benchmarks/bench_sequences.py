@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="any propagation setting, as build-maps --propagation (sources propagate "
                          "and every-K)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, metavar="N",
+                    help="threads of each encode (roienc sweep --threads; default: the encoder's own "
+                         "choice): the bytes, and so the figures' last decimals, depend on it")
     args = ap.parse_args(argv)
 
     root = Path(args.root) if args.root else None
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_sweep(root, run, split="train", modes=("baseline", "roi"), rates=rates,
                         map_options=opts, preset=args.preset, judge_labels_root=labels_pred,
                         settings_reference=False, progress=False, argv=[],
-                        executor=ExecutorSpec("local", args.workers))
+                        executor=ExecutorSpec("local", args.workers), threads=args.threads)
         wall = time.perf_counter() - t0
         used[source] = labelled_frames(run, opts)
         bd = res.bdrate[(res.bdrate["clip"] != "mean") & (res.bdrate["mode"] == "roi")

@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=10.0, help="ego speed (m/s): the root has no vehicle JSON")
     ap.add_argument("--mappings", help="NAME=SPEC;NAME=SPEC... (default: the candidates in this file)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, metavar="N",
+                    help="threads of each encode (roienc sweep --threads; default: the encoder's own "
+                         "choice): the bytes, and so the figures' last decimals, depend on it")
     args = ap.parse_args(argv)
 
     root = Path(args.root) if args.root else None
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                             map_options=dict(importance=ImportanceParams(), qp=qp, speed=args.speed,
                                              labels_root=str(labels_pred)),
                             settings_reference=False, progress=False, argv=[],
-                            executor=ExecutorSpec("local", args.workers))
+                            executor=ExecutorSpec("local", args.workers), threads=args.threads)
             rows.append(per_snippet(res, codec, name))
             print(f"  [{time.perf_counter() - t0:6.0f} s] {codec} {name}: done", flush=True)
     df = pd.concat(rows, ignore_index=True)
