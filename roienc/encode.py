@@ -840,6 +840,13 @@ def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") 
                          f"params {params!r}): {problem}")
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse a ``--threads`` value no encoder takes (None: the default)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= 256):
+        raise InputError(f"--threads must be an integer from 1 to 256, got {threads!r}")
+
+
 def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: str = "hevc",
                 modes: Sequence[str] = ("baseline",), rates: Sequence[RatePoint] | None = None,
                 config: str | Path | None = None, out: str | Path = "enc", jobs: int = 1,
@@ -904,10 +911,9 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     if maps_root is not None:
         load_params(maps_root)
     jobs = max(1, jobs)
+    check_threads(threads)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
-    elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
-        raise InputError(f"--threads must be an integer from 1 to 256, got {threads!r}")
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,
                       threads, skip_existing, zone_mode, str(cityscapes_root), two_pass,
                       engine=eng, svtav1=svt)

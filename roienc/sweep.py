@@ -29,7 +29,7 @@ import pandas as pd
 from . import __version__
 from .bdrate import METRICS, bd_table
 from .dataset import find_clips, has_sequences
-from .encode import RatePoint, encode_many
+from .encode import RatePoint, check_threads, encode_many
 from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
@@ -122,6 +122,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         raise InputError("--modes must include baseline: BD-rates are measured against it")
     if judge_maps is not None and judge_labels_root is not None:
         raise InputError("give --judge-maps or --judge-labels-root, not both")
+    check_threads(threads)                 # before the maps are built, not after
     run_dir = ensure_dir(out)
     src = source or ("sequence" if has_sequences(cityscapes_root, split) else "frames")
     opts = dict(map_options or {})
@@ -146,7 +147,8 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
               "cities": cities, "codec": codec, "modes": list(modes), "roi_modes": roi_modes,
               "rates": [r.label for r in rates], "source": src, "sequence_ids": sequence_ids,
               "config": config, "preset": preset, "roi_threshold": roi_threshold,
-              "zone_mode": zone_mode, "two_pass": two_pass, "ssim": ssim, "threads": threads, "map_options": map_params,
+              "zone_mode": zone_mode, "two_pass": two_pass, "ssim": ssim, "threads": threads,
+              "map_options": map_params,
               "qp_combinations": {lab: asdict(q) for lab, q in zip(labels, combos)}}
     write_json(run_dir / "sweep.json", params)
 

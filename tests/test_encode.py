@@ -177,7 +177,7 @@ def test_all_zero_map_roi_equals_baseline(seq_dataset, tmp_path, engine):
 def test_threads_pin_the_bitstream_whatever_the_jobs(seq_dataset, tmp_path, engine):
     """x265's bitstream depends on its thread pool: --threads gives every encode the same
     pool whatever --jobs (one job alone would leave the choice to x265, two would pass
-    pools=1 on this 2-core machine), and the sidecar records it."""
+    pools=1 on a 2-core machine), and the sidecar records it."""
     root, maps = seq_dataset
     clips = find_clips(root, "val")
     kw = dict(modes=["roi"], rates=CRF, preset="fast", progress=False, engine=engine)

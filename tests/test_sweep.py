@@ -187,3 +187,10 @@ def test_judge_maps_of_a_new_propagation_default_get_a_folder_of_their_own(root,
     sweep()
     folders = [p.parent.name for p in (run / "judge_maps").glob("*/params.json")]
     assert len(folders) == 2
+
+
+def test_bad_threads_refused_before_any_work(root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _sweep(root, run, "--threads", "0") == 2
+    assert "--threads must be an integer from 1 to 256" in capsys.readouterr().err
+    assert not run.exists()
