@@ -13,7 +13,10 @@ place, and said so in every output).
 Rerunning the same command resumes: maps are completed with ``skip_existing`` (each reused file
 checked), encodes whose signature is unchanged are kept, evaluations whose key is unchanged are
 reused. Changed map options land in another ``RUN/maps/<label>`` (the label carries a hash of
-every map parameter), so a rerun never mixes settings.
+every map parameter), so a rerun never mixes settings. A new maps folder whose QP grids are
+byte-identical to those of a folder the run has already encoded (a setting that changed nothing
+the encoder reads, e.g. a propagation setting with labels on every frame) takes that folder's
+encodes instead of encoding the same thing again; ``sweep.json`` says so (``maps_reused``).
 """
 from __future__ import annotations
 
@@ -92,6 +95,37 @@ def maps_label(qp: QPParams, map_params: dict) -> str:
     rate = (f"-r{qp.rate_budget:g}" if qp.rate_mode else "") + (f"-f{qp.floor:g}" if qp.floor else "")
     return (f"b{qp.block_size}-{qp.block_stat}-d{qp.delta}-bg{qp.background}{rate}-g{qp.gamma:g}-q{qp.base_qp}"
             f"{'-norm' if qp.qp_normalize != 'none' else ''}-{digest}")
+
+
+def qp_maps_digest(maps_dir: Path) -> str | None:
+    """sha1 over every frame's QP grid in a maps folder (relative names and bytes): what the
+    encoders read of it (the mapping's own parameters are in the folder's label). None: none."""
+    files = sorted(Path(maps_dir).rglob("*_qp_map.npy"))
+    if not files:
+        return None
+    h = hashlib.sha1()
+    for f in files:
+        h.update(f.relative_to(maps_dir).as_posix().encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _encoded_twin(run_dir: Path, label: str) -> str | None:
+    """Another maps folder of the run, with the same mapping and byte-identical QP grids, whose
+    encodes exist: the label to encode (resume) and evaluate under instead of ``label``. None
+    when ``label`` has encodes of its own or no twin exists."""
+    if (run_dir / "enc" / label).is_dir():
+        return None
+    mapping = label.rsplit("-", 1)[0]
+    mine = None
+    for other in sorted((run_dir / "maps").iterdir()):
+        if (other.name == label or other.name.rsplit("-", 1)[0] != mapping
+                or not (run_dir / "enc" / other.name).is_dir()):
+            continue
+        mine = mine or qp_maps_digest(run_dir / "maps" / label)
+        if mine is not None and qp_maps_digest(other) == mine:
+            return other.name
+    return None
 
 
 def _jsonable(v):
@@ -201,11 +235,19 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
     parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
                            **eval_kw), "plain", judged_by, errors)]
+    reused = {lab: twin for lab in (labels if roi_modes else [])
+              if (twin := _encoded_twin(run_dir, lab)) is not None}
+    if reused:
+        params["maps_reused"] = {lab: f"encodes of {twin}: byte-identical QP maps"
+                                 for lab, twin in reused.items()}
+        write_json(run_dir / "sweep.json", params)
     for lab, d in zip(labels, maps_dirs):
         if not roi_modes:
             break
-        encodes += encode_many(clips, d, modes=tuple(roi_modes), out=run_dir / "enc" / lab, **enc_kw)
-        parts.append(_tag(evaluate(run_dir / "enc" / lab, judge_dir, run_dir / "eval" / f"{lab}.csv",
+        src = reused.get(lab, lab)       # the twin's maps (its encodes' signature) and encodes
+        encodes += encode_many(clips, run_dir / "maps" / src if src != lab else d,
+                               modes=tuple(roi_modes), out=run_dir / "enc" / src, **enc_kw)
+        parts.append(_tag(evaluate(run_dir / "enc" / src, judge_dir, run_dir / "eval" / f"{src}.csv",
                                    **eval_kw), lab, judged_by, errors))
     results = pd.concat(parts, ignore_index=True)
     write_csv(run_dir / "results.csv", results.itertuples(index=False), header=list(results.columns))

@@ -194,3 +194,30 @@ def test_bad_threads_refused_before_any_work(root, tmp_path, capsys):
     assert _sweep(root, run, "--threads", "0") == 2
     assert "--threads must be an integer from 1 to 256" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_maps_that_change_nothing_reuse_the_encodes(root, tmp_path):
+    """A rerun whose map settings differ (a new maps folder) but whose QP grids come out
+    byte-identical takes the encodes of the folder it equals, instead of encoding again: here a
+    margin cap above any margin the 19 steps reach (8 + 2 * 19 = 46 px < 60)."""
+    from roienc.sweep import qp_maps_digest
+
+    run = tmp_path / "run"
+    assert _sweep(root, run) == 0
+    first = pd.read_csv(run / "results.csv")
+    sidecars = sorted(run.glob("enc/*/hevc/*/*/*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in sidecars}
+    assert _sweep(root, run, "--propagation", "margin_max_px=60") == 0
+    old, new = sorted((run / "maps").iterdir(), key=lambda d: d.stat().st_mtime_ns)
+    assert qp_maps_digest(old) == qp_maps_digest(new) is not None
+    assert sorted(p.name for p in (run / "enc").iterdir()) == sorted(["plain", old.name])
+    assert sorted(run.glob("enc/*/hevc/*/*/*.json")) == sidecars
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())      # nothing re-encoded
+    reused = json.loads((run / "sweep.json").read_text())["maps_reused"]
+    assert list(reused) == [new.name] and old.name in reused[new.name]
+    second = pd.read_csv(run / "results.csv")
+    assert set(second["maps"]) == {"plain", new.name}
+    cols = ["clip", "mode", "rate_label", "bytes", "psnr_roi", "psnr_nonroi"]
+    a = first[first["maps"] == old.name][cols].sort_values(cols[:3]).reset_index(drop=True)
+    b = second[second["maps"] == new.name][cols].sort_values(cols[:3]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
