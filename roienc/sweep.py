@@ -241,12 +241,12 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         params["maps_reused"] = {lab: f"encodes of {twin}: byte-identical QP maps"
                                  for lab, twin in reused.items()}
         write_json(run_dir / "sweep.json", params)
-    for lab, d in zip(labels, maps_dirs):
+    for lab in labels:
         if not roi_modes:
             break
         src = reused.get(lab, lab)       # the twin's maps (its encodes' signature) and encodes
-        encodes += encode_many(clips, run_dir / "maps" / src if src != lab else d,
-                               modes=tuple(roi_modes), out=run_dir / "enc" / src, **enc_kw)
+        encodes += encode_many(clips, run_dir / "maps" / src, modes=tuple(roi_modes),
+                               out=run_dir / "enc" / src, **enc_kw)
         parts.append(_tag(evaluate(run_dir / "enc" / src, judge_dir, run_dir / "eval" / f"{src}.csv",
                                    **eval_kw), lab, judged_by, errors))
     results = pd.concat(parts, ignore_index=True)
