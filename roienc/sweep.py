@@ -235,15 +235,13 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
     parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
                            **eval_kw), "plain", judged_by, errors)]
-    reused = {lab: twin for lab in (labels if roi_modes else [])
-              if (twin := _encoded_twin(run_dir, lab)) is not None}
+    roi_labels = labels if roi_modes else []      # the mappings with ROI encodes to make
+    reused = {lab: twin for lab in roi_labels if (twin := _encoded_twin(run_dir, lab)) is not None}
     if reused:
         params["maps_reused"] = {lab: f"encodes of {twin}: byte-identical QP maps"
                                  for lab, twin in reused.items()}
         write_json(run_dir / "sweep.json", params)
-    for lab in labels:
-        if not roi_modes:
-            break
+    for lab in roi_labels:
         src = reused.get(lab, lab)       # the twin's maps (its encodes' signature) and encodes
         encodes += encode_many(clips, run_dir / "maps" / src, modes=tuple(roi_modes),
                                out=run_dir / "enc" / src, **enc_kw)
