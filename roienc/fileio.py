@@ -17,6 +17,7 @@ import socket
 import struct
 import tempfile
 import time
+import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -197,6 +198,39 @@ def write_npy(final: str | os.PathLike, array: np.ndarray) -> Path:
     with _atomic_file(final) as f:
         np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
     return Path(final)
+
+
+def write_npz(final: str | os.PathLike, array: np.ndarray, name: str, level: int = 1) -> Path:
+    """One array as ``<name>.npy`` in a deflated ``.npz`` (``np.load(final)[name]`` reads it),
+    atomically. Lossless: a 2048x1024 float32 importance map (a few dozen distinct values) takes
+    20-60 KB at level 1 instead of 8.4 MB, in 20-45 ms."""
+    with _atomic_file(final) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+            a = np.ascontiguousarray(array)
+            with zf.open(f"{name}.npy", "w", force_zip64=a.nbytes > (1 << 31) - 1024) as m:
+                np.lib.format.write_array(m, a, allow_pickle=False)
+    return Path(final)
+
+
+def read_npz_member(path: str | os.PathLike, name: str, header_only: bool = False):
+    """The array ``name`` of an ``.npz`` (or with ``header_only`` its ``(shape, dtype)``,
+    without inflating the data). Raises OSError/ValueError/KeyError/zipfile.BadZipFile for a
+    damaged or foreign file (the caller names it)."""
+    with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as m:
+        version = np.lib.format.read_magic(m)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(m)
+        if header_only:
+            return shape, dtype
+        if dtype.hasobject:
+            raise ValueError("object arrays are not read")
+        count = int(np.prod(shape)) if shape else 1
+        data = m.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise ValueError(f"{name}.npy holds {len(data)} of {count * dtype.itemsize} bytes")
+        arr = np.frombuffer(data, dtype).copy()
+        return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
 
 
 # PNG: rows filtered with 'Up' (numpy), deflated by zlib at level 1 with the Z_RLE strategy.

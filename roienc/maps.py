@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 import traceback
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,12 +30,13 @@ from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_fr
                       read_speed)
 from .errors import InputError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, write_bytes, write_csv,
-                     write_jpeg, write_json, write_npy, write_png)
+from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, read_npz_member, write_bytes,
+                     write_csv, write_jpeg, write_json, write_npy, write_npz, write_png)
 from .importance import ImportanceParams, compute_importance
 from .labels import ClassGroups, load_class_groups
 from .propagate import PropagationParams
 from .ratemodel import luma_activity
+from .store import file_digest, key_of, locked_run
 from .vis import colormap_lut, distance_annotation, importance_to_uint8
 
 log = logging.getLogger(__name__)
@@ -44,12 +46,18 @@ MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "s
                     "label_source", "annotated_frame", "label_steps", "label_sources",
                     "label_source_steps", "distance_source", "unseen_fraction",
                     "objects", "objects_inside_safe", "qp_roi_delta", "qp_background",
-                    "rate_predicted_pct", "status", "reason"]
+                    "rate_predicted_pct", "status", "reason", "key", "image_digest"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
 MAP_KEYS = ("cityscapes_root", "labels_root", "labels", "importance", "classes", "qp", "speed",
             "speed_override", "camera_file", "fx", "baseline")
-MANIFEST_KEY = ["split", "source", "city", "frame_id"]
+# one row (and one set of files) per frame id: the annotated frame and sequence frame _000019
+# are one frame; when a run builds both, the sequence frame's inputs win (see build_maps)
+MANIFEST_KEY = ["split", "city", "frame_id"]
+# how build-maps stores the importance map (--importance-format): a deflated .npz (lossless, about
+# 1/150 of the float32 .npy at 2048x1024) or the float32 .npy of earlier versions
+IMPORTANCE_FORMATS = ("npz", "npy")
+IMPORTANCE_SUFFIXES = {"npz": "_importance.npz", "npy": "_importance.npy"}
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,26 @@ class BuildConfig:
     # write <id>_activity.npy (the rate model's input) even without a rate budget: a sweep's
     # first maps, from which maps of rate-budget mappings are derived
     activity: bool = False
+    importance_format: str = "npz"        # IMPORTANCE_FORMATS
 
     @property
     def needs_activity(self) -> bool:
         return self.activity or self.qp.rate_mode
 
+    def key_doc(self) -> dict:
+        """What of this configuration the maps of a frame depend on (its key's parameters)."""
+        return {"importance": self.importance.as_dict(), "qp": asdict(self.qp),
+                "classes": self.groups.as_dict(), "speed": self.speed,
+                "speed_override": self.speed_override,
+                "camera_file": file_digest(self.camera_file) if self.camera_file else None,
+                "fx": self.fx, "baseline": self.baseline,
+                "propagation": self.propagation.as_dict(), "labels_pattern": self.labels_pattern,
+                "importance_format": self.importance_format, "activity": self.needs_activity}
+
     def __post_init__(self) -> None:
+        if self.importance_format not in IMPORTANCE_FORMATS:
+            raise InputError(f"--importance-format must be one of {', '.join(IMPORTANCE_FORMATS)}, "
+                             f"got {self.importance_format!r}")
         bad = [o for o in self.outputs if o not in IMAGE_OUTPUTS]
         if bad:
             raise InputError(f"--outputs: unknown {', '.join(bad)}; choose 'all', 'maps' or a "
@@ -189,10 +211,12 @@ def frame_prefix(out: Path, split: str, city: str, frame_id: str) -> Path:
 
 
 def output_paths(prefix: Path, annotate: bool, outputs: tuple[str, ...] = IMAGE_OUTPUTS,
-                 activity: bool = False, rate: bool = False) -> list[Path]:
+                 activity: bool = False, rate: bool = False,
+                 importance_format: str = "npz") -> list[Path]:
     """The files a frame gets: the maps always, the optional images of ``outputs``
     (the annotation only when ``annotate``), the activity grid and the rate choice when asked."""
-    names = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+    names = [IMPORTANCE_SUFFIXES[importance_format], "_objects.csv", "_near_mask.png",
+             "_qp_map.npy", "_qp_map.csv"]
     names += ["_activity.npy"] * activity + ["_rate.json"] * rate
     names += [IMAGE_FILES[o] for o in outputs if o != "distance_annotation" or annotate]
     return [prefix.with_name(prefix.name + n) for n in names]
@@ -250,9 +274,35 @@ def _label_sources(row: dict, ref: FrameRef, sources: list[str]) -> None:
     row["label_source_steps"] = ";".join(str(n - parse_id(f)[2]) for f in sources)
 
 
-def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list[Path] | None:
+def frame_inputs(ref: FrameRef) -> dict[str, Path | None]:
+    """The files the maps of ``ref`` are made from (None: absent)."""
+    return {"image": ref.image, "disparity": ref.disparity, "labels": ref.labels,
+            "instances": ref.instances, "camera": ref.camera, "vehicle": ref.vehicle,
+            "annotated_disparity": ref.annotated_disparity}
+
+
+def _ref_doc(ref: FrameRef) -> dict:
+    """A frame's part of a maps key: the digests of its input files and how its labels are had."""
+    return {"frame_id": ref.frame_id, "source": ref.source, "label_source": ref.label_source,
+            "annotated": ref.annotated, "labels_kind": ref.labels_kind,
+            "files": {k: (file_digest(p) if p is not None else None)
+                      for k, p in frame_inputs(ref).items()}}
+
+
+def frame_keys(refs: list[FrameRef], cfg: BuildConfig) -> list[str]:
+    """The key of each frame's maps: the contents of every input of the task that builds it (a
+    snippet's frames are built together: labels travel along the flow, so every file of the
+    snippet is an input of every frame), the map parameters and the roienc version."""
+    task = key_of("maps-task", frames=[_ref_doc(r) for r in refs], config=cfg.key_doc())
+    return [key_of("maps-frame", task=task, frame_id=r.frame_id) for r in refs]
+
+
+def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict,
+             old: dict | None = None) -> list[Path] | None:
     """Speed, camera and d_safe into ``row``; the output paths, or None when ``skip_existing``
-    finds them complete (the row then says so). InputError for what the frame lacks."""
+    finds the frame's maps made from the same inputs (``old``, its manifest row, has the key
+    ``row`` has) and its files read back whole: the row is then the old one. InputError for what
+    the frame lacks."""
     speed, row["speed_source"] = _resolve_speed(ref, cfg)
     fx, baseline, row["camera_source"] = _resolve_camera(ref, cfg)
     row.update(speed_mps=speed, fx=fx, baseline=baseline)
@@ -267,15 +317,14 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict) -> list
     if ref.disparity is None and ref.source != "sequence":
         raise InputError(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
     prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
-    paths = output_paths(prefix, annotate, cfg.outputs, cfg.needs_activity, cfg.qp.rate_mode)
-    if cfg.skip_existing:
-        kept = existing_outputs(paths, cfg.qp.block_size)
-        if kept is not None:
-            (h, w), objs = kept
-            row.update(height=h, width=w, reason="existing output kept", objects=len(objs),
-                       objects_inside_safe=int(objs["inside_safe"].sum()))
-            row.update(_qp_columns(cfg.qp, _read_rate_choice(prefix) if cfg.qp.rate_mode else None))
-            return None
+    paths = output_paths(prefix, annotate, cfg.outputs, cfg.needs_activity, cfg.qp.rate_mode,
+                         cfg.importance_format)
+    if (cfg.skip_existing and old is not None and old.get("status") == "ok"
+            and row.get("key") and old.get("key") == row["key"]
+            and existing_outputs(paths, cfg.qp.block_size) is not None):
+        row.update({c: old.get(c) for c in MANIFEST_COLUMNS if c in old},
+                   reason="existing output kept")
+        return None
     return paths
 
 
@@ -341,13 +390,29 @@ def _guard(row: dict, ref: FrameRef, fn) -> None:
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
 
 
-def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
-    """Build every output of one annotated frame; return its manifest row (never raises)."""
-    ref, cfg, annotate = task
-    row = _new_row(ref)
+def _keyed_rows(refs: list[FrameRef], cfg: BuildConfig) -> list[dict]:
+    """New manifest rows of ``refs`` with their keys and image digests (an input that cannot be
+    read skips every frame of the task, naming it)."""
+    rows = [_new_row(r) for r in refs]
+    try:
+        for row, key, r in zip(rows, frame_keys(refs, cfg), refs):
+            row.update(key=key, image_digest=file_digest(r.image))
+    except InputError as exc:
+        for row in rows:
+            row.update(status="skipped", reason=str(exc))
+    return rows
+
+
+def process_frame(task: tuple) -> dict:
+    """Build every output of one annotated frame; return its manifest row (never raises).
+    ``task``: ``(ref, cfg, annotate, old_row)``, the last the frame's row of the manifest on disk."""
+    ref, cfg, annotate, old = task
+    row = _keyed_rows([ref], cfg)[0]
+    if row["status"] != "ok":
+        return row
 
     def work() -> None:
-        if _prepare(ref, cfg, annotate, row) is None:
+        if _prepare(ref, cfg, annotate, row, old) is None:
             return
         labels = read_frame_labels(ref)
         instances = read_instance_ids(ref.instances) if ref.instances is not None else None
@@ -357,8 +422,9 @@ def process_frame(task: tuple[FrameRef, BuildConfig, bool]) -> dict:
     return row
 
 
-def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> list[dict]:
+def process_snippet(task: tuple) -> list[dict]:
     """Build the outputs of the frames of one snippet; return their rows (never raises).
+    ``task``: ``(refs, cfg, annotate flags, old manifest rows)``.
 
     Labels: per-frame (``--labels-root``), else the annotated frame's, propagated along optical
     flow (``label_source='propagate'``, :mod:`roienc.propagate`, flow computed once per snippet
@@ -372,12 +438,14 @@ def process_snippet(task: tuple[list[FrameRef], BuildConfig, list[bool]]) -> lis
     (or sparse per-frame) labels the annotated disparity is warped along the flow; held labels
     use it as it is.
     """
-    refs, cfg, flags = task
-    rows = [_new_row(r) for r in refs]
+    refs, cfg, flags, olds = task
+    rows = _keyed_rows(refs, cfg)
+    if rows[0]["status"] != "ok":
+        return rows
     todo: list[int] = []        # frames still to build (not kept by skip_existing, not skipped)
     for i, (ref, row) in enumerate(zip(refs, rows)):
         def prepare(i=i, ref=ref, row=row) -> None:
-            if _prepare(ref, cfg, flags[i], row) is not None:
+            if _prepare(ref, cfg, flags[i], row, olds[i]) is not None:
                 todo.append(i)
         _guard(row, ref, prepare)
     if not todo:
@@ -631,13 +699,13 @@ def existing_outputs(paths: list[Path], block: int) -> tuple[tuple[int, int], pd
     Outputs are written atomically, so an incomplete one means outside damage, not our crash."""
     if not all(p.is_file() and p.stat().st_size > 0 for p in paths):
         return None
-    by_end = {next((e for e in ("_importance.npy", "_qp_map.npy", "_objects.csv")
+    by_end = {next((e for e in ("_importance.npy", "_importance.npz", "_qp_map.npy", "_objects.csv")
                     if p.name.endswith(e)), p.name): p for p in paths}
     try:
-        imp = np.load(by_end["_importance.npy"], mmap_mode="r")
+        imp_path = by_end.get("_importance.npz") or by_end["_importance.npy"]
+        (h, w), dtype = importance_header(imp_path)
         qp = np.load(by_end["_qp_map.npy"], mmap_mode="r")
-        h, w = imp.shape
-        if imp.dtype != np.float32 or qp.shape != (-(-h // block), -(-w // block)):
+        if dtype != np.float32 or qp.shape != (-(-h // block), -(-w // block)):
             return None
         objs = pd.read_csv(by_end["_objects.csv"])
         if "inside_safe" not in objs:
@@ -763,7 +831,11 @@ def near_mask(object_map: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
 def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig, activity: np.ndarray | None) -> dict:
     name = prefix.name
     want = set(cfg.outputs)
-    write_npy(prefix.with_name(name + "_importance.npy"), fi.importance)
+    for fmt, suffix in IMPORTANCE_SUFFIXES.items():     # one importance file a frame
+        if fmt == cfg.importance_format:
+            write_importance(prefix.with_name(name + suffix), fi.importance)
+        else:
+            prefix.with_name(name + suffix).unlink(missing_ok=True)
     if want & {"importance_png", "importance_vis"}:
         u8 = importance_to_uint8(fi.importance)
         h, w = u8.shape
@@ -781,6 +853,29 @@ def _write_map_outputs(prefix: Path, fi, cfg: BuildConfig, activity: np.ndarray 
     if activity is not None:
         write_npy(prefix.with_name(name + "_activity.npy"), activity)
     return write_qp_files(prefix, fi.importance, activity, cfg.qp, vis="qp_map_vis" in want)
+
+
+def write_importance(path: Path, importance: np.ndarray) -> Path:
+    """The importance map as ``.npz`` (deflated, member ``importance``) or ``.npy`` by suffix."""
+    if path.suffix == ".npz":
+        return write_npz(path, importance, "importance")
+    return write_npy(path, importance)
+
+
+def importance_file(prefix: Path) -> Path:
+    """The importance file of a frame (``<prefix>_importance.npz``, or the ``.npy`` of earlier
+    versions and ``--importance-format npy``); the ``.npz`` name when neither exists."""
+    npz = prefix.with_name(prefix.name + IMPORTANCE_SUFFIXES["npz"])
+    npy = prefix.with_name(prefix.name + IMPORTANCE_SUFFIXES["npy"])
+    return npy if npy.is_file() and not npz.is_file() else npz
+
+
+def importance_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of an importance file, reading no pixels."""
+    if path.suffix == ".npz":
+        return read_npz_member(path, "importance", header_only=True)
+    a = np.load(path, mmap_mode="r")
+    return a.shape, a.dtype
 
 
 def write_qp_files(prefix: Path, importance: np.ndarray, activity: np.ndarray | None,
@@ -890,6 +985,7 @@ def build_params(cityscapes_root: Path, split: str, cities: list[str] | None, se
         "baseline": cfg.baseline,
         "visualize_every": cfg.visualize_every,
         "outputs": list(cfg.outputs),       # which optional images (not a map setting)
+        "importance_format": cfg.importance_format,
         # flat copies for the readers of the maps (adapters, encode)
         "block_size": cfg.qp.block_size,
         "base_qp": cfg.qp.base_qp,
@@ -924,52 +1020,76 @@ def claim_folder(out: Path, params: dict, cities: list[str] | None, sequences: b
 
 def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bool = False) -> BuildReport:
     """The maps of ``src`` under another QP mapping: importance, objects and pictures are linked
-    (they do not depend on the mapping), QP grids recomputed from ``<id>_importance.npy``.
-    Frames whose QP files already read back whole are kept (resumable)."""
+    (they do not depend on the mapping), QP grids recomputed from the importance. A frame's QP
+    files are kept (resumable) only when its key (the source frame's key and ``qp``) is the one
+    recorded in ``out``'s manifest and they read back whole."""
     src, out = Path(src), ensure_dir(out)
-    sp = load_params(src)
-    params = dict(sp, qp=asdict(qp), block_size=qp.block_size, base_qp=qp.base_qp,
-                  delta=qp.delta, background=qp.background, derived_from=str(src.resolve()))
-    claim_folder(out, params, sp.get("cities"), bool(sp.get("sequences")), overwrite)
-    man = read_manifest(src)
-    rows = []
-    for row in man.to_dict("records"):
-        if row["status"] == "ok":
-            try:
-                row.update(_derive_frame(src, out, row, qp))
-            except (OSError, ValueError, InputError) as exc:
-                row.update(status="failed", reason=f"derive from {src}: {exc}")
-        rows.append(row)
-    manifest = write_manifest(out, rows)
+    with locked_run(out, f"derive-maps from {src}"):
+        sp = load_params(src)
+        params = dict(sp, qp=asdict(qp), block_size=qp.block_size, base_qp=qp.base_qp,
+                      delta=qp.delta, background=qp.background, derived_from=str(src.resolve()))
+        claim_folder(out, params, sp.get("cities"), bool(sp.get("sequences")), overwrite)
+        man = read_manifest(src)
+        old = _rows_by_frame(out)
+        rows = []
+        for row in man.to_dict("records"):
+            row["key"] = key_of("maps-derived", source=row.get("key"), qp=asdict(qp))
+            if row["status"] == "ok":
+                try:
+                    prev = old.get(_frame_key(row))
+                    row.update(_derive_frame(src, out, row, qp,
+                                             reuse=prev is not None and prev.get("key") == row["key"]))
+                except (OSError, ValueError, InputError) as exc:
+                    row.update(status="failed", reason=f"derive from {src}: {exc}")
+            rows.append(row)
+        manifest = write_manifest(out, rows)
     return BuildReport(out, manifest.reset_index(drop=True), params)
 
 
-def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams) -> dict:
+def _frame_key(row: dict) -> tuple[str, str, str]:
+    return tuple(str(row[k]) for k in MANIFEST_KEY)
+
+
+def _rows_by_frame(out: Path) -> dict[tuple[str, str, str], dict]:
+    """The rows of ``out``'s manifest by frame (none when there is none, or it cannot be read)."""
+    if not (Path(out) / "maps_manifest.csv").is_file():
+        return {}
+    try:
+        return {_frame_key(r): r for r in read_manifest(out).to_dict("records")}
+    except Exception as exc:
+        log.warning("%s/maps_manifest.csv unreadable (%s): every frame is built again", out, exc)
+        return {}
+
+
+def _derive_frame(src: Path, out: Path, row: dict, qp: QPParams, reuse: bool = False) -> dict:
     a = frame_prefix(src, row["split"], row["city"], row["frame_id"])
     b = frame_prefix(out, row["split"], row["city"], row["frame_id"])
     ensure_dir(b.parent)
-    for suffix in ("_importance.npy", "_importance.png", "_importance_vis.png", "_objects.csv",
-                   "_near_mask.png", "_activity.npy", IMAGE_FILES["distance_annotation"],
-                   LEGACY_ANNOTATION):
+    for suffix in (*IMPORTANCE_SUFFIXES.values(), "_importance.png", "_importance_vis.png",
+                   "_objects.csv", "_near_mask.png", "_activity.npy",
+                   IMAGE_FILES["distance_annotation"], LEGACY_ANNOTATION):
         f, g = a.with_name(a.name + suffix), b.with_name(b.name + suffix)
-        if f.is_file() and not (g.is_file() and os.path.samefile(f, g)):
+        if not f.is_file():
+            g.unlink(missing_ok=True)           # what the source no longer has
+        elif not (g.is_file() and os.path.samefile(f, g)):
             g.unlink(missing_ok=True)
             try:
                 os.link(f, g)
             except OSError:
                 shutil.copy2(f, g)
     q_npy = b.with_name(b.name + "_qp_map.npy")
-    imp_path = a.with_name(a.name + "_importance.npy")
-    h, w = np.load(imp_path, mmap_mode="r").shape      # header only: a rerun reads no pixels
+    imp_path = importance_file(a)
+    h, w = importance_header(imp_path)[0]       # header only: a rerun reads no pixels
     want = (-(-h // qp.block_size), -(-w // qp.block_size))
-    with contextlib.suppress(Exception):
-        if np.load(q_npy).shape == want and b.with_name(b.name + "_qp_map_vis.png").is_file():
-            choice = _read_rate_choice(b) if qp.rate_mode else None
-            if choice is not None or not qp.rate_mode:
-                return _qp_columns(qp, choice)
+    if reuse:
+        with contextlib.suppress(Exception):
+            if np.load(q_npy).shape == want and b.with_name(b.name + "_qp_map_vis.png").is_file():
+                choice = _read_rate_choice(b) if qp.rate_mode else None
+                if choice is not None or not qp.rate_mode:
+                    return _qp_columns(qp, choice)
     act_path = b.with_name(b.name + "_activity.npy")
     activity = _read_npy(act_path, "activity grid") if act_path.is_file() else None
-    return write_qp_files(b, np.load(imp_path), activity, qp)
+    return write_qp_files(b, _read_npy(imp_path, "importance map"), activity, qp)
 
 
 def _remove_maps(out: Path, old_params: dict) -> None:
@@ -999,12 +1119,40 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                propagation: PropagationParams | None = None,
                outputs: str | list[str] | tuple[str, ...] | None = None,
                annotation_thread: bool = False, activity: bool = False,
-               label_every: int = 1, labels_kind: str = "labelIds") -> BuildReport:
+               label_every: int = 1, labels_kind: str = "labelIds",
+               snippets: list[str] | None = None, importance_format: str = "npz") -> BuildReport:
     """Build the maps of every frame of ``split`` (annotated frames, and with ``sequences`` the
     snippet frames too) into ``out``; return the manifest. See docs in README;
     ``label_every``/``labels_kind``: :func:`roienc.dataset.find_sequence_frames`
-    (docs/sparse-labels.md)."""
+    (docs/sparse-labels.md). ``snippets``: only the frames of these snippets (``aachen_000000``).
+
+    One row and one set of files per frame id: where the annotated frame is also a frame of a
+    snippet being built, the snippet's frame wins (its labels, ``disparity_sequence``, vehicle
+    JSON). The whole run holds ``out`` (:func:`roienc.store.locked_run`): a second run into the
+    same folder is refused. ``skip_existing`` keeps a frame only when its key (the digests of its
+    input files, the parameters, the version) equals the one its manifest row recorded."""
     out = ensure_dir(out)
+    with locked_run(out, "roienc build-maps"):
+        return _build_maps(cityscapes_root, out, split=split, cities=cities, sequences=sequences,
+                           annotated=annotated, labels_root=labels_root, importance=importance,
+                           qp=qp, classes=classes, speed=speed, speed_override=speed_override,
+                           camera=camera, fx=fx, baseline=baseline,
+                           visualize_every=visualize_every, skip_existing=skip_existing,
+                           overwrite=overwrite, workers=workers, executor=executor,
+                           progress=progress, label_source=label_source,
+                           labels_pattern=labels_pattern, instances_pattern=instances_pattern,
+                           propagation=propagation, outputs=outputs,
+                           annotation_thread=annotation_thread, activity=activity,
+                           label_every=label_every, labels_kind=labels_kind, snippets=snippets,
+                           importance_format=importance_format)
+
+
+def _build_maps(cityscapes_root, out: Path, *, split, cities, sequences, annotated, labels_root,
+                importance, qp, classes, speed, speed_override, camera, fx, baseline,
+                visualize_every, skip_existing, overwrite, workers, executor, progress,
+                label_source, labels_pattern, instances_pattern, propagation, outputs,
+                annotation_thread, activity, label_every, labels_kind, snippets,
+                importance_format) -> BuildReport:
     if (fx is None) != (baseline is None):
         raise InputError("--fx and --baseline go together: give both or neither")
     for name, v in (("--speed", speed), ("--speed-override", speed_override)):
@@ -1019,7 +1167,8 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                       fx=fx, baseline=baseline, visualize_every=max(0, visualize_every),
                       skip_existing=skip_existing, propagation=propagation or PropagationParams(),
                       labels_pattern=labels_pattern, outputs=parse_outputs(outputs),
-                      annotation_thread=annotation_thread, activity=activity)
+                      annotation_thread=annotation_thread, activity=activity,
+                      importance_format=importance_format)
 
     refs: list[FrameRef] = []
     if annotated:
@@ -1029,23 +1178,39 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
                                      labels_pattern=labels_pattern,
                                      instances_pattern=instances_pattern, label_source=label_source,
                                      label_every=label_every, labels_kind=labels_kind)
+    if snippets is not None:
+        want = set(snippets)
+        refs = [r for r in refs if r.snippet in want]
+    in_snippets = {(r.split, r.city, r.frame_id) for r in refs if r.source == "sequence"}
+    twins = [r for r in refs if r.source != "sequence" and (r.split, r.city, r.frame_id) in in_snippets]
+    if twins:     # one frame, one row: the snippet's frame (built with its neighbours) wins
+        log.info("build-maps: %d annotated frames are built as frames of their snippets",
+                 len(twins))
+        refs = [r for r in refs if r.source == "sequence" or (r.split, r.city, r.frame_id)
+                not in in_snippets]
     if not refs:
         raise InputError(f"no frames found under {cityscapes_root} for split '{split}'"
-                         + (f" and cities {','.join(cities)}" if cities else ""))
+                         + (f" and cities {','.join(cities)}" if cities else "")
+                         + (f" and snippets {','.join(snippets)}" if snippets else ""))
 
     params = build_params(Path(cityscapes_root), split, cities, sequences, labels_root, cfg,
                           label_source, instances_pattern, label_every, labels_kind)
     claim_folder(out, params, cities, sequences, overwrite)
+    old = _rows_by_frame(out) if skip_existing else {}
+
+    def old_row(r: FrameRef) -> dict | None:
+        return old.get((r.split, r.city, r.frame_id))
 
     # annotated frames one task each; the frames of a snippet one task (flow is per snippet)
     every = cfg.visualize_every if "distance_annotation" in cfg.outputs else 0
     annotate = {id(r): bool(every) and i % every == 0 for i, r in enumerate(refs)}
-    tasks: list = [(r, cfg, annotate[id(r)]) for r in refs if r.source != "sequence"]
-    snippets: dict[tuple[str, str], list[FrameRef]] = {}
+    tasks: list = [(r, cfg, annotate[id(r)], old_row(r)) for r in refs if r.source != "sequence"]
+    groups: dict[tuple[str, str], list[FrameRef]] = {}
     for r in refs:
         if r.source == "sequence":
-            snippets.setdefault((r.city, r.snippet), []).append(r)
-    tasks += [(group, cfg, [annotate[id(r)] for r in group]) for group in snippets.values()]
+            groups.setdefault((r.city, r.snippet), []).append(r)
+    tasks += [(group, cfg, [annotate[id(r)] for r in group], [old_row(r) for r in group])
+              for group in groups.values()]
     spec = executor or ExecutorSpec("local", workers)
     rows: list[dict] = []
     last_flush = time.monotonic()
@@ -1103,11 +1268,15 @@ def read_manifest(maps_root: str | Path) -> pd.DataFrame:
 
 
 def _read_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
-    """A map array; a truncated, empty or foreign file is an InputError naming it (the encode
-    or evaluation of that clip fails, the run goes on)."""
+    """A map array (``.npy``, or the one member of build-maps' ``.npz``); a truncated, empty or
+    foreign file is an InputError naming it (the encode or evaluation of that clip fails, the run
+    goes on)."""
     try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+        if path.suffix == ".npz":
+            arr = read_npz_member(path, path.stem.rsplit("_", 1)[-1])
+        else:
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: damaged {what} ({exc}); rebuild it with `roienc build-maps "
                          "--skip-existing` (damaged outputs are recomputed)") from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or 0 in arr.shape:
@@ -1117,7 +1286,7 @@ def _read_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
 
 
 def load_importance(maps_root: str | Path, split: str, city: str, frame_id: str) -> np.ndarray:
-    p = frame_prefix(Path(maps_root), split, city, frame_id).with_name(f"{frame_id}_importance.npy")
+    p = importance_file(frame_prefix(Path(maps_root), split, city, frame_id))
     if not p.is_file():
         raise InputError(f"{p} not found: build the maps of this frame (`roienc build-maps"
                          f"{' --sequences' if not frame_id.endswith('_000019') else ''}`)")
@@ -1157,13 +1326,17 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
         if grid.dtype.kind not in "iu":
             raise InputError(f"{qp_path}: a QP map holds integers, got {grid.dtype}; rebuild it")
         grids.append(grid)
-        imp_paths.append(prefix.with_name(f"{fid}_importance.npy"))
+        imp_paths.append(importance_file(prefix))
     shapes = {g.shape for g in grids}
     if len(shapes) != 1:
         raise InputError(f"clip {clip.clip_id}: QP maps of different sizes {sorted(shapes)}")
     if not imp_paths[0].is_file():
         raise InputError(f"{imp_paths[0]} not found: the maps of clip {clip.clip_id} are incomplete")
-    h, w = _read_npy(imp_paths[0], "importance map", mmap=True).shape
+    try:
+        h, w = importance_header(imp_paths[0])[0]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{imp_paths[0]}: damaged importance map ({exc}); rebuild it with "
+                         "`roienc build-maps --skip-existing`") from None
     block = int(params["block_size"])
     if grids[0].shape != (-(-h // block), -(-w // block)):
         raise InputError(f"clip {clip.clip_id}: QP grids are {grids[0].shape[1]}x{grids[0].shape[0]} "

@@ -44,7 +44,7 @@ def test_outputs_dtypes_shapes_ranges(built):
     assert len(rep.manifest) == len(ann)
     for f in ann:
         p = out / "val" / f.city / f.frame_id
-        imp = np.load(f"{p}_importance.npy")
+        imp = np.load(f"{p}_importance.npz")["importance"]
         assert imp.dtype == np.float32 and imp.shape == (info.height, info.width)
         assert imp.min() >= 0.0 and imp.max() <= 1.0
         png = np.asarray(Image.open(f"{p}_importance.png"))
@@ -120,8 +120,8 @@ def test_sequences_and_clip_maps(synth_root, tmp_path):
     assert cm.dq.min() >= -d.delta and cm.dq.max() <= d.background
     # objects approach over the snippet: the near-object area grows
     near_first = np.asarray(Image.open(out / "val" / "lindau" / f"{clips[0].frame_ids[0]}_near_mask.png"))
-    imp_first = np.load(cm.importance_paths[0])
-    imp_last = np.load(cm.importance_paths[-1])
+    imp_first = np.load(cm.importance_paths[0])["importance"]
+    imp_last = np.load(cm.importance_paths[-1])["importance"]
     assert imp_first.shape == imp_last.shape == near_first.shape
 
 
@@ -139,7 +139,7 @@ def test_skips_are_recorded_with_reasons(synth_root, tmp_path):
     assert man.loc[fid, "status"] == "skipped"
     assert "vehicle" in man.loc[fid, "reason"] and "--speed" in man.loc[fid, "reason"]
     assert man.loc[ulm, "status"] == "skipped" and "malformed JSON" in man.loc[ulm, "reason"]
-    assert not (tmp_path / "m" / "val" / "lindau" / f"{fid}_importance.npy").exists()
+    assert not (tmp_path / "m" / "val" / "lindau" / f"{fid}_importance.npz").exists()
     # --speed fills the gap and the manifest says where the value came from
     rep2 = build_maps(broken, tmp_path / "m2", split="val", workers=1, progress=False, speed=7.0)
     row = rep2.manifest.set_index("frame_id").loc[fid]
@@ -170,7 +170,7 @@ def test_resume_keeps_finished_frames(synth_root, tmp_path):
     root, info = synth_root
     out = tmp_path / "m"
     build_maps(root, out, split="val", cities=["lindau"], workers=1, progress=False)
-    npy = sorted((out / "val" / "lindau").glob("*_importance.npy"))[0]
+    npy = sorted((out / "val" / "lindau").glob("*_importance.npz"))[0]
     mtime = npy.stat().st_mtime_ns
     rep = build_maps(root, out, split="val", cities=["lindau"], workers=1, progress=False,
                      skip_existing=True)

@@ -17,7 +17,7 @@ from roienc.qpmap import _qp_colours, render_qp_vis, render_qp_vis_indexed
 from roienc.vis import (BLUE, RED, colormap_lut, distance_annotation, importance_to_uint8, importance_vis,
                         object_outlines)
 
-ALWAYS = ["_importance.npy", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
+ALWAYS = ["_importance.npz", "_objects.csv", "_near_mask.png", "_qp_map.npy", "_qp_map.csv"]
 if QPParams().rate_mode:            # the default mapping's rate budget: its input and its choice
     ALWAYS += ["_activity.npy", "_rate.json"]
 IMAGES = ["_importance.png", "_importance_vis.png", "_qp_map_vis.png", "_distance_annotation.jpg"]
@@ -114,7 +114,7 @@ def test_all_outputs_decode_to_the_colours(synth, tmp_path):
     assert (rep.manifest["status"] == "ok").all(), rep.manifest["reason"].tolist()
     for fid in rep.manifest["frame_id"]:
         p = out / "val" / "lindau" / fid
-        imp = np.load(f"{p}_importance.npy")
+        imp = np.load(f"{p}_importance.npz")["importance"]
         u8 = np.asarray(Image.open(f"{p}_importance.png"))
         assert np.array_equal(u8, np.rint(imp * 255).astype(np.uint8))
         vis = Image.open(f"{p}_importance_vis.png")

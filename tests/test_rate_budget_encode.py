@@ -55,7 +55,7 @@ def test_offsets_follow_the_budget_frame_by_frame(root, tmp_path, ffmpeg):
         folder = maps / "val" / "lindau"
         choice = json.loads((folder / f"{fid}_rate.json").read_text())
         assert choice["roi_delta"] == pytest.approx(d) and choice["budget_pct"] == 10.0
-        s = block_strength(block_reduce(np.load(folder / f"{fid}_importance.npy"), 16, "max"))
+        s = block_strength(block_reduce(np.load(folder / f"{fid}_importance.npz")["importance"], 16, "max"))
         w = block_weights(np.load(folder / f"{fid}_activity.npy"), s.shape, 16)
         # the rule, recomputed: the delta spends the budget exactly (below its cap of 9)
         assert 0 < d < 9

@@ -284,10 +284,10 @@ def test_a_corrupt_map_file_fails_its_clip_with_a_reason_not_a_traceback(seq_dat
     # evaluate with an empty / non-finite importance map: that encode fails, the others are kept
     encode_many(find_clips(root, "val"), None, modes=["baseline"], rates=CRF30, out=enc,
                 cityscapes_root=root, **FAST)
-    imp = next(m.rglob("lindau_000000_000007_importance.npy"))
+    imp = next(m.rglob("lindau_000000_000007_importance.npz"))
     for damage in (b"", None):
         if damage is None:
-            np.save(imp, np.full((96, 192), np.nan, np.float32))
+            np.savez(imp, importance=np.full((96, 192), np.nan, np.float32))
         else:
             imp.write_bytes(damage)
         caplog.clear()

@@ -46,8 +46,8 @@ def test_without_disparity_sequence_every_frame_is_built(root, tmp_path):
     # hold without per-frame disparity: the annotated frame's maps on every frame
     rep = _build(bare, tmp_path / "h", label_source="hold", speed_override=8.0)  # one d_safe
     assert rep.manifest["label_source"].str.startswith(("hold:", "gtFine")).all()
-    imp19 = np.load(tmp_path / "h/val/lindau/lindau_000000_000019_importance.npy")
-    imp3 = np.load(tmp_path / "h/val/lindau/lindau_000000_000003_importance.npy")
+    imp19 = np.load(tmp_path / "h/val/lindau/lindau_000000_000019_importance.npz")["importance"]
+    imp3 = np.load(tmp_path / "h/val/lindau/lindau_000000_000003_importance.npz")["importance"]
     assert np.array_equal(imp19, imp3)
 
 
@@ -121,8 +121,8 @@ def test_unseen_importance_floor_and_manifest(root, tmp_path):
     assert floor["unseen_fraction"].max() > 0.01
     assert plain["unseen_fraction"].equals(floor["unseen_fraction"])     # NaN on frame 19
     f = floor.loc[floor["unseen_fraction"].idxmax(), "frame_id"]
-    a = np.load(tmp_path / f"p/val/lindau/{f}_importance.npy")
-    b = np.load(tmp_path / f"u/val/lindau/{f}_importance.npy")
+    a = np.load(tmp_path / f"p/val/lindau/{f}_importance.npz")["importance"]
+    b = np.load(tmp_path / f"u/val/lindau/{f}_importance.npz")["importance"]
     assert np.all(b >= a)                                   # only ever raised
     raised = b > a
     assert raised.any() and np.all(b[raised] == np.float32(0.6))
@@ -139,8 +139,8 @@ def test_margin_importance_scales_the_ring_only(root, tmp_path):
     assert full["unseen_fraction"].equals(half["unseen_fraction"])
     changed = 0
     for f in full["frame_id"]:
-        a = np.load(tmp_path / f"f/val/lindau/{f}_importance.npy")
-        b = np.load(tmp_path / f"h/val/lindau/{f}_importance.npy")
+        a = np.load(tmp_path / f"f/val/lindau/{f}_importance.npz")["importance"]
+        b = np.load(tmp_path / f"h/val/lindau/{f}_importance.npz")["importance"]
         assert np.all(b <= a)
         d = b < a
         if f.endswith("_000019"):

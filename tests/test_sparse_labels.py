@@ -200,7 +200,7 @@ def _build(root, out, **kw):
 
 
 def _imp(out, t):
-    return np.load(out / f"val/lindau/lindau_000000_{t:06d}_importance.npy")
+    return np.load(out / f"val/lindau/lindau_000000_{t:06d}_importance.npz")["importance"]
 
 
 def test_label_every_manifest_params_and_roi(mroot, tmp_path):

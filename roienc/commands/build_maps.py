@@ -182,8 +182,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "objects csv, near mask and QP maps only, which are always written) or a "
                         "comma list of importance_png, importance_vis, qp_map_vis, "
                         "distance_annotation")
+    p.add_argument("--importance-format", choices=("npz", "npy"), default="npz",
+                   help="importance map file: npz (deflated, lossless, ~1/150 of the size) or "
+                        "npy (float32, as versions before 0.2 wrote it)")
     p.add_argument("--skip-existing", action="store_true",
-                   help="resume: keep finished frames (each is checked to read back whole)")
+                   help="resume: keep a finished frame only when its inputs (file contents), "
+                        "settings and roienc version are the ones it was made from")
     p.add_argument("--overwrite", action="store_true",
                    help="OUT holds maps of other settings: delete them first (else refused)")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any frame is skipped or failed")
@@ -196,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
                         visualize_every=args.visualize_every, skip_existing=args.skip_existing,
                         overwrite=args.overwrite, outputs=args.outputs,
+                        importance_format=args.importance_format,
                         executor=executor_spec(args), progress=not args.no_progress,
                         **map_kwargs(args))
     counts = report.counts
