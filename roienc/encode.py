@@ -68,7 +68,8 @@ from .executor import ExecutorSpec, run_tasks
 from . import inproc
 from .fileio import (atomic_path, clean_stale_temps, ensure_dir, read_json, temp_tag,
                      write_json, write_text)
-from .maps import ClipMaps, load_clip_maps, load_params
+from .maps import ClipMaps, frame_prefix, load_clip_maps, load_params
+from .store import file_digest, files_digest, key_of, locked_run
 from .probe import bitrate_kbps, packet_sizes
 from .tools import Tool, _launch_problem, find_ffmpeg, find_x265, run, tail
 
@@ -241,9 +242,20 @@ def concat_list_text(paths: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sources_digest(paths: Sequence[Path]) -> tuple[str, list[str]]:
+    """The digest of the source frames' contents in order, and each frame's sha256 (recorded by
+    encode as ``source_digest``/``source_digests``, checked by evaluate and by reuse); the files
+    are read once and then known by their stat (:mod:`roienc.store`)."""
+    try:
+        each = [d for d in files_digest(paths)]
+    except InputError as exc:
+        raise InputError(f"cannot read source frame: {exc}") from None
+    return key_of("frames", files=each), each
+
+
 def sources_sha1(paths: Sequence[Path]) -> str:
-    """Fingerprint of the source frames' bytes, in order (recorded by encode, checked by
-    evaluate and by ``--skip-existing``)."""
+    """Fingerprint of the source frames' bytes, in order, as sidecars of roienc before the store
+    recorded it (``source_sha1``; evaluate still checks such sidecars)."""
     h = hashlib.sha1()
     for p in paths:
         try:
@@ -313,8 +325,36 @@ def roi_settings(job: EncodeJob, maps: ClipMaps | None) -> dict:
     An all-zero delta map has no ROI and adds nothing: its encode is the baseline's bitstream."""
     if (job.config.codec == "hevc" and maps is not None and job.mode in QG_MODES
             and bool((maps.qp != maps.base_qp).any())):
-        return {"qg-size": max(8, min(64, maps.block_size))}
+        qg = qg_size_for(maps.block_size)
+        if qg != config_qg_size(job.config):     # x265 would use it anyway: nothing added
+            return {"qg-size": qg}
     return {}
+
+
+X265_DEFAULT_QG = 32      # x265's qg-size when none is given (every preset)
+
+
+def qg_size_for(block_size: int) -> int:
+    """The x265 quantisation group size that honours ``block_size``-px ROI blocks."""
+    return max(8, min(64, block_size))
+
+
+def config_qg_size(cfg: EncoderConfig) -> int:
+    """The qg-size an x265 encode of ``cfg`` uses without roienc adding one."""
+    try:
+        return int(cfg.params.get("qg-size", X265_DEFAULT_QG))
+    except (TypeError, ValueError):
+        return X265_DEFAULT_QG
+
+
+def settings_reference_is_baseline(codec: str, block_size: int,
+                                   config: str | Path | None = None) -> bool:
+    """Whether the ``roi-settings`` reference of maps of ``block_size``-px blocks is the plain
+    baseline's very command (nothing added: the qg-size it needs is the one x265 uses anyway)."""
+    if codec != "hevc":
+        return False
+    cfg = load_config(config, codec)
+    return cfg.encoder == "libx265" and qg_size_for(block_size) == config_qg_size(cfg)
 
 
 def _encoder_params(job: EncodeJob, maps: ClipMaps | None, zones: str | None) -> dict:
@@ -415,15 +455,35 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
             raise ToolError(f"{Path(producer[0]).name} failed", producer, rc1, tail(err1))
 
 
+def maps_inputs(job: EncodeJob) -> dict | None:
+    """What an encode reads of its maps: the digest of every frame's QP grid file (None where one
+    is missing: the encode then fails naming it) and the folder's base QP, block size and delta.
+    The plain baseline reads none."""
+    if job.maps_root is None or job.mode == "baseline":
+        return None
+    try:
+        params = load_params(job.maps_root)
+    except InputError:
+        params = {}
+    grids = []
+    for fid in job.clip.frame_ids:
+        p = frame_prefix(job.maps_root, job.clip.split, job.clip.city, fid)
+        p = p.with_name(f"{fid}_qp_map.npy")
+        grids.append(file_digest(p) if p.is_file() else None)
+    return {"qp_maps": key_of("qp-maps", grids=grids),
+            **{k: params.get(k) for k in ("base_qp", "block_size", "delta")}}
+
+
 def job_signature(job: EncodeJob) -> dict:
-    """What an encode depends on besides the folder it lands in (codec, mode and rate point): the
-    resolved encoder config (preset included), the frames, the maps, zone mode and two-pass.
-    ``--skip-existing`` reuses an encode only when its recorded signature is equal. The config's
-    file path is not part of it (its contents are): the same packaged config of another install
-    or checkout is the same setting."""
+    """What an encode depends on besides the folder it lands in (codec, mode and rate point) and
+    its source frames: the resolved encoder config (preset included), the frames, the contents of
+    the maps it reads (:func:`maps_inputs`, not their folder: maps rebuilt in place are new
+    inputs), zone mode, two-pass, threads and the engine. Reuse needs an equal signature. The
+    config's file path is not part of it (its contents are): the same packaged config of another
+    install or checkout is the same setting."""
     sig = {"config": _without_path(job.config.as_dict()), "frame_ids": list(job.clip.frame_ids),
-           "maps": str(job.maps_root) if job.maps_root and job.mode != "baseline" else None, "zone_mode": job.zone_mode,
-           "two_pass": job.two_pass}
+           "maps": maps_inputs(job), "zone_mode": job.zone_mode,
+           "two_pass": job.two_pass, "threads": job.threads, "roienc": __version__}
     if uses_pyav(job):                    # another encoder build: a CLI encode is not reused
         sig["engine"] = f"pyav {(inproc_versions() or {}).get('ffmpeg')}"
     return json.loads(json.dumps(sig, default=str))       # as it reads back from the sidecar
@@ -433,10 +493,10 @@ def _without_path(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "path"}
 
 
-def _reuse_problem(job: EncodeJob, signature: dict, src_sha1: str | None) -> str | None:
+def _reuse_problem(job: EncodeJob, signature: dict, src_digest: str | None) -> str | None:
     """Why the existing encode of ``job`` cannot be reused (None: it can): its sidecar must say
-    ok with the same settings signature and source frames, and the file must have the size the
-    sidecar recorded (a truncated or replaced file is encoded again)."""
+    ok with the same settings signature and source frames, and the file must hold the bytes the
+    sidecar recorded (its sha256: a truncated, replaced or padded file is encoded again)."""
     try:
         old = read_json(job.sidecar)
     except InputError as exc:
@@ -448,11 +508,10 @@ def _reuse_problem(job: EncodeJob, signature: dict, src_sha1: str | None) -> str
         recorded = {**recorded, "config": _without_path(recorded["config"])}   # as earlier versions wrote it
     if recorded != signature:
         return "settings changed since the existing encode"
-    if src_sha1 is None or old.get("source_sha1") != src_sha1:
+    if src_digest is None or old.get("source_digest") != src_digest:
         return "the source frames differ from the ones encoded (or were not recorded)"
-    size = job.mp4.stat().st_size
-    if old.get("bytes") != size:
-        return f"{job.mp4.name} has {size} bytes, the sidecar recorded {old.get('bytes')} (truncated or replaced)"
+    if old.get("mp4_sha256") != file_digest(job.mp4):
+        return f"{job.mp4.name} is not the file the sidecar recorded (truncated or replaced)"
     return None
 
 
@@ -463,14 +522,14 @@ def encode_clip(job: EncodeJob) -> dict:
     the command and the tail of stderr, and the caller goes on with the next clip.
     """
     signature = job_signature(job)
-    src_sha1 = None
+    src_digest, src_each = None, None
     if not job.clip.missing:
         try:
-            src_sha1 = sources_sha1(job.clip.image_paths)
+            src_digest, src_each = sources_digest(job.clip.image_paths)
         except InputError:
             pass                          # recorded below as the encode's failure
     if job.skip_existing and job.sidecar.is_file() and job.mp4.is_file():
-        why = _reuse_problem(job, signature, src_sha1)
+        why = _reuse_problem(job, signature, src_digest)
         if why is None:
             old = read_json(job.sidecar)
             old["skipped_existing"] = True
@@ -496,14 +555,14 @@ def encode_clip(job: EncodeJob) -> dict:
         "ffmpeg_version": job.ffmpeg.version, "ffmpeg_path": job.ffmpeg.path,
         "engine": {"x265": "x265-cli", "SvtAv1EncApp": "svtav1-cli"}.get(cfg.encoder, "ffmpeg"),
         "roienc_version": __version__, "config": cfg.as_dict(), "config_path": cfg.path,
-        "maps": signature["maps"],
+        "maps": str(job.maps_root) if job.maps_root and job.mode != "baseline" else None,
         "cityscapes_root": str(Path(job.cityscapes_root).absolute()) if job.cityscapes_root else "",
         "frame_ids": list(clip.frame_ids),
         # what evaluate compares the encode with: the exact files (absolute), where they sit
         # under a Cityscapes root (for --cityscapes-root elsewhere) and a hash of their bytes
         "source_files": [str(Path(p).absolute()) for p in clip.image_paths],
         "source_relpaths": [source_relpath(clip, f) for f in clip.frame_ids],
-        "source_sha1": src_sha1,
+        "source_digest": src_digest, "source_digests": src_each,
         "input_args": job_input_args(job) if clip.image_paths else [], "adapter": {},
         "status": "ok", "error": None,
     }
@@ -517,8 +576,8 @@ def encode_clip(job: EncodeJob) -> dict:
         if clip.missing:
             raise InputError(f"snippet {clip.clip_id} lacks frames {', '.join(clip.missing[:5])}"
                              f"{' ...' if len(clip.missing) > 5 else ''}: a clip needs contiguous frames")
-        if src_sha1 is None:
-            side["source_sha1"] = sources_sha1(clip.image_paths)      # raises naming the file
+        if src_digest is None:
+            side["source_digest"], side["source_digests"] = sources_digest(clip.image_paths)
         maps = None
         if job.mode != "baseline":          # the plain baseline reads no maps
             if job.maps_root is None:
@@ -536,6 +595,7 @@ def encode_clip(job: EncodeJob) -> dict:
         _encode(job, maps, side)
         sizes = packet_sizes(job.ffmpeg.path, job.mp4)
         side["bytes"] = job.mp4.stat().st_size
+        side["mp4_sha256"] = file_digest(job.mp4)
         side["video_bytes"] = int(sum(sizes))
         side["frames_encoded"] = len(sizes)
         side["kbps"] = bitrate_kbps(sizes, clip.fps)
@@ -923,10 +983,11 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
         for job in work:                  # encodes run in this process: show their frames too
             job.frame_progress = True
     results: list[dict] = []
-    for res in run_tasks(encode_clip, work, spec, desc="encode", unit="clip", progress=progress):
-        results.append(res)
-        if res["status"] != "ok":
-            log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
-                        (res["error"] or "").splitlines()[0])
+    with locked_run(out, "roienc encode"):
+        for res in run_tasks(encode_clip, work, spec, desc="encode", unit="clip", progress=progress):
+            results.append(res)
+            if res["status"] != "ok":
+                log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
+                            (res["error"] or "").splitlines()[0])
     results.sort(key=lambda r: (r["clip"], r["mode"], r["rate_control"], r["rate_value"]))
     return results

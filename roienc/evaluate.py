@@ -35,11 +35,12 @@ import pandas as pd
 
 from . import __version__
 from .dataset import Clip
-from .encode import concat_list_text, input_args, sources_sha1
+from .encode import concat_list_text, input_args, sources_digest, sources_sha1
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import ensure_dir, read_json, write_csv, write_json
-from .maps import frame_prefix, load_importance, load_near_mask
+from .maps import frame_prefix, importance_file, load_importance, load_near_mask, read_manifest
+from .store import file_digest, key_of
 from .metrics import RegionAccumulator, WeightedAccumulator, ssim_map
 from .probe import bitrate_kbps, packet_sizes
 from .tools import _launch_problem, find_ffmpeg, tail
@@ -68,6 +69,9 @@ class EvalTask:
     ffmpeg: str
     ssim: bool = False        # True: the SSIM map (ssim_* columns); False: they are NaN
     pipeline: bool = True     # False: every metric of a frame in the main thread (same numbers)
+    # the judging maps' record of the frame each map was built from (its image's sha256, from
+    # maps_manifest.csv), by frame id: maps of other frames are refused
+    maps_images: tuple[tuple[str, str], ...] = ()
 
 
 class FrameReader:
@@ -168,7 +172,7 @@ def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir
     built its own (:func:`roienc.encode.input_args`): the sidecar's absolute frame paths, or,
     with ``--cityscapes-root``, the same frames under that root. The frames must be the ones
     encoded: every file present and the hash of their bytes equal to the sidecar's."""
-    if not side.get("source_sha1") or "source_relpaths" not in side:
+    if not (side.get("source_digest") or side.get("source_sha1")) or "source_relpaths" not in side:
         # sidecar of roienc < 0.x: no recorded files, only the encoder's input options
         log.warning("%s: sidecar records no source files; comparing with its input options as "
                     "they stand (re-encode to get the source check)", sidecar)
@@ -186,7 +190,9 @@ def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir
         raise InputError(f"{sidecar}: source frame {missing[0]} not found (looked in {where}"
                          f"{'' if cityscapes_root else '; pass --cityscapes-root'}), "
                          f"{len(missing)} of {len(files)} missing")
-    if sources_sha1(files) != side["source_sha1"]:
+    same = (sources_digest(files)[0] == side["source_digest"] if side.get("source_digest")
+            else sources_sha1(files) == side["source_sha1"])
+    if not same:
         raise InputError(f"{sidecar}: the source frames in {where} are not the ones encoded "
                          f"(their bytes differ); pass the --cityscapes-root the encode used "
                          f"({side.get('cityscapes_root') or 'not recorded'})")
@@ -340,6 +346,7 @@ def evaluate_clip(task: EvalTask) -> dict:
     w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
     peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
     ff = task.ffmpeg
+    check_maps_frames(task, side)
     with tempfile.TemporaryDirectory(prefix="roienc-eval-") as tmpdir:
         src_cmd = _source_cmd(ff, side, source_input(side, task.sidecar, task.cityscapes_root,
                                                      Path(tmpdir)))
@@ -544,6 +551,32 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
     return row
 
 
+def check_maps_frames(task: EvalTask, side: dict) -> None:
+    """Refuse judging maps built from other frames than the encode's: for every frame both
+    record, the image digest in the maps' manifest must be the encoded frame's."""
+    built = dict(task.maps_images)
+    encoded = side.get("source_digests") or []
+    for fid, digest in zip(side["frame_ids"], encoded):
+        if built.get(fid) and digest and built[fid] != digest:
+            raise InputError(
+                f"{task.sidecar}: the maps {task.maps_root} were built from another picture of "
+                f"frame {fid} than the one encoded (another dataset, or the frame changed since): "
+                "build the judging maps from the dataset the encode used, or encode again")
+
+
+def maps_images(maps_root: Path) -> dict[str, str]:
+    """Frame id -> sha256 of the picture the maps of that frame were built from (rows of
+    ``maps_manifest.csv`` that record it)."""
+    try:
+        man = read_manifest(maps_root)
+    except InputError:
+        return {}
+    if "image_digest" not in man:
+        return {}
+    ok = man[(man["status"] == "ok") & (man["image_digest"].astype(str) != "")]
+    return dict(zip(ok["frame_id"].astype(str), ok["image_digest"].astype(str)))
+
+
 def judged_by(side: dict, maps_root: Path) -> str:
     """Which maps define the regions of a row, and whether they are the ones that drove the
     encode ('self': flatters an ROI in the wrong place) or independent of it."""
@@ -554,17 +587,29 @@ def judged_by(side: dict, maps_root: Path) -> str:
 
 
 def eval_key(task: EvalTask) -> str:
-    """What a results row depends on besides the code: the encoded file (size and mtime), the
-    sidecar, the maps and the ROI threshold. A row whose key still matches can be reused."""
-    side_st = task.sidecar.stat()
+    """What a results row is made from (:mod:`roienc.store`): the contents of the encoded file,
+    its sidecar, the source frames the evaluation compares with, every judging map it reads
+    (importance and near-object mask of each frame), the ROI threshold, SSIM or not, and the
+    roienc version. A row whose key is unchanged can be reused."""
+    def digest(p: Path) -> str | None:
+        return file_digest(p) if p.is_file() else None
+    side = read_json(task.sidecar)
     mp4 = task.sidecar.with_suffix(".mp4")
-    mp4_st = mp4.stat() if mp4.is_file() else None
-    parts = [side_st.st_size, side_st.st_mtime_ns, mp4_st.st_size if mp4_st else -1,
-             mp4_st.st_mtime_ns if mp4_st else -1, str(Path(task.maps_root).resolve()),
-             repr(float(task.roi_threshold))]
-    if not task.ssim:
-        parts.append("no-ssim")              # a row without SSIM does not stand for a full one
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    if not mp4.is_file():
+        mp4 = task.sidecar.with_name(f"{side.get('clip')}.{side.get('config', {}).get('container', 'mp4')}")
+    if task.cityscapes_root is not None:
+        sources = [Path(task.cityscapes_root) / rel for rel in side.get("source_relpaths", [])]
+    else:
+        sources = [Path(f) for f in side.get("source_files", [])]
+    maps = []
+    for fid in side.get("frame_ids", []):
+        prefix = frame_prefix(Path(task.maps_root), side.get("split", ""), side.get("city", ""), fid)
+        maps.append([digest(importance_file(prefix)),
+                     digest(prefix.with_name(f"{fid}_near_mask.png"))])
+    return key_of("evaluation", mp4=digest(mp4), sidecar=digest(task.sidecar),
+                  sources=[digest(p) for p in sources], maps=maps,
+                  maps_images=dict(task.maps_images),
+                  roi_threshold=float(task.roi_threshold), ssim=task.ssim)[:32]
 
 
 SIDECAR_KEYS = ("clip", "split", "city", "codec", "mode", "rate_control", "rate_value", "frames",
@@ -640,7 +685,7 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
              per_frame_dir: str | Path | None = None, ffmpeg: str | None = None,
              executor: ExecutorSpec | None = None, progress: bool = True,
              skip_existing: bool = False, ssim: bool = False,
-             pipeline: bool = True) -> pd.DataFrame:
+             pipeline: bool = True, sidecars: list[Path] | None = None) -> pd.DataFrame:
     """Evaluate every ok encode under ``encoded``; write ``report`` (CSV) and return it.
 
     The report is rewritten (atomically) as evaluations finish, so an interrupted run keeps what
@@ -650,18 +695,32 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     CPU time of all the others together); by default the ``ssim_*`` columns are NaN and
     ``<report>.json`` says so. ``pipeline=False`` computes each frame's metrics in the calling
     thread, one frame at a time (the same numbers, slower; for checking the pipelined path).
+    ``sidecars``: evaluate these encodes of ``encoded`` only (a sweep: the ones it made), not
+    every sidecar under it.
     """
     if not 0.0 <= roi_threshold <= 1.0:
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
     check_report_path(report)
     errors: list[dict] = []
-    sidecars = find_sidecars(encoded, errors)
+    found = find_sidecars(encoded, errors)
+    if sidecars is not None:
+        want = {Path(p).resolve() for p in sidecars}
+        found = [p for p in found if p.resolve() in want]
+    sidecars = found
     if not sidecars and not errors:
         raise InputError(f"no successful encodes (sidecar JSON with status ok) under {encoded}")
     ff = find_ffmpeg(ffmpeg).path
+    images = maps_images(Path(maps_root))
+
+    def built_from(p: Path) -> tuple[tuple[str, str], ...]:
+        try:
+            fids = read_json(p).get("frame_ids") or []
+        except InputError:
+            return ()
+        return tuple((f, images[f]) for f in fids if f in images)
     tasks = [EvalTask(p, Path(maps_root), Path(cityscapes_root) if cityscapes_root else None,
                       roi_threshold, Path(per_frame_dir) if per_frame_dir else None, ff,
-                      ssim=ssim, pipeline=pipeline)
+                      ssim=ssim, pipeline=pipeline, maps_images=built_from(p))
              for p in sidecars]
     rows: list[dict] = []
     if skip_existing and Path(report).is_file():

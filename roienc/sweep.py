@@ -32,7 +32,7 @@ import pandas as pd
 from . import __version__
 from .bdrate import METRICS, bd_table
 from .dataset import find_clips, has_sequences
-from .encode import RatePoint, check_threads, encode_many
+from .encode import RatePoint, check_threads, encode_many, settings_reference_is_baseline
 from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
@@ -41,6 +41,7 @@ from .maps import QPParams, build_maps, derive_maps, load_params, read_manifest
 from .plots import frontier_plot, rd_plot
 from .propagate import PropagationParams
 from .report import write_report
+from .store import locked_run
 from .tools import find_ffmpeg
 
 QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget", "floor")
@@ -158,6 +159,29 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         raise InputError("give --judge-maps or --judge-labels-root, not both")
     check_threads(threads)                 # before the maps are built, not after
     run_dir = ensure_dir(out)
+    with locked_run(run_dir, "roienc sweep"):
+        return _run_sweep(cityscapes_root, run_dir, split=split, cities=cities, codec=codec,
+                          modes=modes, rates=rates, source=source, sequence_ids=sequence_ids,
+                          map_options=map_options, qp_grid=qp_grid, judge_maps=judge_maps,
+                          judge_labels_root=judge_labels_root,
+                          judge_labels_pattern=judge_labels_pattern,
+                          settings_reference=settings_reference, config=config, preset=preset,
+                          jobs=jobs, roi_threshold=roi_threshold, zone_mode=zone_mode,
+                          ffmpeg=ffmpeg, x265=x265, svtav1=svtav1, executor=executor,
+                          progress=progress, argv=argv, two_pass=two_pass, ssim=ssim,
+                          engine=engine, threads=threads)
+
+
+def _sidecar_paths(encodes: list[dict], out: Path) -> list[Path]:
+    """Where the sidecars of ``encodes`` (encode_many's records) are under ``out``."""
+    return [out / e["codec"] / e["mode"] / e["rate_label"] / f"{e['clip']}.json" for e in encodes]
+
+
+def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, rates, source,
+               sequence_ids, map_options, qp_grid, judge_maps, judge_labels_root,
+               judge_labels_pattern, settings_reference, config, preset, jobs, roi_threshold,
+               zone_mode, ffmpeg, x265, svtav1, executor, progress, argv, two_pass, ssim, engine,
+               threads) -> SweepResult:
     src = source or ("sequence" if has_sequences(cityscapes_root, split) else "frames")
     opts = dict(map_options or {})
     opts["sequences"] = src == "sequence" or bool(opts.get("sequences"))
@@ -188,9 +212,13 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
 
     # maps: the first combination from the dataset (resumed), the others derived from it
     maps_dirs = [run_dir / "maps" / lab for lab in labels]
+    # only what is encoded: a sequence sweep builds the frames of its snippets (the annotated
+    # frame among them), a frames sweep the annotated frames
+    only = dict(annotated=src == "frames",
+                snippets=list(sequence_ids) if sequence_ids and src == "sequence" else None)
     build_maps(cityscapes_root, maps_dirs[0], split=split, cities=cities, executor=executor,
                progress=progress, visualize_every=30, skip_existing=True, qp=combos[0],
-               activity=any(q.rate_mode for q in combos), **opts)
+               activity=any(q.rate_mode for q in combos), **only, **opts)
     for q, d in zip(combos[1:], maps_dirs[1:]):
         derive_maps(maps_dirs[0], d, q)
 
@@ -202,8 +230,11 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
         jopts = {k: v for k, v in opts.items()                # the judge's own labels instead
                  if k not in ("labels_root", "label_source", "labels_pattern", "instances_pattern",
                               "label_every", "labels_kind")}
+        # evaluation reads the judges' importance and near-object masks only: no pictures, and
+        # a fixed QP mapping (no activity grids for a rate budget)
+        jqp = replace(combos[0], rate_budget=None)
         jparams = {**{k: _jsonable(v) for k, v in jopts.items()}, "labels": str(judge_labels_root),
-                   "pattern": judge_labels_pattern, "qp": asdict(combos[0])}
+                   "pattern": judge_labels_pattern, "qp": asdict(jqp), "outputs": "maps"}
         # the folder's params.json records the propagation settings (the disparity of frames
         # without their own is warped along the flow): a new default gets a folder of its own
         # instead of a refusal to mix two kinds of maps
@@ -211,8 +242,8 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
             jparams["propagation"] = _jsonable(PropagationParams())
         judge_dir = run_dir / "judge_maps" / _digest(jparams)
         build_maps(cityscapes_root, judge_dir, split=split, cities=cities, executor=executor,
-                   progress=progress, visualize_every=0, skip_existing=True, qp=combos[0],
-                   labels_root=judge_labels_root,
+                   progress=progress, visualize_every=0, skip_existing=True, qp=jqp,
+                   labels_root=judge_labels_root, outputs="maps", **only,
                    labels_pattern=judge_labels_pattern or "{frame_id}_labelIds.png", **jopts)
         judged_by = f"per-frame labels --judge-labels-root {judge_labels_root} ({judge_dir})"
     else:
@@ -233,20 +264,42 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                    executor=executor, progress=progress, skip_existing=True, ssim=ssim)
     errors: list[dict] = []
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
-    parts = [_tag(evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
-                           **eval_kw), "plain", judged_by, errors)]
+    plain_rows = evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
+                          sidecars=_sidecar_paths(encodes, run_dir / "enc" / "plain"), **eval_kw)
+    parts = [_tag(plain_rows, "plain", judged_by, errors)]
     roi_labels = labels if roi_modes else []      # the mappings with ROI encodes to make
     reused = {lab: twin for lab in roi_labels if (twin := _encoded_twin(run_dir, lab)) is not None}
     if reused:
         params["maps_reused"] = {lab: f"encodes of {twin}: byte-identical QP maps"
                                  for lab, twin in reused.items()}
         write_json(run_dir / "sweep.json", params)
-    for lab in roi_labels:
+    same_as_plain = {}
+    for lab, q in zip(labels, combos):
+        if lab not in roi_labels:
+            continue
         src = reused.get(lab, lab)       # the twin's maps (its encodes' signature) and encodes
-        encodes += encode_many(clips, run_dir / "maps" / src, modes=tuple(roi_modes),
-                               out=run_dir / "enc" / src, **enc_kw)
-        parts.append(_tag(evaluate(run_dir / "enc" / src, judge_dir, run_dir / "eval" / f"{src}.csv",
-                                   **eval_kw), lab, judged_by, errors))
+        lab_modes = list(roi_modes)
+        if "roi-settings" in lab_modes and settings_reference_is_baseline(codec, q.block_size, config):
+            # the reference's command is the plain baseline's: its encodes and rows are those
+            lab_modes.remove("roi-settings")
+            same_as_plain[lab] = ("roi-settings = the plain baseline (the same command: "
+                                  f"{q.block_size}-px blocks are x265's default qg-size)")
+        if not lab_modes:
+            continue
+        made = encode_many(clips, run_dir / "maps" / src, modes=tuple(lab_modes),
+                           out=run_dir / "enc" / src, **enc_kw)
+        encodes += made
+        rows = evaluate(run_dir / "enc" / src, judge_dir, run_dir / "eval" / f"{src}.csv",
+                        sidecars=_sidecar_paths(made, run_dir / "enc" / src), **eval_kw)
+        if lab in same_as_plain:
+            ref = plain_rows.copy()
+            ref["mode"] = "roi-settings"
+            ref["same_encode_as"] = "baseline"
+            rows = pd.concat([rows, ref], ignore_index=True)
+        parts.append(_tag(rows, lab, judged_by, errors))
+    if same_as_plain:
+        params["settings_reference"] = same_as_plain
+        write_json(run_dir / "sweep.json", params)
     results = pd.concat(parts, ignore_index=True)
     write_csv(run_dir / "results.csv", results.itertuples(index=False), header=list(results.columns))
 

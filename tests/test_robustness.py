@@ -136,7 +136,7 @@ def test_skip_existing_does_not_trust_a_truncated_or_stale_encode(seq_dataset, t
     frame = clips[0].image_paths[3]
     Image.new("RGB", (192, 96), (0, 0, 0)).save(frame)
     third = encode_many(clips, None, **kw)[0]
-    assert not third.get("skipped_existing") and third["source_sha1"] != first["source_sha1"]
+    assert not third.get("skipped_existing") and third["source_digest"] != first["source_digest"]
 
 
 # ---------------------------------------------------------------- item 7
