@@ -983,7 +983,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
         for job in work:                  # encodes run in this process: show their frames too
             job.frame_progress = True
     results: list[dict] = []
-    with locked_run(out, "roienc encode"):
+    with locked_run(out, "roienc encode", wait=True):
         for res in run_tasks(encode_clip, work, spec, desc="encode", unit="clip", progress=progress):
             results.append(res)
             if res["status"] != "ok":

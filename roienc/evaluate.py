@@ -343,6 +343,10 @@ def evaluate_clip(task: EvalTask) -> dict:
         mp4 = task.sidecar.with_name(side["clip"] + "." + side.get("config", {}).get("container", "mp4"))
     if not mp4.is_file():
         raise InputError(f"{task.sidecar}: its encoded file {mp4} is missing")
+    if side.get("mp4_sha256") and file_digest(mp4) != side["mp4_sha256"]:
+        raise InputError(f"{mp4} is not the file its sidecar {task.sidecar.name} describes (its "
+                         "bytes differ from the encode's: replaced or damaged); encode the clip "
+                         "again (`roienc encode --skip-existing` does)")
     w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
     peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
     ff = task.ffmpeg

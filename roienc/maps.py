@@ -1024,7 +1024,7 @@ def derive_maps(src: str | Path, out: str | Path, qp: QPParams, *, overwrite: bo
     files are kept (resumable) only when its key (the source frame's key and ``qp``) is the one
     recorded in ``out``'s manifest and they read back whole."""
     src, out = Path(src), ensure_dir(out)
-    with locked_run(out, f"derive-maps from {src}"):
+    with locked_run(out, f"derive-maps from {src}", wait=True):
         sp = load_params(src)
         params = dict(sp, qp=asdict(qp), block_size=qp.block_size, base_qp=qp.base_qp,
                       delta=qp.delta, background=qp.background, derived_from=str(src.resolve()))
@@ -1132,7 +1132,7 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
     same folder is refused. ``skip_existing`` keeps a frame only when its key (the digests of its
     input files, the parameters, the version) equals the one its manifest row recorded."""
     out = ensure_dir(out)
-    with locked_run(out, "roienc build-maps"):
+    with locked_run(out, "roienc build-maps", wait=True):
         return _build_maps(cityscapes_root, out, split=split, cities=cities, sequences=sequences,
                            annotated=annotated, labels_root=labels_root, importance=importance,
                            qp=qp, classes=classes, speed=speed, speed_override=speed_override,

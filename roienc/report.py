@@ -161,6 +161,10 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
     adds_html = html.escape(_adds_to_baseline(results))
     bd_html = bd_mean.drop(columns=["judged_by"], errors="ignore").to_html(
         index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
+    same = params.get("settings_reference") or {}
+    same_html = (" <b>roi-settings is the baseline</b> here: " + html.escape(
+        "; ".join(sorted(set(same.values())))) + "; its rows are the baseline's encodes, "
+        "not a second encode of the same command." if same else "")
     judged_html = ""
     if judged_by:
         warn = (" <b>Self-judged:</b> the regions are those the encoder was given, so an ROI in the "
@@ -197,7 +201,7 @@ pooled over the region's pixels across the clip. ROI = importance &ge; {roi_thre
 <p>References: <b>baseline</b> is the plain encoder (same config, preset and rate, nothing the ROI
 adds). <b>roi-settings</b>, when run, is the ROI encode's own encoder settings with every offset
 zero: roi-settings vs baseline is what the settings alone bring, roi vs roi-settings what the ROI
-itself brings. {adds_html}</p>
+itself brings. {adds_html}{same_html}</p>
 {judged_html}
 <h2>BD-rate (mean over clips)</h2>{bd_html}
 {front_html}

@@ -70,7 +70,7 @@ class DigestCache:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, stat TEXT, "
+            db.execute("CREATE TABLE IF NOT EXISTS digests (path BLOB PRIMARY KEY, stat TEXT, "
                        "digest TEXT)")
             self._db = db
         except (OSError, sqlite3.Error) as exc:
@@ -98,7 +98,8 @@ class DigestCache:
             db = self._conn()
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):
-                    row = db.execute("SELECT stat, digest FROM digests WHERE path=?", (p,)).fetchone()
+                    row = db.execute("SELECT stat, digest FROM digests WHERE path=?",
+                                     (os.fsencode(p),)).fetchone()
                     if row is not None and row[0] == skey:
                         self._mem[(p, key)] = row[1]
                         return row[1]
@@ -118,7 +119,8 @@ class DigestCache:
                 db = self._conn()
                 if db is not None:
                     with contextlib.suppress(sqlite3.Error):
-                        db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?)", (p, skey, digest))
+                        db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?)",
+                                   (os.fsencode(p), skey, digest))
         return digest
 
 
@@ -175,20 +177,25 @@ class FolderBusy(InputError):
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<folder>/.roienc.lock`` for the whole of a run. A second run
-    into the same folder is refused (``FolderBusy``) naming the command that holds it; the lock
-    is released when the process ends, however it ends (nothing to clean after ``kill -9``).
-    Re-entrant within a process (a sweep holds its run folder while its stages lock theirs)."""
+    """An exclusive ``flock`` on ``<folder>/.roienc.lock`` for the whole of a run; released when
+    the process ends, however it ends (nothing to clean after ``kill -9``). A second run into the
+    same folder (another process or thread) is refused (``FolderBusy``) naming the command that
+    holds it, or with ``wait`` waits for it to finish (runs that add to one folder: build-maps of
+    other cities, encodes of other modes). Re-entrant within a thread."""
 
-    _held: dict[str, int] = {}
+    _held: dict[tuple[str, int], int] = {}
 
-    def __init__(self, folder: str | os.PathLike, what: str) -> None:
+    def __init__(self, folder: str | os.PathLike, what: str, wait: bool = False) -> None:
         self.folder = Path(folder)
         self.what = what
+        self.wait = wait
         self._fh = None
 
+    def _key(self) -> tuple[str, int]:
+        return os.path.realpath(self.folder), threading.get_ident()
+
     def __enter__(self) -> "RunLock":
-        key = os.path.realpath(self.folder)
+        key = self._key()
         if RunLock._held.get(key):
             RunLock._held[key] += 1
             return self
@@ -200,10 +207,17 @@ class RunLock:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another roienc run"
-            fh.close()
-            raise FolderBusy(f"{self.folder} is in use by {holder}; two runs writing one folder "
-                             "would replace each other's files. Wait for it to finish, or use "
-                             "another output folder.") from None
+            if not self.wait:
+                fh.close()
+                raise FolderBusy(f"{self.folder} is in use by {holder}; two runs writing one "
+                                 "folder would replace each other's files. Wait for it to finish, "
+                                 "or use another output folder.") from None
+            log.warning("%s is in use by %s: waiting for it to finish", self.folder, holder)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            except BaseException:
+                fh.close()
+                raise
         fh.seek(0)
         fh.truncate()
         fh.write(f"{self.what} (pid {temp_tag()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -213,7 +227,7 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        key = os.path.realpath(self.folder)
+        key = self._key()
         RunLock._held[key] -= 1
         if RunLock._held[key] == 0 and self._fh is not None:
             del RunLock._held[key]
@@ -244,10 +258,10 @@ def clean_tree_temps(folder: str | os.PathLike, max_depth: int = 4) -> list[Path
 
 
 @contextlib.contextmanager
-def locked_run(folder: str | os.PathLike, what: str) -> Iterator[RunLock]:
+def locked_run(folder: str | os.PathLike, what: str, wait: bool = False) -> Iterator[RunLock]:
     """``with locked_run(out, "build-maps"):`` the whole run holds ``out`` (:class:`RunLock`)
     and starts by removing the temporaries killed runs left anywhere under it."""
-    with RunLock(folder, what) as lock:
+    with RunLock(folder, what, wait) as lock:
         for stale in clean_tree_temps(folder):
             log.info("removed %s (left by a killed run)", stale)
         yield lock

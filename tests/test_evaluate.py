@@ -113,7 +113,10 @@ def test_skip_existing_reuses_matching_rows_only(encoded, tmp_path):
     assert (reused["psnr_y"] == -1.0).all()      # nothing decoded again
     roi_mp4 = next(enc.rglob("roi/*/*.mp4"))
     st = roi_mp4.stat()
-    os.utime(roi_mp4, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # the encode "changed"
+    os.utime(roi_mp4, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # touched, same bytes
+    assert (evaluate(enc, maps, report, progress=False, skip_existing=True)["psnr_y"] == -1.0).all()
+    side = roi_mp4.with_suffix(".json")                               # the encode's record changed
+    side.write_text(side.read_text().replace('"status": "ok"', '"status": "ok", "note": "x"', 1))
     again = evaluate(enc, maps, report, progress=False, skip_existing=True)
     by_mode = dict(zip(again["mode"], again["psnr_y"]))
     assert by_mode["baseline"] == -1.0 and by_mode["roi"] > 15

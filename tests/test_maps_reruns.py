@@ -52,7 +52,7 @@ def test_other_cities_merge_into_the_manifest(root, tmp_path):
     assert sorted(load_params(out)["cities"]) == ["frankfurt", "lindau"]
     # a rerun of one city replaces its rows, keeps the other's
     _build(root, out, cities=["lindau"], skip_existing=True)
-    assert len(read_manifest(out)) == 62
+    assert len(read_manifest(out)) == 60
 
 
 def test_concurrent_runs_keep_each_others_rows(root, tmp_path):

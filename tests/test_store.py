@@ -70,7 +70,7 @@ def test_file_digest_follows_content_not_only_stat(tmp_path):
     assert key_of("x", a=1, b=[1, 2]) == key_of("x", b=[1, 2], a=1) != key_of("x", a=2, b=[1, 2])
 
 
-def test_a_second_run_into_a_held_folder_is_refused(tmp_path):
+def test_a_second_run_into_a_held_folder_is_refused(root, tmp_path):
     folder = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom roienc.store import RunLock\n"
@@ -81,6 +81,23 @@ def test_a_second_run_into_a_held_folder_is_refused(tmp_path):
         with pytest.raises(FolderBusy, match="in use by roienc sweep --out x"):
             with RunLock(folder, "second"):
                 pass
+        # a sweep into it is refused before writing anything
+        from roienc.sweep import run_sweep
+        with pytest.raises(FolderBusy):
+            run_sweep(root, folder, split="val", progress=False)
+        assert sorted(p.name for p in folder.iterdir()) == [".roienc.lock"]
+        # build-maps (--overwrite too) waits for the holder to finish, then runs
+        import threading
+        done = []
+        t = threading.Thread(target=lambda: done.append(
+            build_maps(root, folder, split="val", overwrite=True, progress=False,
+                       visualize_every=0, workers=1)))
+        t.start()
+        time.sleep(1.5)
+        assert not done and sorted(p.name for p in folder.iterdir()) == [".roienc.lock"]
+        holder.kill()
+        t.join(60)
+        assert done and (done[0].manifest["status"] == "ok").all()
     finally:
         holder.kill()
         holder.wait()
@@ -158,6 +175,10 @@ def test_encode_reuse_follows_maps_and_mp4_contents(root, tmp_path):
     pad = size - len(data)
     mp4.write_bytes(data + pad.to_bytes(4, "big") + b"free" + b"\0" * (pad - 8))
     assert mp4.stat().st_size == size
+    # evaluated as it is, it is refused: the sidecar describes another file
+    with pytest.raises(RoiencError, match="not the file its sidecar"):
+        evaluate(enc / "hevc/roi/crf30", maps, tmp_path / "r.csv", cityscapes_root=root,
+                 progress=False)
     third = encode_many(clips, maps, **enc_kw)[0]
     assert not third.get("skipped_existing") and third["mp4_sha256"] == second["mp4_sha256"]
     assert other["mp4_sha256"] != third["mp4_sha256"]
@@ -196,9 +217,9 @@ def test_evaluate_reuse_follows_contents_and_refuses_maps_of_other_frames(root, 
 def test_sweep_rerun_after_edited_labels_equals_a_clean_run(root, tmp_path):
     from roienc.cli import main as cli
 
-    def sweep(data, run):
+    def sweep(data, run):         # default 32-px blocks: roi-settings is the baseline's command
         return cli(["sweep", "--cityscapes-root", str(data), "--split", "val", "--crf", "26,34",
-                    "--preset", "fast", "--out", str(run), "--no-progress", "--block-size", "16"])
+                    "--preset", "fast", "--out", str(run), "--no-progress"])
 
     run = tmp_path / "run"
     assert sweep(root, run) == 0
@@ -211,3 +232,10 @@ def test_sweep_rerun_after_edited_labels_equals_a_clean_run(root, tmp_path):
     clean = pd.read_csv(tmp_path / "clean" / "results.csv")[cols]
     pd.testing.assert_frame_equal(after, clean)
     assert not before[cols].equals(after)
+    # no two encodes of the sweep are the same bitstream: roi-settings reuses the baseline's
+    mp4s = sorted(run.rglob("*.mp4"))
+    assert len(mp4s) == 4 and len({file_digest(p) for p in mp4s}) == 4
+    res = pd.read_csv(run / "results.csv")
+    ref = res[res["mode"] == "roi-settings"]
+    assert len(ref) == 2 and (ref["same_encode_as"] == "baseline").all()
+    assert "roi-settings is the baseline" in (run / "report.html").read_text()
