@@ -207,7 +207,12 @@ def write_npz(final: str | os.PathLike, array: np.ndarray, name: str, level: int
     with _atomic_file(final) as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
             a = np.ascontiguousarray(array)
-            with zf.open(f"{name}.npy", "w", force_zip64=a.nbytes > (1 << 31) - 1024) as m:
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))  # same bytes
+            info.compress_type = zipfile.ZIP_DEFLATED                               # every run
+            for attr in ("compress_level", "_compresslevel"):      # its name by Python version
+                if attr in zipfile.ZipInfo.__slots__:
+                    setattr(info, attr, level)
+            with zf.open(info, "w", force_zip64=a.nbytes > (1 << 31) - 1024) as m:
                 np.lib.format.write_array(m, a, allow_pickle=False)
     return Path(final)
 
