@@ -82,8 +82,9 @@ def long_clip(root: Path, maps: Path, clip, n: int, tmp: Path):
         old, new = clip.frame_ids[k], f"{city}_{seq}_{i:06d}"
         p = img_dir / f"{new}_leftImg8bit.png"
         os.symlink(clip.image_paths[k], p)
-        for suffix in ("_qp_map.npy", "_importance.npy"):
-            os.symlink(src_maps / f"{old}{suffix}", map_dir / f"{new}{suffix}")
+        for suffix in ("_qp_map.npy", "_importance.npz", "_importance.npy"):
+            if (src_maps / f"{old}{suffix}").exists():
+                os.symlink(src_maps / f"{old}{suffix}", map_dir / f"{new}{suffix}")
         ids.append(new)
         paths.append(p)
     return Clip(f"{city}_{seq}_long{n}", clip.split, city, "sequence", ids, paths, clip.fps), tmp / "longmaps"

@@ -38,7 +38,7 @@ from .dataset import Clip
 from .encode import concat_list_text, input_args, sources_digest, sources_sha1
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
-from .fileio import ensure_dir, read_json, write_csv, write_json
+from .fileio import clean_stale_temps, ensure_dir, read_json, write_csv, write_json
 from .maps import frame_prefix, importance_file, load_importance, load_near_mask, read_manifest
 from .store import file_digest, key_of
 from .metrics import RegionAccumulator, WeightedAccumulator, ssim_map
@@ -705,6 +705,8 @@ def evaluate(encoded: str | Path, maps_root: str | Path, report: str | Path, *,
     if not 0.0 <= roi_threshold <= 1.0:
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold}")
     check_report_path(report)
+    for stale in clean_stale_temps(Path(report).parent if str(Path(report).parent) else Path(".")):
+        log.info("removed %s (left by a killed run)", stale)
     errors: list[dict] = []
     found = find_sidecars(encoded, errors)
     if sidecars is not None:
