@@ -22,7 +22,9 @@ writes: three real 30-frame 2048x1024 aachen snippets, split train). Runs, in th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import sys
@@ -96,7 +98,7 @@ def run_sweep(root: Path, out: Path, args) -> tuple[float, Timers]:
     argv = ["sweep", "--cityscapes-root", str(root), "--split", args.split, "--cities", args.city,
             "--speed", str(args.speed), "--crf", args.crf, "--preset", "fast",
             "--judge-labels-root", str(args.judge_labels_root), "--out", str(out), "--no-progress"]
-    with Timers() as tm:
+    with Timers() as tm, contextlib.redirect_stdout(io.StringIO()):     # the sweep's tables
         t0 = time.perf_counter()
         rc = cli(argv)
         wall = time.perf_counter() - t0
@@ -149,7 +151,6 @@ def main() -> None:
         if (run / sub).is_dir():
             print(f"    {sub:11s} {du(run / sub) / n / 1e6:.3f} MB a frame")
 
-    t0 = time.perf_counter()
     wall2, tm2 = run_sweep(args.root, run, args)
     again = [e for e in tm2.encodes if not e.get("skipped_existing")]
     print(f"unchanged rerun: {wall2:.1f} s ({len(again)} encodes made)")
@@ -161,9 +162,10 @@ def main() -> None:
         maps = work / "maps"
         os.environ["ROIENC_DIGEST_CACHE"] = str(work / "digests-maps.sqlite3")
         t0 = time.perf_counter()
-        rc = cli(["build-maps", "--cityscapes-root", str(args.root), "--split", args.split,
-                  "--cities", args.city, "--speed", str(args.speed), "--sequences", "--out",
-                  str(maps), "--no-progress"])
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = cli(["build-maps", "--cityscapes-root", str(args.root), "--split", args.split,
+                      "--cities", args.city, "--speed", str(args.speed), "--sequences", "--out",
+                      str(maps), "--no-progress"])
         bm = time.perf_counter() - t0
         man = pd.read_csv(maps / "maps_manifest.csv")
         print(f"build-maps (README step 1): {bm:.1f} s for {len(man)} frames (exit {rc}); "

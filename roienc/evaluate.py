@@ -14,7 +14,6 @@ SSIM only where asked (``ssim=True``, ``--ssim``): otherwise the ``ssim_*`` colu
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import subprocess

@@ -4,7 +4,6 @@ Each case edits an input behind a finished run (labels, a picture, maps rebuilt 
 swapped for a padded copy of another, maps of another dataset) and checks that the rerun gives
 what a clean run on the edited data gives, or refuses naming what differs: no stale number.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -16,10 +15,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from roienc import store
 from roienc.dataset import find_clips
 from roienc.encode import RatePoint, encode_many
-from roienc.errors import InputError, RoiencError
+from roienc.errors import RoiencError
 from roienc.evaluate import evaluate
 from roienc.maps import QPParams, build_maps, read_manifest
 from roienc.store import FolderBusy, RunLock, file_digest, key_of
