@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import RoiencError
+from .errors import RoiencError, describe_oserror
 
 COMMANDS = ["synth", "build_maps", "export", "encode", "evaluate", "sweep", "demo", "doctor"]
 
@@ -78,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RoiencError as exc:
         print(f"roienc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:            # the file system refused a write or read: where and why
+        print(f"roienc {args.command}: error: {describe_oserror(exc)}; "
+              f"{RESUME_HINT.get(args.command, RESUME_DEFAULT)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"roienc {args.command}: error: not enough memory for this input (frames too large, "
+              "or too many workers: try --workers 1)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"roienc {args.command}: interrupted; {RESUME_HINT.get(args.command, RESUME_DEFAULT)}",

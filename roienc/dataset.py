@@ -6,6 +6,7 @@ what is wrong with it, so a caller can record a skip with that reason.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +304,10 @@ def read_disparity_raw(path: Path) -> np.ndarray:
     arr = read_png(path, "disparity")
     if arr.ndim != 2 or arr.dtype not in (np.uint8, np.uint16, np.int32):
         raise InputError(f"{path}: disparity must be a 16-bit grayscale PNG, got {_describe(arr)}")
+    if arr.dtype == np.uint8:
+        raise InputError(f"{path}: disparity is an 8-bit PNG; Cityscapes disparity is 16-bit "
+                         "(d = (p - 1) / 256), and 8 bits would put every distance far off: use "
+                         "the dataset's original 16-bit file")
     if arr.dtype != np.uint16:
         if arr.min() < 0 or arr.max() > 65535:
             raise InputError(f"{path}: disparity values outside uint16")
@@ -391,6 +396,50 @@ def read_speed(path: Path) -> float:
         raise InputError(f"{path}: speed must be a non-negative number of m/s up to "
                          f"{MAX_SPEED_MPS:g}, got {v}")
     return v
+
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_frame_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of a PNG frame from its header, after checking that the file is a
+    whole PNG (signature, header, the end chunk last): a truncated frame or another format saved
+    as ``.png`` is an InputError naming it, before an encoder meets it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 12))
+            end = f.read(12)
+    except OSError as exc:
+        raise InputError(f"cannot read frame {path}: {exc.strerror}") from None
+    if head[:8] != _PNG_SIG or head[12:16] != b"IHDR":
+        kind = ("a JPEG" if head[:3] == b"\xff\xd8\xff" else "not a PNG")
+        raise InputError(f"{path}: {kind} (the frame must be a PNG file): convert it to PNG "
+                         "or replace it with the dataset's file")
+    if end != _IEND:
+        raise InputError(f"{path}: the PNG is truncated or damaged (no end chunk): replace it "
+                         "with the dataset's file")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def check_clip_frames(clip: "Clip") -> tuple[int, int]:
+    """The frame size of ``clip``: every frame a whole PNG of the first one's size, else an
+    InputError naming the frame (a video has one frame size; FFmpeg would rescale silently)."""
+    first = None
+    for p in clip.image_paths:
+        wh = png_frame_size(Path(p))
+        if first is None:
+            first = wh
+        elif wh != first:
+            raise InputError(f"{p}: {wh[0]}x{wh[1]}, but {clip.image_paths[0]} is "
+                             f"{first[0]}x{first[1]}: the frames of clip {clip.clip_id} must "
+                             "all have one size")
+    if first is None:
+        raise InputError(f"clip {clip.clip_id} has no frames")
+    return first
 
 
 def read_rgb(path: Path) -> np.ndarray:

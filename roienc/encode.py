@@ -62,7 +62,7 @@ from .adapters import (VPX_MAX_DELTA, check_roi_compatible, check_vp9_roi, ffmpe
                        frame_qps, graph_router, perframe_filter_script, qp_range_for, qpfile_text,
                        vpx_delta_grids, zones_string)
 from .configs import CRF_MAX, EncoderConfig, check_rate, load_config, parse_kbps
-from .dataset import Clip, parse_id
+from .dataset import Clip, check_clip_frames, parse_id
 from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from . import inproc
@@ -71,7 +71,7 @@ from .fileio import (atomic_path, clean_stale_temps, ensure_dir, read_json, temp
 from .maps import ClipMaps, frame_prefix, load_clip_maps, load_params
 from .store import file_digest, files_digest, key_of, locked_run
 from .probe import bitrate_kbps, packet_sizes
-from .tools import Tool, _launch_problem, find_ffmpeg, find_x265, run, tail
+from .tools import Tool, _launch_problem, find_ffmpeg, find_x265, run, tail, write_log
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
         e2.seek(0)
         err1, err2 = e1.read(), e2.read()
         if log_path is not None:
-            Path(log_path).write_bytes(err1 + b"\n" + err2)
+            write_log(log_path, err1 + b"\n" + err2)
         if rc2 != 0:
             raise ToolError(f"{Path(consumer[0]).name} failed", consumer, rc2, tail(err2))
         if rc1 != 0:
@@ -578,20 +578,19 @@ def encode_clip(job: EncodeJob) -> dict:
                              f"{' ...' if len(clip.missing) > 5 else ''}: a clip needs contiguous frames")
         if src_digest is None:
             side["source_digest"], side["source_digests"] = sources_digest(clip.image_paths)
+        width, height = check_clip_frames(clip)       # whole PNGs of one size, or the frame named
+        side.update(width=width, height=height)
         maps = None
         if job.mode != "baseline":          # the plain baseline reads no maps
             if job.maps_root is None:
                 raise InputError(f"--mode {job.mode} needs --maps")
             maps = load_clip_maps(job.maps_root, clip)
-        from PIL import Image
-        with Image.open(clip.image_paths[0]) as im:
-            side.update(width=im.width, height=im.height)
-        if cfg.pix_fmt.startswith("yuv420") and (im.width % 2 or im.height % 2):
-            raise InputError(f"{clip.clip_id}: {im.width}x{im.height} frames cannot be coded as "
+        if cfg.pix_fmt.startswith("yuv420") and (width % 2 or height % 2):
+            raise InputError(f"{clip.clip_id}: {width}x{height} frames cannot be coded as "
                              f"{cfg.pix_fmt} (4:2:0 needs even width and height)")
-        if maps is not None and (maps.width, maps.height) != (im.width, im.height):
+        if maps is not None and (maps.width, maps.height) != (width, height):
             raise InputError(f"maps of {clip.clip_id} are {maps.width}x{maps.height} but its frames "
-                             f"are {im.width}x{im.height}: rebuild the maps from this dataset")
+                             f"are {width}x{height}: rebuild the maps from this dataset")
         _encode(job, maps, side)
         sizes = packet_sizes(job.ffmpeg.path, job.mp4)
         side["bytes"] = job.mp4.stat().st_size

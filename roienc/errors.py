@@ -17,6 +17,36 @@ class InputError(RoiencError):
     the file (or option) and says how to fix it."""
 
 
+def describe_oserror(exc: OSError, path: object = None) -> str:
+    """One line for a file-system error: the path, the cause in plain words and what to do (no
+    space left, permission, read-only, name too long), with the free space where it matters."""
+    import errno
+    import os
+    import shutil
+
+    where = path if path is not None else (exc.filename or "")
+    cause = exc.strerror or str(exc)
+    hint = ""
+    partial = "requested and" in str(exc) and "written" in str(exc)     # numpy's short write
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or partial:
+        cause = "no space left on the device" + (" (a write was cut short)" if partial else "")
+        try:
+            probe = str(where) or "."
+            while probe and not os.path.exists(probe):
+                probe = os.path.dirname(probe)
+            free = shutil.disk_usage(probe or ".").free
+            hint = f" ({free / 1e6:.1f} MB free there): free some space, then rerun the same command"
+        except OSError:
+            hint = ": free some space, then rerun the same command"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = ": check the permissions, or choose another output folder"
+    elif exc.errno == errno.EROFS:
+        hint = ": the file system is read-only; choose another output folder"
+    elif exc.errno == errno.ENAMETOOLONG:
+        hint = ": choose a shorter name or folder"
+    return f"{where}: {cause}{hint}" if where else f"{cause}{hint}"
+
+
 class ToolError(RoiencError):
     """An external program (ffmpeg, ffprobe, x265) failed or is missing.
 

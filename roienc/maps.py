@@ -28,7 +28,7 @@ from . import __version__
 from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
                       read_disparity_raw, read_frame_labels, read_instance_ids, read_label_ids, read_rgb,
                       read_speed)
-from .errors import InputError
+from .errors import InputError, describe_oserror
 from .executor import ExecutorSpec, run_tasks
 from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, read_npz_member, write_bytes,
                      write_csv, write_jpeg, write_json, write_npy, write_npz, write_png)
@@ -337,16 +337,7 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
     (no label of the annotated frame reaches them) raised to ``unseen_importance``. With
     ``cfg.annotation_thread`` the annotation's picture is decoded on a thread while the
     importance is computed (:class:`AnnotationJob`)."""
-    with Image.open(ref.image) as im:
-        img_size = im.size
-    if img_size != labels.shape[::-1]:
-        raise InputError(f"{ref.image}: image size {img_size[0]}x{img_size[1]} differs from "
-                         f"labelIds {labels.shape[1]}x{labels.shape[0]} ({ref.labels})")
-    if disp.shape != labels.shape:
-        raise InputError(f"{disp_path}: disparity size {disp.shape[1]}x{disp.shape[0]} "
-                         f"differs from labelIds {labels.shape[1]}x{labels.shape[0]}")
-    if instances is not None and instances.shape != labels.shape:
-        raise InputError(f"{ref.instances}: instanceIds size differs from labelIds")
+    check_frame_sizes(ref, labels, instances, disp, disp_path)
     prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
     job = (AnnotationJob(prefix, ref, row["speed_mps"])
            if annotate and "distance_annotation" in cfg.outputs and cfg.annotation_thread
@@ -379,12 +370,39 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
                                    job, activity))
 
 
+def check_frame_sizes(ref: FrameRef, labels: np.ndarray, instances: np.ndarray | None = None,
+                      disp: np.ndarray | None = None, disp_path: Path | None = None,
+                      labels_path: Path | None = None) -> None:
+    """The labels (and instances, disparity) of ``ref`` must be the size of its picture;
+    InputError naming both files otherwise (reads the picture's header only)."""
+    labels_path = labels_path or ref.labels
+    try:
+        with Image.open(ref.image) as im:
+            img_size = im.size
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{ref.image}: cannot read the frame ({exc})") from None
+    if img_size != labels.shape[::-1]:
+        raise InputError(f"{labels_path}: labels are {labels.shape[1]}x{labels.shape[0]} but the "
+                         f"frame {ref.image} is {img_size[0]}x{img_size[1]}: write labels at the "
+                         "frame's size")
+    if instances is not None and instances.shape != labels.shape:
+        raise InputError(f"{ref.instances}: instanceIds are {instances.shape[1]}x"
+                         f"{instances.shape[0]}, labelIds {labels.shape[1]}x{labels.shape[0]} "
+                         f"({labels_path}): both must be the frame's size")
+    if disp is not None and disp.shape != labels.shape:
+        raise InputError(f"{disp_path}: disparity is {disp.shape[1]}x{disp.shape[0]}, labelIds "
+                         f"{labels.shape[1]}x{labels.shape[0]} ({labels_path}): both must be the "
+                         "frame's size")
+
+
 def _guard(row: dict, ref: FrameRef, fn) -> None:
     """Run ``fn()``; record an InputError as a skip and anything else as a failure in ``row``."""
     try:
         fn()
     except InputError as exc:
         row.update(status="skipped", reason=str(exc))
+    except OSError as exc:    # the file system refused: where and why (no space, permission, ...)
+        row.update(status="failed", reason=describe_oserror(exc))
     except Exception as exc:  # a bug or an unforeseen file problem: record it, keep going
         log.debug("frame %s failed:\n%s", ref.frame_id, traceback.format_exc())
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
@@ -474,6 +492,7 @@ def process_snippet(task: tuple) -> list[dict]:
                 raise InputError(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
             got.update(labels=read_frame_labels(a),
                        instances=read_instance_ids(a.instances) if a.instances is not None else None)
+            check_frame_sizes(a, got["labels"], got["instances"], got["disp"], got["disp_path"])
         need_flow = any(refs[i].label_source.startswith("propagate") or
                         (refs[i].label_source in ("labels-root", "gtFine")
                          and refs[i].disparity is None and i != ann_idx) for i in todo)
@@ -485,13 +504,8 @@ def process_snippet(task: tuple) -> list[dict]:
             labs, pseudos = [], []
             for k in keyed:
                 lab = read_frame_labels(refs[k])
-                with Image.open(refs[k].image) as im:
-                    if im.size != lab.shape[::-1]:
-                        raise InputError(
-                            f"{refs[k].labels}: labels {lab.shape[1]}x{lab.shape[0]} but the frame "
-                            f"is {im.size[0]}x{im.size[1]} ({refs[k].image}); the frames without "
-                            "labels are propagated from it: write labels at the frame's size")
                 ins = read_instance_ids(refs[k].instances) if refs[k].instances is not None else None
+                check_frame_sizes(refs[k], lab, ins)
                 labs.append(lab)
                 pseudos.append(object_instances(lab, ins, lut))
             distinct = distinct_object_ids(pseudos)
@@ -1310,6 +1324,21 @@ def load_near_mask(maps_root: str | Path, split: str, city: str, frame_id: str) 
                          "`roienc build-maps --skip-existing`") from None
 
 
+def _why_no_maps(maps_root: Path, clip: Clip, fid: str) -> str:
+    """What the manifest says of a frame without maps (its skip or failure and the reason), or
+    what to run when it has no row."""
+    row = _rows_by_frame(maps_root).get((clip.split, clip.city, fid))
+    if row is not None and row.get("status") != "ok":
+        return f"build-maps {row.get('status')} frame {fid}: {row.get('reason')}"
+    hint = " --sequences" if clip.source == "sequence" else ""
+    if row is None:
+        return (f"frame {fid} of clip {clip.clip_id} has no maps in {maps_root} (built before the "
+                f"frame was there, or for other cities or snippets): run `roienc build-maps{hint} "
+                "--skip-existing` into it")
+    return (f"the maps of clip {clip.clip_id} are incomplete (removed since?): run `roienc "
+            f"build-maps{hint} --skip-existing` into {maps_root}")
+
+
 def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
     """QP grids of every frame of ``clip``; InputError naming the first missing map."""
     params = load_params(maps_root)
@@ -1318,10 +1347,7 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
         prefix = frame_prefix(Path(maps_root), clip.split, clip.city, fid)
         qp_path = prefix.with_name(f"{fid}_qp_map.npy")
         if not qp_path.is_file():
-            hint = (" with --sequences" if clip.source == "sequence" else "")
-            raise InputError(f"{qp_path} not found: the maps of clip {clip.clip_id} are incomplete; "
-                             f"run `roienc build-maps{hint}` (see {Path(maps_root) / 'maps_manifest.csv'}"
-                             " for skipped frames)")
+            raise InputError(f"{qp_path} not found: {_why_no_maps(Path(maps_root), clip, fid)}")
         grid = _read_npy(qp_path, "QP map")
         if grid.dtype.kind not in "iu":
             raise InputError(f"{qp_path}: a QP map holds integers, got {grid.dtype}; rebuild it")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ToolError
+from .errors import InputError, ToolError, describe_oserror
 
 STDERR_TAIL_LINES = 25
 
@@ -79,6 +79,16 @@ def executable_problem(path: str) -> str | None:
     return None
 
 
+def write_log(path: str | os.PathLike, data: bytes) -> None:
+    """A program's stderr into ``path``, atomically (no empty or cut log when the disk is full:
+    an InputError naming the file and the cause instead)."""
+    from .fileio import write_bytes
+    try:
+        write_bytes(path, data)
+    except OSError as exc:
+        raise InputError(f"cannot write the log {describe_oserror(exc, path)}") from None
+
+
 def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
         cwd: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
         capture_stdout: bool = True,
@@ -104,7 +114,7 @@ def run(cmd: Sequence[str], *, input: bytes | None = None, timeout: float | None
         raise ToolError(f"{Path(argv[0]).name} timed out after {timeout} s", argv,
                         stderr_tail=tail(exc.stderr)) from None
     if log_path is not None:
-        Path(log_path).write_bytes(proc.stderr or b"")
+        write_log(log_path, proc.stderr or b"")
     if proc.returncode != 0:
         raise ToolError(f"{Path(argv[0]).name} failed", argv, proc.returncode, tail(proc.stderr))
     return proc
@@ -134,7 +144,7 @@ def _run_streaming(argv: list[str], cwd, log_path, on_stderr: Callable[[bytes], 
     rc = proc.wait()
     err = b"".join(chunks)
     if log_path is not None:
-        Path(log_path).write_bytes(err)
+        write_log(log_path, err)
     if rc != 0:
         raise ToolError(f"{Path(argv[0]).name} failed", argv, rc, tail(err))
     return subprocess.CompletedProcess(argv, rc, None, err)

@@ -162,7 +162,7 @@ def test_size_mismatch_and_bad_speed(synth_root, tmp_path):
     lin.write_text(json.dumps({"speed": -3.0}))
     rep = build_maps(broken, tmp_path / "m", split="val", workers=1, progress=False)
     man = rep.manifest.set_index("frame_id")
-    assert "differs" in man.loc[fid, "reason"]
+    assert "disparity is 10x10" in man.loc[fid, "reason"] and "the frame's size" in man.loc[fid, "reason"]
     assert "non-negative" in man.loc[lin.name[:-13], "reason"]
 
 
