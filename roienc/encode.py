@@ -424,24 +424,27 @@ def _x265_cli_args(job: EncodeJob, qpfile: Path | None, out_hevc: Path, extra: d
 def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None = None) -> None:
     """``producer | consumer``; raise ToolError naming the side that failed, with its stderr."""
     with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
-        try:
-            p1 = subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=e1, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            raise ToolError(_launch_problem(producer[0], exc), producer) from None
-        try:
-            p2 = subprocess.Popen(consumer, stdin=p1.stdout, stderr=e2, stdout=subprocess.DEVNULL)
-        except OSError as exc:
-            p1.kill()
-            p1.wait()
-            raise ToolError(_launch_problem(consumer[0], exc), consumer) from None
-        p1.stdout.close()  # so the producer gets SIGPIPE if the consumer dies
-        try:
+        procs: list[subprocess.Popen] = []
+        try:       # an interrupt anywhere in here (Ctrl-C to this process only) stops both sides
+            try:
+                procs.append(subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=e1,
+                                              stdin=subprocess.DEVNULL))
+            except OSError as exc:
+                raise ToolError(_launch_problem(producer[0], exc), producer) from None
+            p1 = procs[0]
+            try:
+                procs.append(subprocess.Popen(consumer, stdin=p1.stdout, stderr=e2,
+                                              stdout=subprocess.DEVNULL))
+            except OSError as exc:
+                raise ToolError(_launch_problem(consumer[0], exc), consumer) from None
+            p2 = procs[1]
+            p1.stdout.close()  # so the producer gets SIGPIPE if the consumer dies
             rc2 = p2.wait()
             rc1 = p1.wait()
-        except BaseException:       # interrupted (Ctrl-C to this process only): stop both sides
-            for proc in (p1, p2):
+        except BaseException:
+            for proc in procs:
                 proc.kill()
-            for proc in (p1, p2):
+            for proc in procs:
                 proc.wait()
             raise
         e1.seek(0)

@@ -521,13 +521,17 @@ def test_pool_workers_stop_with_the_main_process(tmp_path, sig):
         started = list(tmp_path.glob("started.*"))
         assert len(started) == 2
         workers = [int(p.name.split(".")[2]) for p in started]
-        time.sleep(0.5)
-        sleeps = [int(x) for w in workers for x in
-                  open(f"/proc/{w}/task/{w}/children").read().split()]
+
+        def children() -> list[int]:         # each worker's encoder, once it runs
+            return [int(x) for w in workers for x in
+                    open(f"/proc/{w}/task/{w}/children").read().split()]
+        deadline = time.time() + 30          # a loaded machine may take a while to start them
+        while len(sleeps := children()) < 2 and time.time() < deadline:
+            time.sleep(0.1)
         assert len(sleeps) == 2
         main.send_signal(getattr(signal, sig))        # to the main pid only, not the group
-        main.wait(timeout=20)
-        deadline = time.time() + 10
+        main.wait(timeout=60)
+        deadline = time.time() + 30
         while any(map(_alive, workers + sleeps)) and time.time() < deadline:
             time.sleep(0.1)
         assert not [p for p in workers + sleeps if _alive(p)]
@@ -565,8 +569,8 @@ def test_qpfile_pipeline_is_stopped_when_interrupted(tmp_path):
                 pass
         assert len(kids) == 2
         main.send_signal(signal.SIGINT)
-        main.wait(timeout=10)
-        deadline = time.time() + 10          # a loaded machine may take a moment to reap them
+        main.wait(timeout=60)
+        deadline = time.time() + 30          # a loaded machine may take a moment to reap them
         while any(map(_alive, kids)) and time.time() < deadline:
             time.sleep(0.1)
         assert not [k for k in kids if _alive(k)]
