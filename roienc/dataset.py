@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .names import check_component, check_names
 from .fileio import read_json, read_png
 
 FPS = 17.0  # Cityscapes sequences are recorded at 17 Hz
@@ -72,7 +73,9 @@ def _exists(p: Path) -> Path | None:
 
 
 def check_root(root: str | Path, split: str, need: tuple[str, ...] = ("leftImg8bit",)) -> Path:
-    """Check that ``root`` looks like a Cityscapes root; say which folder is missing."""
+    """Check that ``root`` looks like a Cityscapes root; say which folder is missing. ``split``
+    must be a plain name (it becomes a folder of every output)."""
+    check_component(split, "--split")
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--cityscapes-root {root}: no such directory")
@@ -89,6 +92,8 @@ def check_root(root: str | Path, split: str, need: tuple[str, ...] = ("leftImg8b
 
 def list_cities(root: Path, folder: str, split: str, cities: list[str] | None) -> list[str]:
     """Cities under ``root/folder/split`` filtered by ``cities``; errors name the bad filter."""
+    check_component(split, "--split")
+    cities = check_names(cities, "--cities") if cities else cities
     base = root / folder / split
     available = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     if not cities:

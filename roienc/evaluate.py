@@ -39,6 +39,7 @@ from .errors import InputError, RoiencError, ToolError
 from .executor import ExecutorSpec, run_tasks
 from .fileio import clean_stale_temps, ensure_dir, read_json, write_csv, write_json
 from .maps import frame_prefix, importance_file, load_importance, load_near_mask, read_manifest
+from .names import check_output_path
 from .store import file_digest, key_of
 from .metrics import RegionAccumulator, WeightedAccumulator, ssim_map
 from .probe import bitrate_kbps, packet_sizes
@@ -673,7 +674,7 @@ def find_sidecars(encoded: str | Path, errors: list[dict] | None = None) -> list
 def check_report_path(report: str | Path) -> Path:
     """``--report`` must name a CSV file in a writable folder; its provenance goes to
     ``<report>.json`` beside it, which must not be the report itself."""
-    rp = Path(report)
+    rp = check_output_path(report, "--report")
     if rp.is_dir():
         raise InputError(f"--report {rp} is a directory: name a CSV file, e.g. {rp / 'results.csv'}")
     if rp.suffix.lower() == ".json":

@@ -29,8 +29,10 @@ from .errors import InputError
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents); a clear InputError if it cannot be written."""
-    p = Path(path)
+    """Create ``path`` (and parents); a clear InputError if it cannot be written (or is too long
+    a path for the files roienc writes under it)."""
+    from .names import check_output_path
+    p = check_output_path(path, "output folder", folder=True)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

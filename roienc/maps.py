@@ -34,6 +34,7 @@ from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, read_npz_me
                      write_csv, write_jpeg, write_json, write_npy, write_npz, write_png)
 from .importance import ImportanceParams, compute_importance
 from .labels import ClassGroups, load_class_groups
+from .names import check_component, check_names
 from .propagate import PropagationParams
 from .ratemodel import luma_activity
 from .store import file_digest, key_of, locked_run
@@ -1145,6 +1146,8 @@ def build_maps(cityscapes_root: str | Path, out: str | Path, *, split: str = "va
     JSON). The whole run holds ``out`` (:func:`roienc.store.locked_run`): a second run into the
     same folder is refused. ``skip_existing`` keeps a frame only when its key (the digests of its
     input files, the parameters, the version) equals the one its manifest row recorded."""
+    check_component(split, "split")                 # names that become folders of the output,
+    cities = check_names(cities, "cities")          # checked before anything is written
     out = ensure_dir(out)
     with locked_run(out, "roienc build-maps", wait=True):
         return _build_maps(cityscapes_root, out, split=split, cities=cities, sequences=sequences,

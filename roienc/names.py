@@ -44,12 +44,19 @@ def check_names(values, what: str) -> list[str] | None:
     return out
 
 
-def check_output_path(path: str | os.PathLike, what: str) -> Path:
-    """A file or folder the run will write: its name must leave room for roienc's temporary
-    names and the whole path must fit the file system's limits; InputError before any work."""
+def check_output_path(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
+    """A file (or ``folder``) the run will write: a file's name must leave room for roienc's
+    temporary names, a folder's names fit the file system, and the whole path must leave room
+    for the files written under it; InputError before any work."""
     p = Path(path)
     name = os.fsencode(p.name)
-    if len(name) > NAME_MAX - TEMP_OVERHEAD:
+    if folder:
+        long = [c for c in p.parts if len(os.fsencode(c)) > NAME_MAX]
+        if long:
+            raise InputError(f"{what} {str(p)[:60]}...: the name {long[0][:30]}... is "
+                             f"{len(os.fsencode(long[0]))} bytes, more than the {NAME_MAX} a "
+                             "file system allows: choose a shorter name")
+    elif len(name) > NAME_MAX - TEMP_OVERHEAD:
         raise InputError(f"{what} {str(p)[:60]}...: its name is {len(name)} bytes; roienc writes "
                          f"it under a temporary name first, so at most {NAME_MAX - TEMP_OVERHEAD} "
                          "bytes: choose a shorter name")

@@ -102,3 +102,32 @@ def test_a_file_system_refusal_is_one_line_naming_path_and_cause(monkeypatch, ca
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert f"{tmp_path / 'x' / 'f.png'}: no space left on the device" in err
     assert "MB free there" in err
+
+
+def test_names_that_would_leave_out_are_refused_and_nothing_is_written(clean, tmp_path, capsys):
+    from roienc.errors import InputError
+    out = tmp_path / "a" / "b" / "out"
+    for opt, value in (("--split", "../../s"), ("--cities", "../x")):
+        with pytest.raises(SystemExit) as stop:               # argparse refuses the value
+            cli(["build-maps", "--cityscapes-root", str(clean), opt, value, "--out", str(out)])
+        assert stop.value.code == 2 and "not a plain name" in capsys.readouterr().err
+        # the library refuses it too (a caller that does not go through the command line)
+        with pytest.raises(InputError, match="not a plain name"):     # before making --out
+            build_maps(clean, out, progress=False, **({"split": value} if opt == "--split"
+                                                      else {"cities": [value]}))
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(InputError, match="list of names"):      # the library call, a bare string
+        build_maps(clean, out, cities="lindau", progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_names_too_long_for_the_file_system_are_refused_before_work(clean, tmp_path, capsys):
+    report = tmp_path / ("r" * 250 + ".csv")
+    assert cli(["evaluate", "--encoded", str(tmp_path), "--maps", str(tmp_path),
+                "--report", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert "--report" in err and "choose a shorter name" in err and "Traceback" not in err
+    deep = tmp_path.joinpath(*["d" * 200] * 22)
+    assert cli(["sweep", "--cityscapes-root", str(clean), "--out", str(deep)]) == 2
+    assert "choose a shorter path" in capsys.readouterr().err
+    assert not (tmp_path / ("d" * 200)).exists()
