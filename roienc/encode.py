@@ -902,6 +902,21 @@ def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") 
                          f"params {params!r}): {problem}")
 
 
+def error_summary(error: str | None) -> str:
+    """One console line of an encode's error: its first line, and where that only says that a
+    program failed ("python3 failed"), the last line the program printed (the real cause)."""
+    lines = [ln.strip() for ln in (error or "").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.endswith(" failed") and len(lines) > 1 and "stderr (tail):" in lines:
+        cause = lines[-1]
+        if "inproc.py" in error and first.startswith("python"):
+            first = "the in-process encoder (PyAV) failed"
+        return f"{first}: {cause} (the sidecar has the command and the whole message)"
+    return first
+
+
 def check_threads(threads: int | None) -> None:
     """Refuse a ``--threads`` value no encoder takes (None: the default)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
@@ -990,6 +1005,6 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
             results.append(res)
             if res["status"] != "ok":
                 log.warning("%s %s %s: %s", res["clip"], res["mode"], res["rate_label"],
-                            (res["error"] or "").splitlines()[0])
+                            error_summary(res["error"]))
     results.sort(key=lambda r: (r["clip"], r["mode"], r["rate_control"], r["rate_value"]))
     return results
