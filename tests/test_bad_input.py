@@ -131,3 +131,20 @@ def test_names_too_long_for_the_file_system_are_refused_before_work(clean, tmp_p
     assert cli(["sweep", "--cityscapes-root", str(clean), "--out", str(deep)]) == 2
     assert "choose a shorter path" in capsys.readouterr().err
     assert not (tmp_path / ("d" * 200)).exists()
+
+
+@pytest.mark.encode
+def test_an_encoder_failure_names_its_cause_on_the_console(root, tmp_path, caplog):
+    """A frame whose header and end are whole but whose pixels are damaged reaches the encoder:
+    the console says what the encoder said, not only that a program failed."""
+    frame = next((root / "leftImg8bit_sequence").rglob("*_000011_leftImg8bit.png"))
+    data = bytearray(frame.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)                  # inside the compressed pixels
+    frame.write_bytes(bytes(data))
+    clips = find_clips(root, "val", source="sequence")
+    side = encode_many(clips, None, modes=["baseline"], rates=[RatePoint("crf", 30)],
+                       out=tmp_path / "e", preset="fast", progress=False)[0]
+    assert side["status"] == "failed"
+    line = next(r.getMessage() for r in caplog.records if "lindau_000000 baseline" in r.getMessage())
+    assert line.count(":") >= 2 and not line.rstrip().endswith("failed")
