@@ -910,7 +910,9 @@ def error_summary(error: str | None) -> str:
         return ""
     first = lines[0]
     if first.endswith(" failed") and len(lines) > 1 and "stderr (tail):" in lines:
-        cause = lines[-1]
+        said = lines[lines.index("stderr (tail):") + 1:]
+        errs = [ln for ln in said if re.search(r"error|invalid|cannot|no such|failed", ln, re.I)]
+        cause = (errs or said or lines)[-1]
         if "inproc.py" in error and first.startswith("python"):
             first = "the in-process encoder (PyAV) failed"
         return f"{first}: {cause} (the sidecar has the command and the whole message)"

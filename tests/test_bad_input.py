@@ -147,4 +147,4 @@ def test_an_encoder_failure_names_its_cause_on_the_console(root, tmp_path, caplo
                        out=tmp_path / "e", preset="fast", progress=False)[0]
     assert side["status"] == "failed"
     line = next(r.getMessage() for r in caplog.records if "lindau_000000 baseline" in r.getMessage())
-    assert line.count(":") >= 2 and not line.rstrip().endswith("failed")
+    assert "inflate returned error" in line       # libpng's words about the damaged frame
