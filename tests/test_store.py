@@ -237,3 +237,14 @@ def test_sweep_rerun_after_edited_labels_equals_a_clean_run(root, tmp_path):
     ref = res[res["mode"] == "roi-settings"]
     assert len(ref) == 2 and (ref["same_encode_as"] == "baseline").all()
     assert "roi-settings is the baseline" in (run / "report.html").read_text()
+
+
+def test_a_sweep_of_one_snippet_builds_the_maps_of_that_snippet_only(tmp_path):
+    from roienc.synth import synthesize
+
+    root = tmp_path / "cs2"
+    synthesize(root, split="val", width=192, height=96, sequences_per_city=2, seed=1)
+    rep = build_maps(root, tmp_path / "m", split="val", sequences=True, annotated=False,
+                     snippets=["lindau_000001"], workers=1, progress=False, visualize_every=0)
+    assert set(rep.manifest["frame_id"].str[:13]) == {"lindau_000001"}
+    assert len(rep.manifest) == 30
