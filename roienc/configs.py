@@ -38,13 +38,17 @@ def parse_kbps(text) -> float:
     return val
 
 
-def check_rate(control: str, value, where: str = "", qp_max: int = QP_MAX) -> float:
+def check_rate(control: str, value, where: str = "", qp_max: int | None = None,
+               codec: str | None = None) -> float:
     """``value`` as a valid rate of ``control`` (CRF/QP in 0..``qp_max``, bitrate > 0 kbps), or
-    InputError."""
+    InputError. ``codec`` gives the bound (:data:`CRF_MAX`: 51 for hevc and h264, 63 for vp9
+    and av1) and is named in the message; without either the bound is x264/x265's 51."""
     if control not in RATE_CONTROLS:
         raise InputError(f"{where}rate control must be one of {', '.join(RATE_CONTROLS)}, got {control!r}")
     if control == "bitrate":
         return parse_kbps(value)
+    if qp_max is None:
+        qp_max = CRF_MAX.get(codec, QP_MAX) if codec is not None else QP_MAX
     if isinstance(value, bool):
         raise InputError(f"{where}--{control} must be a number, got {value!r}")
     try:
@@ -52,7 +56,9 @@ def check_rate(control: str, value, where: str = "", qp_max: int = QP_MAX) -> fl
     except (TypeError, ValueError):
         raise InputError(f"{where}--{control} must be a number, got {value!r}") from None
     if not (math.isfinite(v) and 0 <= v <= qp_max):
-        raise InputError(f"{where}--{control} must be between 0 and {qp_max}, got {value!r}")
+        shown = f"{v:g}" if math.isfinite(v) or not isinstance(value, str) else repr(value)
+        scale = f" for {codec}" if codec else ""
+        raise InputError(f"{where}--{control} must be between 0 and {qp_max}{scale}, got {shown}")
     return v
 
 
@@ -97,7 +103,7 @@ class EncoderConfig:
         if control not in self.rate and control != "crf":
             raise InputError(f"{self.path}: [rate] control = {control!r} needs a {control} value")
         return control, check_rate(control, self.rate.get(control, 28), f"{self.path}: [rate] ",
-                                   CRF_MAX.get(self.codec, QP_MAX))
+                                   codec=self.codec)
 
 
 def _fmt(v) -> str:

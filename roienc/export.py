@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .adapters import (ffmpeg_filter_script_args, frame_qps, graph_router, perframe_filter_script,
                        qp_range_for, qpfile_text, roi_rects, zones_string)
-from .configs import load_config
+from .configs import check_rate, load_config
 from .dataset import FPS, Clip, select_clips
 from .encode import EncodeJob, RatePoint, _x265_cli_args, build_ffmpeg_cmd, job_input_args
 from .errors import InputError
@@ -21,6 +21,7 @@ from .errors import ToolError
 from .tools import Tool, find_ffmpeg, find_x265
 
 FORMATS = ("addroi", "zones", "qpfile", "all")
+CODEC = "hevc"          # what the exported commands encode (libx265, the x265 CLI)
 
 
 def _sh(cmd: list[str], ff: Tool | None = None, x265: Tool | None = None) -> str:
@@ -89,6 +90,7 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
     """Write the adapter files of ``clip``; return their paths."""
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    crf = check_rate("crf", crf, codec=CODEC)
     out = ensure_dir(Path(out).resolve())      # the script runs from any directory
     maps = load_clip_maps(maps_root, clip)
     want = set(FORMATS[:3]) if fmt == "all" else {fmt}
@@ -157,6 +159,15 @@ def export_clip(maps_root: str | Path, clip: Clip, out: str | Path, fmt: str = "
 def export(maps_root: str | Path, out: str | Path, fmt: str = "all",
            sequence_ids: list[str] | None = None, crf: float = 28.0,
            ffmpeg: str | None = None) -> dict[str, list[Path]]:
+    """Write the adapter files and commands of every clip of ``maps_root`` (or of
+    ``sequence_ids``) into ``out``; the format and the CRF are checked before anything is
+    written."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    crf = check_rate("crf", crf, codec=CODEC)
+    if isinstance(sequence_ids, (str, bytes)):
+        raise InputError(f"--sequence takes a list of clip ids, got the string {sequence_ids!r}; "
+                         f"pass [{sequence_ids!r}]")
     clips = select_clips(clips_from_maps(maps_root), sequence_ids, f"the maps in {maps_root}")
     if not clips:
         raise InputError(f"{maps_root}: no clip has complete maps (see maps_manifest.csv)")

@@ -2,22 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..dataset import find_clips
 from ..executor import ExecutorSpec
-from ..configs import CODECS, CRF_MAX, check_rate
+from ..configs import CODECS, check_rate
 from ..encode import ENGINES, MODES, RatePoint, encode_many
 from ..errors import InputError
-from .build_maps import csv_list
+from .build_maps import csv_list, int_range, name_arg, names_arg
 
 
 def _arg_type(control: str, multi: bool):
     """An argparse type for ``--crf``/``--bitrate``/``--qp``: a bad value is argparse's one-line
-    usage error (exit 2), not a traceback."""
+    usage error (exit 2), not a traceback. A CRF/QP is only read as a number here: its range
+    depends on --codec, which may come later on the command line (:func:`rate_points`)."""
     def one(text: str) -> float:
         try:
-            # 63: the widest CRF scale (libvpx, SVT-AV1); the codec's own range is checked later
-            return check_rate(control, text if control == "bitrate" else text.strip(), qp_max=63)
+            if control == "bitrate":
+                return check_rate(control, text)
+            return _number(control, text.strip())
         except InputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -28,6 +31,17 @@ def _arg_type(control: str, multi: bool):
         return vals
     many.__name__ = one.__name__ = control
     return many if multi else one
+
+
+def _number(control: str, text: str) -> float:
+    """``text`` as a finite number of ``--control`` (its range is checked with the codec)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"--{control} must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"--{control} must be a finite number, got {text!r}")
+    return v
 
 
 def add_rate_options(p: argparse.ArgumentParser, multi: bool = False,
@@ -50,20 +64,21 @@ def add_two_pass_option(p: argparse.ArgumentParser) -> None:
 
 def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list[RatePoint] | None:
     """The rate points asked for; none asked: ``default_crf``, or None (the encoder config's
-    ``[rate]`` section decides). A CRF/QP beyond the codec's scale (51; vp9, av1: 63) is the
-    command's usage error (exit 2), like any other bad value."""
+    ``[rate]`` section decides). A CRF/QP outside the codec's scale (0..51; vp9, av1: 0..63) is
+    the command's usage error (exit 2), like any other bad value, with that codec's bounds."""
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
         if val is not None:
             vals = val if isinstance(val, list) else [val]
-            top = CRF_MAX.get(getattr(args, "codec", "hevc"), 51)
+            codec = getattr(args, "codec", "hevc")
             parser = getattr(args, "_parser", None)
             for v in vals:
-                if control != "bitrate" and v > top:
-                    msg = f"argument --{control}: --{control} must be between 0 and {top}, got {v:g}"
+                try:
+                    check_rate(control, v, codec=codec)
+                except InputError as exc:
                     if parser is not None:
-                        parser.error(msg)
-                    raise InputError(msg)
+                        parser.error(f"argument --{control}: {exc}")
+                    raise
             return [RatePoint(control, float(v)) for v in vals]
     return None if default_crf is None else [RatePoint("crf", default_crf)]
 
@@ -90,8 +105,8 @@ def add_tool_options(p: argparse.ArgumentParser) -> None:
 def add_clip_options(p: argparse.ArgumentParser) -> None:
     """The dataset and which of its clips (encode and sweep alike)."""
     p.add_argument("--cityscapes-root", required=True, metavar="ROOT", help="Cityscapes-layout root")
-    p.add_argument("--split", default="val", help="dataset split")
-    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
+    p.add_argument("--split", default="val", type=name_arg("--split"), help="dataset split")
+    p.add_argument("--cities", type=names_arg("--cities"), metavar="A,B", help="only these cities")
     p.add_argument("--source", choices=["sequence", "frames"],
                    help="30-frame snippets (default when leftImg8bit_sequence exists) or the "
                         "annotated frames of a city as one clip")
@@ -115,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: the codec's packaged config; hevc_x265cli in qpfile mode)")
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
     p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
-    p.add_argument("--jobs", type=int, default=1, help="clips encoded in parallel")
+    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, help="clips encoded in parallel")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads of each encode (x265 pools, x264/libvpx -threads, SVT-AV1 --lp); "
                         "the bitstream depends on it, so a given N reproduces a run's bytes (same encoder "
@@ -132,9 +147,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    rates = rate_points(args)              # the codec's range: a usage error before any work
     clips = find_clips(args.cityscapes_root, args.split, args.cities, args.source, args.sequence)
     results = encode_many(clips, args.maps, codec=args.codec, modes=args.mode,
-                          rates=rate_points(args), config=args.config, out=args.out, jobs=args.jobs,
+                          rates=rates, config=args.config, out=args.out, jobs=args.jobs,
                           ffmpeg=args.ffmpeg, x265=args.x265, svtav1=args.svtav1,
                           skip_existing=args.skip_existing,
                           zone_mode=args.zone_mode, cityscapes_root=args.cityscapes_root,

@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..export import FORMATS, export
+from ..configs import check_rate
+from ..errors import InputError
+from ..export import CODEC, FORMATS, export
+
+
+def _crf(text: str) -> float:
+    """``--crf`` as a CRF of the exported HEVC commands (0..51), checked as encode checks it."""
+    try:
+        return check_rate("crf", text.strip(), codec=CODEC)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what to write: addroi filter scripts, x265 zones, x265 qpfiles or all")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--sequence", nargs="+", metavar="ID", help="only these clips (default: all)")
-    p.add_argument("--crf", type=float, default=28.0, help="rate point used in the commands (default 28)")
+    p.add_argument("--crf", type=_crf, default=28.0,
+                   help="rate point used in the commands: HEVC CRF 0-51 (default 28)")
     p.add_argument("--ffmpeg", metavar="PATH",
                    help="FFmpeg the commands call (default: $ROIENC_FFMPEG, PATH, bundled)")
     p.set_defaults(func=run)
