@@ -32,6 +32,14 @@ class ExecutorSpec:
     workers: int | None = None
     scheduler: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "dask"):
+            raise InputError(f"--executor must be 'local' or 'dask', got {self.kind!r}")
+        if self.workers is not None and (isinstance(self.workers, bool)
+                                         or not isinstance(self.workers, int) or self.workers < 1):
+            raise InputError(f"workers (--workers, --jobs) must be a whole number of at least 1, "
+                             f"got {self.workers!r}; leave it out for all cores")
+
     def resolved_workers(self) -> int:
         return max(1, self.workers or os.cpu_count() or 1)
 

@@ -27,23 +27,29 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
 from .bdrate import METRICS, bd_table
 from .dataset import find_clips, has_sequences
-from .encode import RatePoint, check_threads, encode_many, settings_reference_is_baseline
+from .configs import CODECS, load_config
+from .encode import (MODES, RatePoint, check_threads, encode_many, settings_reference_is_baseline,
+                     validate_mode)
 from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
 from .maps import QPParams, build_maps, derive_maps, load_params, read_manifest
+from .names import check_component, check_names
 from .plots import frontier_plot, rd_plot
 from .propagate import PropagationParams
+from .qpmap import block_reduce
 from .report import write_report
 from .store import locked_run
 from .tools import find_ffmpeg
 
+MAX_BLOCK_SIZE = 1024     # px: a QP block beyond it is coarser than any encoder's quantisation
 QP_LIST_KEYS = ("block_size", "block_stat", "delta", "background", "gamma", "base_qp", "rate_budget", "floor")
 FRONTIER_COLUMNS = ["maps", "block_size", "block_stat", "delta", "background", "rate_budget", "floor", "gamma",
                     "base_qp",
@@ -152,12 +158,25 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     the SSIM columns too (NaN otherwise). ``engine``: see :func:`roienc.encode.encode_many`
     (resolved once here, so the plain baseline and every ROI encode use the same build).
     ``threads``: each encode's threads (:func:`roienc.encode.encode_many`)."""
-    rates = rates or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
-    if "baseline" not in modes:
-        raise InputError("--modes must include baseline: BD-rates are measured against it")
-    if judge_maps is not None and judge_labels_root is not None:
-        raise InputError("give --judge-maps or --judge-labels-root, not both")
-    check_threads(threads)                 # before the maps are built, not after
+    # every argument checked before any work: nothing is built or encoded for a run that
+    # would be refused later
+    split = check_component(split, "--split")
+    cities = check_names(cities, "--cities")
+    sequence_ids = check_names(sequence_ids, "--sequence")
+    modes = check_modes(modes)
+    rates = check_rates(rates) or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
+    if codec not in CODECS:
+        raise InputError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    check_jobs(jobs)
+    check_threads(threads)
+    if not (isinstance(roi_threshold, (int, float)) and 0.0 <= roi_threshold <= 1.0):
+        raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold!r}")
+    check_encode_settings(codec, modes, rates, config, preset, two_pass)
+    map_options = dict(map_options or {})
+    combos = qp_combinations(map_options.get("qp"), qp_grid)
+    for q in combos:
+        check_qp_mapping(q)
+    check_judges(judge_maps, judge_labels_root)
     run_dir = ensure_dir(out)
     with locked_run(run_dir, "roienc sweep"):
         return _run_sweep(cityscapes_root, run_dir, split=split, cities=cities, codec=codec,
@@ -170,6 +189,91 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                           ffmpeg=ffmpeg, x265=x265, svtav1=svtav1, executor=executor,
                           progress=progress, argv=argv, two_pass=two_pass, ssim=ssim,
                           engine=engine, threads=threads)
+
+
+def check_modes(modes) -> tuple[str, ...]:
+    """``modes`` as a tuple of encode modes that includes baseline; InputError otherwise (a bare
+    string too: it would be read letter by letter)."""
+    if isinstance(modes, (str, bytes)) or not isinstance(modes, (list, tuple)):
+        raise InputError(f"--modes takes a list of modes, e.g. ['baseline', 'roi'], got {modes!r}")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise InputError(f"--modes: unknown {', '.join(map(repr, bad))}; choose from {', '.join(MODES)}")
+    if "baseline" not in modes:
+        raise InputError("--modes must include baseline: BD-rates are measured against it")
+    return tuple(modes)
+
+
+def check_rates(rates) -> list[RatePoint] | None:
+    """``rates`` as a list of RatePoint (None: the default CRFs); InputError for anything else."""
+    if rates is None:
+        return None
+    if isinstance(rates, (str, bytes, RatePoint)) or not isinstance(rates, (list, tuple)):
+        raise InputError("rates takes a list of RatePoint, e.g. [RatePoint('crf', 30), "
+                         f"RatePoint('crf', 35)], got {rates!r}")
+    bad = [r for r in rates if not isinstance(r, RatePoint)]
+    if bad:
+        raise InputError(f"rates takes RatePoint values (roienc.encode.RatePoint), got {bad[0]!r}")
+    if not rates:
+        raise InputError("no rate point given (empty --crf/--bitrate/--qp list)")
+    return list(rates)
+
+
+def check_jobs(jobs) -> int:
+    """``jobs`` (encodes at once) as a whole number of at least 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
+    return jobs
+
+
+def check_encode_settings(codec: str, modes: tuple[str, ...], rates: list[RatePoint],
+                          config: str | Path | None, preset: str | None, two_pass: bool) -> None:
+    """What :func:`roienc.encode.encode_many` refuses about a mode, its encoder config, preset
+    and rate points (``--preset ultrafast`` for ROI, a CRF beyond the codec's scale, ...),
+    checked for every mode the sweep will encode before the maps and the baseline are made."""
+    check = list(modes)
+    if codec == "hevc" and any(m in ("roi", "roi+zones") for m in modes):
+        check.append("roi-settings")
+    for mode in check:
+        cfg = load_config(config if config is not None else
+                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
+        if preset:
+            cfg.preset = preset
+        for rate in rates:
+            try:
+                validate_mode(codec, mode, rate, cfg, two_pass)
+            except InputError as exc:
+                raise InputError(f"mode {mode} ({cfg.name}{', --preset ' + preset if preset else ''}"
+                                 f", {rate.label}): {exc}") from None
+
+
+def check_qp_mapping(q: QPParams) -> None:
+    """The rules the QP maps of ``q`` would meet on every frame (a 'submax' block statistic
+    needs an even block size, ...), checked once on a dummy picture: a bad mapping is refused
+    before any work instead of skipping every frame."""
+    if q.block_size > MAX_BLOCK_SIZE:
+        raise InputError(f"--block-size must be between 1 and {MAX_BLOCK_SIZE} px, got "
+                         f"{q.block_size} (x265 quantisation groups are at most 64 px)")
+    try:
+        block_reduce(np.zeros((1, 1), np.float32), q.block_size, q.block_stat)
+    except InputError as exc:
+        raise InputError(f"--block-size {q.block_size} with --block-stat {q.block_stat}: {exc}; "
+                         "choose an even --block-size (e.g. 16 or 32) or --block-stat mean/max") from None
+
+
+def check_judges(judge_maps: str | Path | None, judge_labels_root: str | Path | None) -> None:
+    """The judging regions asked for exist: ``judge_maps`` a build-maps output,
+    ``judge_labels_root`` a folder (named as the options, not as --labels-root)."""
+    if judge_maps is not None and judge_labels_root is not None:
+        raise InputError("give --judge-maps or --judge-labels-root, not both")
+    if judge_labels_root is not None and not Path(judge_labels_root).is_dir():
+        raise InputError(f"--judge-labels-root {judge_labels_root}: no such directory; give the "
+                         "folder of the per-frame labels that judge the encodes")
+    if judge_maps is not None:
+        try:
+            load_params(judge_maps)
+        except InputError as exc:
+            raise InputError(f"--judge-maps {judge_maps}: {exc}") from None
 
 
 def _sidecar_paths(encodes: list[dict], out: Path) -> list[Path]:

@@ -3,14 +3,56 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from ..executor import ExecutorSpec
 from ..importance import ImportanceParams
 from ..maps import QPParams, build_maps
+from ..names import check_component, check_names
 from ..propagate import PropagationParams
+from ..sweep import check_qp_mapping
 
 
 def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def int_range(option: str, low: int, high: int | None = None):
+    """An argparse type: a whole number in ``low..high`` (no top with ``high`` None), checked
+    while the command line is read, so a bad value is a usage error (exit 2) before any work."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be a whole number, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(
+                f"{option} must be at least {low}, got {v}" if high is None else
+                f"{option} must be between {low} and {high}, got {v}")
+        return v
+    parse.__name__ = "int"
+    return parse
+
+
+def name_arg(option: str):
+    """An argparse type: one plain name that becomes a folder (a split): no '/', no '..'."""
+    def parse(text: str) -> str:
+        try:
+            return check_component(text, option)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "name"
+    return parse
+
+
+def names_arg(option: str):
+    """An argparse type: a comma list of plain names that become folders (cities)."""
+    def parse(text: str) -> list[str]:
+        try:
+            return check_names(csv_list(text), option)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "names"
+    return parse
 
 
 def _list_of(conv):
@@ -35,7 +77,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
     g.add_argument("--min-safe-distance", type=float, default=5.0,
                    help="floor of d_safe in m, so v=0 still cares about near objects (default 5)")
-    g.add_argument("--min-valid-pixels", type=int, default=5,
+    g.add_argument("--min-valid-pixels", type=int_range("--min-valid-pixels", 0), default=5,
                    help="objects with fewer valid disparity pixels have unknown distance (default 5)")
     g.add_argument("--unknown-importance", type=float, default=1.0,
                    help="importance of an object of unknown distance (default 1.0: counts as near)")
@@ -93,7 +135,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                         "the labelled frames around them (the annotated frame's, and with "
                         "--labels-root those of the frames that have a file) along optical flow "
                         "(default) or 'hold' the nearest one's unchanged")
-    s.add_argument("--label-every", type=int, default=1, metavar="K",
+    s.add_argument("--label-every", type=int_range("--label-every", 1), default=1, metavar="K",
                    help="with --labels-root: keep only the labels of every K-th frame (frames i "
                         "with (i - 19) %% K == 0, the annotated frame always among them); the "
                         "others are propagated from those (default 1: every file is used). "
@@ -133,7 +175,6 @@ def map_kwargs(args: argparse.Namespace) -> dict:
     override = args.speed_override
     if override is not None and override < 0:  # given without a value: apply --speed to all
         if args.speed is None:
-            from ..errors import InputError
             raise InputError("--speed-override without a value needs --speed V")
         override = args.speed
     return dict(
@@ -154,7 +195,7 @@ def map_kwargs(args: argparse.Namespace) -> dict:
 
 
 def add_executor_options(p: argparse.ArgumentParser, workers: int | None = None) -> None:
-    p.add_argument("--workers", type=int, default=workers, help="parallel processes (default: "
+    p.add_argument("--workers", type=int_range("--workers", 1), default=workers, help="parallel processes (default: "
                    + ("all cores" if workers is None else str(workers)) + ")")
     p.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local process pool (default) or a Dask cluster")
@@ -171,11 +212,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--cityscapes-root", required=True, metavar="ROOT",
                    help="Cityscapes-layout root (leftImg8bit/, gtFine/, disparity/, camera/, ...)")
-    p.add_argument("--split", default="val", help="dataset split")
-    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities")
+    p.add_argument("--split", default="val", type=name_arg("--split"), help="dataset split")
+    p.add_argument("--cities", type=names_arg("--cities"), metavar="A,B", help="only these cities")
     p.add_argument("--out", required=True, metavar="OUT", help="maps folder to write")
     add_map_options(p)
-    p.add_argument("--visualize-every", type=int, default=30, metavar="N",
+    p.add_argument("--visualize-every", type=int_range("--visualize-every", 0), default=30, metavar="N",
                    help="distance annotation for every N-th frame (default 30, 0 = none)")
     p.add_argument("--outputs", default="all", metavar="all|maps|LIST",
                    help="optional images to write: 'all' (default), 'maps' (none: importance npy, "
@@ -197,12 +238,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    kw = map_kwargs(args)
+    check_qp_mapping(kw["qp"])             # a mapping no frame can take: refused before any work
     report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
                         visualize_every=args.visualize_every, skip_existing=args.skip_existing,
                         overwrite=args.overwrite, outputs=args.outputs,
                         importance_format=args.importance_format,
-                        executor=executor_spec(args), progress=not args.no_progress,
-                        **map_kwargs(args))
+                        executor=executor_spec(args), progress=not args.no_progress, **kw)
     counts = report.counts
     total = len(report.manifest)
     print(f"build-maps: {total} frames -> {report.out}: "

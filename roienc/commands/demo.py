@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..demo import run_demo
-from .build_maps import csv_list
+from .build_maps import name_arg, names_arg
 from .sweep import summary_table
 
 
@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--out", default="roienc-demo", metavar="DIR", help="folder for the data, maps and run")
     p.add_argument("--cityscapes-root", metavar="ROOT", help="run on real data instead")
-    p.add_argument("--split", default="val", help="split (with --cityscapes-root)")
-    p.add_argument("--cities", type=csv_list, metavar="A,B", help="only these cities (with --cityscapes-root)")
+    p.add_argument("--split", default="val", type=name_arg("--split"),
+                   help="split (with --cityscapes-root)")
+    p.add_argument("--cities", type=names_arg("--cities"), metavar="A,B", help="only these cities (with --cityscapes-root)")
     p.add_argument("--speed", type=float, help="ego speed (m/s) for frames without vehicle JSON")
     p.add_argument("--preset", default="fast", help="x265 preset")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

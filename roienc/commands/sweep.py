@@ -6,8 +6,8 @@ import sys
 
 from ..configs import CODECS
 from ..sweep import run_sweep
-from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, map_kwargs,
-                         qp_grid)
+from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, int_range,
+                         map_kwargs, qp_grid)
 from .encode import add_clip_options, add_rate_options, add_tool_options, add_two_pass_option, rate_points
 
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssim", action="store_true",
                    help="evaluate SSIM too (ssim_* columns; off by default: two thirds of the "
                         "metrics' CPU time with it)")
-    p.add_argument("--jobs", type=int, default=1, help="encodes in parallel")
+    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, help="encodes in parallel")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads of each encode, as roienc encode --threads (the bitstream "
                         "depends on it; default: the CPUs divided among --jobs, or the encoder's "
