@@ -20,9 +20,14 @@ from cityscapesscripts.helpers.labels import name2label
 
 from .errors import InputError
 from .fileio import write_json, write_png
+from .names import check_component, check_names, check_output_path
 
 SNIPPET = 30
 ANNOTATED = 19
+MIN_SIDE = 16                  # px: the smallest frame the scene's objects fit in
+MAX_SIDE = 8192                # px: a side of a frame
+MAX_PIXELS = 4096 * 2048       # a frame's pixels: its textures take ~20 bytes a pixel while drawn
+MAX_SEQUENCES = 999_999        # snippet numbers have six digits (<city>_<NNNNNN>_<frame>)
 
 
 @dataclass
@@ -289,11 +294,12 @@ def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] |
     frame_labels: also write every sequence frame's true labels as a per-frame labels folder
         ``labels_sequence/<split>/<city>/<id>_{labelIds,instanceIds}.png`` (for --labels-root).
     """
-    if width < 16 or height < 16:
-        raise InputError(f"synth: frame size {width}x{height} is too small (min 16x16)")
-    if sequences_per_city < 1:
-        raise InputError("synth: --sequences-per-city must be >= 1")
-    root = Path(out)
+    check_size(width, height)
+    check_count(sequences_per_city, "--sequences-per-city", 1, MAX_SEQUENCES)
+    check_count(seed, "--seed", 0)
+    split = check_component(split, "--split")
+    cities = check_names(cities, "--cities")
+    root = check_output_path(out, "--out")
     info = SynthInfo(root, [], width, height)
     speeds = tuple(speeds) if speeds else _SPEEDS
     for ci, city in enumerate(cities):
@@ -320,6 +326,37 @@ def synthesize(out: str | Path, *, split: str = "val", cities: tuple[str, ...] |
     del truth["root"]  # keep the files independent of where they were written
     write_json(root / "synth_truth.json", truth)
     return info
+
+
+def _whole(value, what: str) -> int:
+    """``value`` as an int (a bool or a float is refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"synth: {what} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def check_size(width, height) -> None:
+    """A frame size the synthesizer can draw and hold in memory: each side MIN_SIDE..MAX_SIDE
+    px and at most MAX_PIXELS in all (its textures are four times the frame, as float32),
+    refused before anything is allocated or written."""
+    w, h = _whole(width, "--width"), _whole(height, "--height")
+    for name, v in (("--width", w), ("--height", h)):
+        if not MIN_SIDE <= v <= MAX_SIDE:
+            raise InputError(f"synth: {name} must be between {MIN_SIDE} and {MAX_SIDE} px, got {v}")
+    if w * h > MAX_PIXELS:
+        raise InputError(f"synth: a {w}x{h} frame is {w * h / 1e6:.0f} Mpx; at most "
+                         f"{MAX_PIXELS / 1e6:.1f} Mpx (e.g. 4096x2048, twice Cityscapes' 2048x1024): "
+                         "choose a smaller --width/--height")
+
+
+def check_count(value, what: str, low: int, high: int | None = None) -> int:
+    """``value`` as a whole number in ``low..high`` (no top: None); InputError naming the
+    option otherwise."""
+    v = _whole(value, what)
+    if v < low or (high is not None and v > high):
+        raise InputError(f"synth: {what} must be " + (f"at least {low}" if high is None else
+                                                        f"between {low} and {high}") + f", got {v}")
+    return v
 
 
 def _write_seq(root: Path, split: str, city: str, fid: str, f: dict, speed: float) -> None:

@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import argparse
 
-from ..synth import synthesize
-from .build_maps import csv_list
+from ..synth import MAX_PIXELS, MAX_SEQUENCES, MAX_SIDE, MIN_SIDE, synthesize
+from .build_maps import int_range, name_arg, names_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="synthesize a Cityscapes-format dataset (test data)",
                        description=__doc__)
     p.add_argument("--out", required=True, metavar="DIR", help="root of the dataset to write")
-    p.add_argument("--split", default="val", help="split folder to write")
-    p.add_argument("--cities", type=csv_list, default=["lindau"], metavar="A,B",
+    p.add_argument("--split", default="val", type=name_arg("--split"), help="split folder to write")
+    p.add_argument("--cities", type=names_arg("--cities"), default=["lindau"], metavar="A,B",
                    help="city names (default: lindau)")
-    p.add_argument("--sequences-per-city", type=int, default=1, metavar="N",
-                   help="30-frame snippets per city")
-    p.add_argument("--width", type=int, default=256, help="frame width in px")
-    p.add_argument("--height", type=int, default=128, help="frame height in px")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
+    p.add_argument("--sequences-per-city", type=int_range("--sequences-per-city", 1, MAX_SEQUENCES),
+                   default=1, metavar="N", help="30-frame snippets per city")
+    p.add_argument("--width", type=int_range("--width", MIN_SIDE, MAX_SIDE), default=256,
+                   help=f"frame width in px ({MIN_SIDE}..{MAX_SIDE})")
+    p.add_argument("--height", type=int_range("--height", MIN_SIDE, MAX_SIDE), default=128,
+                   help=f"frame height in px ({MIN_SIDE}..{MAX_SIDE}; width x height at most "
+                        f"{MAX_PIXELS:,} px, e.g. 4096x2048)")
+    p.add_argument("--seed", type=int_range("--seed", 0), default=0,
+                   help="random seed (same seed, same dataset)")
     p.add_argument("--no-sequences", action="store_true", help="annotated frames only")
     p.set_defaults(func=run)
 
