@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
 BD_COLUMNS = ["mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db", "clip", "points", "note"]
 METRICS = ("psnr_roi", "psnr_nonroi", "psnr_y", "psnr_weighted")
 
@@ -60,10 +62,28 @@ def bd_table(results: pd.DataFrame, reference: str = "baseline",
              metrics: tuple[str, ...] = METRICS, method: str = "akima") -> pd.DataFrame:
     """BD rows of every mode against ``reference`` and, where the run has a ``roi-settings``
     reference, of the ROI modes against it too; per clip and averaged (``clip='mean'``)."""
+    check_results(results, metrics)
     parts = [_bd_rows(results, reference, None, metrics, method)]
     if reference == "baseline" and (results["mode"] == SETTINGS_REFERENCE).any():
         parts.append(_bd_rows(results, SETTINGS_REFERENCE, ROI_MODES, metrics, method))
     return pd.DataFrame([r for part in parts for r in part], columns=BD_COLUMNS)
+
+
+def check_results(results, metrics: tuple[str, ...] = METRICS) -> None:
+    """``results`` is a table of encodes with the columns a BD table reads (``codec``, ``clip``,
+    ``mode``, ``kbps`` and every metric asked for); InputError naming what is missing."""
+    if not isinstance(results, pd.DataFrame):
+        raise InputError(f"bd_table takes a pandas DataFrame of encodes (evaluate's results), got "
+                         f"{type(results).__name__}")
+    if isinstance(metrics, (str, bytes)):
+        raise InputError(f"metrics takes a tuple of column names, got the string {metrics!r}; "
+                         f"pass ({metrics!r},)")
+    need = ["codec", "clip", "mode", "kbps", *metrics]
+    missing = [c for c in need if c not in results.columns]
+    if missing:
+        raise InputError(f"bd_table: the results lack the column(s) {', '.join(missing)} (it needs "
+                         f"{', '.join(need)}): pass the table `roienc evaluate` writes (its --report "
+                         "CSV) or a sweep's results.csv")
 
 
 def _bd_rows(results: pd.DataFrame, reference: str, only: tuple[str, ...] | None,
