@@ -425,19 +425,16 @@ def run_pipeline(producer: list[str], consumer: list[str], log_path: Path | None
     """``producer | consumer``; raise ToolError naming the side that failed, with its stderr."""
     with tempfile.TemporaryFile() as e1, tempfile.TemporaryFile() as e2:
         procs: list[subprocess.Popen] = []
+
+        def launch(cmd: list[str], **streams) -> subprocess.Popen:
+            try:
+                procs.append(subprocess.Popen(cmd, **streams))
+            except OSError as exc:
+                raise ToolError(_launch_problem(cmd[0], exc), cmd) from None
+            return procs[-1]
         try:       # an interrupt anywhere in here (Ctrl-C to this process only) stops both sides
-            try:
-                procs.append(subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=e1,
-                                              stdin=subprocess.DEVNULL))
-            except OSError as exc:
-                raise ToolError(_launch_problem(producer[0], exc), producer) from None
-            p1 = procs[0]
-            try:
-                procs.append(subprocess.Popen(consumer, stdin=p1.stdout, stderr=e2,
-                                              stdout=subprocess.DEVNULL))
-            except OSError as exc:
-                raise ToolError(_launch_problem(consumer[0], exc), consumer) from None
-            p2 = procs[1]
+            p1 = launch(producer, stdout=subprocess.PIPE, stderr=e1, stdin=subprocess.DEVNULL)
+            p2 = launch(consumer, stdin=p1.stdout, stderr=e2, stdout=subprocess.DEVNULL)
             p1.stdout.close()  # so the producer gets SIGPIPE if the consumer dies
             rc2 = p2.wait()
             rc1 = p1.wait()
