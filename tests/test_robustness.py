@@ -559,14 +559,19 @@ def test_qpfile_pipeline_is_stopped_when_interrupted(tmp_path):
     main = subprocess.Popen([sys.executable, "-c", code, str(pidfile)], stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        deadline = time.time() + 20
-        kids: list[int] = []
-        while len(kids) < 2 and time.time() < deadline:
-            time.sleep(0.1)
+        def running() -> list[int]:
+            """Both sides exec'd and roienc waiting on them (not still inside a launch: an
+            interrupt between fork and Popen's return would leave that side unknown to it)."""
             try:
                 kids = [int(x) for x in open(f"/proc/{main.pid}/task/{main.pid}/children").read().split()]
+                execd = all(open(f"/proc/{k}/cmdline", "rb").read().startswith(b"sleep") for k in kids)
+                wchan = open(f"/proc/{main.pid}/wchan").read().strip()
             except OSError:
-                pass
+                return []
+            return kids if len(kids) == 2 and execd and wchan in ("do_wait", "0", "") else []
+        deadline = time.time() + 30
+        while not (kids := running()) and time.time() < deadline:
+            time.sleep(0.05)
         assert len(kids) == 2
         main.send_signal(signal.SIGINT)
         main.wait(timeout=60)
