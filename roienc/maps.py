@@ -47,7 +47,8 @@ MANIFEST_COLUMNS = ["split", "city", "frame_id", "source", "width", "height", "s
                     "label_source", "annotated_frame", "label_steps", "label_sources",
                     "label_source_steps", "distance_source", "unseen_fraction",
                     "objects", "objects_inside_safe", "qp_roi_delta", "qp_background",
-                    "rate_predicted_pct", "status", "reason", "key", "image_digest"]
+                    "rate_predicted_pct", "objects_unknown_distance", "distance_note",
+                    "status", "reason", "key", "image_digest"]
 # Parameters that change the maps: a resumed run must use the same values.
 MANIFEST_FLUSH_S = 5.0  # rewrite the manifest at most this often while a run goes on
 MAP_KEYS = ("cityscapes_root", "labels_root", "labels", "importance", "classes", "qp", "speed",
@@ -352,7 +353,8 @@ def _build(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict, labels: n
         row.update(height=labels.shape[0], width=labels.shape[1], d_safe_m=fi.d_safe,
                    objects=len(fi.objects),
                    objects_inside_safe=int(fi.objects["inside_safe"].sum()),
-                   distance_source=distance_source)
+                   distance_source=distance_source,
+                   **distance_columns(fi.objects, disp, distance_source, ip))
         if pf is not None and pf.unseen is not None:
             prop = cfg.propagation
             row["unseen_fraction"] = round(float(np.count_nonzero(pf.unseen)) / pf.unseen.size, 4)
@@ -394,6 +396,24 @@ def check_frame_sizes(ref: FrameRef, labels: np.ndarray, instances: np.ndarray |
         raise InputError(f"{disp_path}: disparity is {disp.shape[1]}x{disp.shape[0]}, labelIds "
                          f"{labels.shape[1]}x{labels.shape[0]} ({labels_path}): both must be the "
                          "frame's size")
+
+
+def distance_columns(objects: pd.DataFrame, disp: np.ndarray, source: str,
+                     ip: ImportanceParams) -> dict:
+    """Manifest columns on the frame's distances: how many objects have none (importance 1, as
+    if near) and why: no disparity at all, a disparity map without one valid pixel, or objects
+    with fewer valid pixels than ``min_valid_pixels``."""
+    unknown = int(objects["distance_m"].isna().sum()) if len(objects) else 0
+    if not unknown:
+        note = ""
+    elif source == "unknown":
+        note = "no disparity for this frame: every object's distance unknown"
+    elif not np.any(disp):
+        note = "the disparity map has no valid pixel (all 0): every object's distance unknown"
+    else:
+        note = (f"{unknown} object(s) with fewer than {ip.min_valid_pixels} valid disparity "
+                "pixels: distance unknown")
+    return {"objects_unknown_distance": unknown, "distance_note": note}
 
 
 def _guard(row: dict, ref: FrameRef, fn) -> None:
@@ -1220,7 +1240,15 @@ def _build_maps(cityscapes_root, out: Path, *, split, cities, sequences, annotat
 
     # annotated frames one task each; the frames of a snippet one task (flow is per snippet)
     every = cfg.visualize_every if "distance_annotation" in cfg.outputs else 0
-    annotate = {id(r): bool(every) and i % every == 0 for i, r in enumerate(refs)}
+    def annotate_it(i: int, r: FrameRef) -> bool:
+        """Every ``every``-th annotated frame; in a snippet its annotated frame and every
+        ``every``-th frame from it (the default 30: the annotated frame, _000019)."""
+        if not every:
+            return False
+        if r.source == "sequence" and r.annotated:
+            return (parse_id(r.frame_id)[2] - parse_id(r.annotated)[2]) % every == 0
+        return i % every == 0
+    annotate = {id(r): annotate_it(i, r) for i, r in enumerate(refs)}
     tasks: list = [(r, cfg, annotate[id(r)], old_row(r)) for r in refs if r.source != "sequence"]
     groups: dict[tuple[str, str], list[FrameRef]] = {}
     for r in refs:

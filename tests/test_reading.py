@@ -1,0 +1,40 @@
+"""What a researcher reads (issue 31): distances that could not be measured are counted and
+explained, the distance annotation shows each snippet's annotated frame."""
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from roienc.maps import build_maps, read_manifest
+
+KW = dict(split="val", sequences=True, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    from roienc.synth import synthesize
+
+    r = tmp_path_factory.mktemp("cs")
+    synthesize(r, split="val", width=192, height=96, seed=6)
+    return r
+
+
+def test_unknown_distances_are_counted_and_explained(clean, tmp_path):
+    root = tmp_path / "cs"
+    shutil.copytree(clean, root)
+    d = next((root / "disparity_sequence").rglob("*_000007_disparity.png"))
+    Image.fromarray(np.zeros(np.asarray(Image.open(d)).shape, np.uint16)).save(d)
+    build_maps(root, tmp_path / "m", visualize_every=0, **KW)
+    man = read_manifest(tmp_path / "m").set_index("frame_id")
+    bad = man.loc[d.name[:-len("_disparity.png")]]
+    assert int(bad["objects_unknown_distance"]) == int(bad["objects"]) > 0
+    assert "no valid pixel" in bad["distance_note"]
+    good = man.drop(index=bad.name)
+    assert (good["distance_note"] == "").sum() > len(good) // 2
+
+
+def test_the_annotation_shows_each_snippets_annotated_frame(clean, tmp_path):
+    build_maps(clean, tmp_path / "m", **KW)              # default: every 30th frame
+    pics = sorted(p.name for p in (tmp_path / "m").rglob("*_distance_annotation.jpg"))
+    assert pics == ["lindau_000000_000019_distance_annotation.jpg"]
