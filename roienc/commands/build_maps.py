@@ -77,7 +77,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
     g.add_argument("--min-safe-distance", type=float, default=5.0,
                    help="floor of d_safe in m, so v=0 still cares about near objects (default 5)")
-    g.add_argument("--min-valid-pixels", type=int_range("--min-valid-pixels", 0), default=5,
+    g.add_argument("--min-valid-pixels", type=int, default=5,
                    help="objects with fewer valid disparity pixels have unknown distance (default 5)")
     g.add_argument("--unknown-importance", type=float, default=1.0,
                    help="importance of an object of unknown distance (default 1.0: counts as near)")
@@ -135,7 +135,7 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                         "the labelled frames around them (the annotated frame's, and with "
                         "--labels-root those of the frames that have a file) along optical flow "
                         "(default) or 'hold' the nearest one's unchanged")
-    s.add_argument("--label-every", type=int_range("--label-every", 1), default=1, metavar="K",
+    s.add_argument("--label-every", type=int, default=1, metavar="K",
                    help="with --labels-root: keep only the labels of every K-th frame (frames i "
                         "with (i - 19) %% K == 0, the annotated frame always among them); the "
                         "others are propagated from those (default 1: every file is used). "
