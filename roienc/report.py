@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,70 @@ def _adds_to_baseline(results: pd.DataFrame) -> str:
     return "; ".join(seen.values())
 
 
+_OVERLAP = re.compile(r"Insufficient curve overlap: '([\d.]+)'\. Minimum overlap: '([\d.]+)'")
+
+
+def reliability_note(note: object) -> str:
+    """A BD-rate note in roienc's words (the bjontegaard library's overlap warning included)."""
+    if not isinstance(note, str) or not note.strip():
+        return ""
+    text = note.replace("bd_rate: ", "").replace("bd_psnr: ", "")
+    text = re.sub(r"\s*You can silence this warning[^.;]*\.?", "", text)
+    m = _OVERLAP.search(text)
+    if m:
+        return (f"the two RD curves share only {float(m.group(1)):.0f}% of their quality range "
+                f"(BD-rate is reliable from {float(m.group(2)):.0f}%): the value leans on "
+                "extrapolation; rate points that widen the overlap make it firmer")
+    return text.strip()
+
+
+def bd_clip_tables(bd: pd.DataFrame) -> str:
+    """HTML: per ROI mode and reference, one table of BD-rates (rows: metrics; columns: every
+    clip, then their mean, titled with how many clips it averages); a figure whose curves are
+    unreliable is marked with a number pointing to its note below, and a mean over any marked
+    clip is marked too."""
+    if bd is None or not len(bd) or "clip" not in bd:
+        return ""
+    per = bd[bd["clip"] != "mean"]
+    clips = sorted(per["clip"].unique())
+    notes: list[str] = []
+    parts = []
+    group_cols = [c for c in ("maps", "mode", "reference") if c in bd]
+
+    def title_of(key: tuple) -> str:
+        return " / ".join(str(k) for k in key)
+    for key, g in bd.groupby(group_cols, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows = []
+        for metric, m in g.groupby("metric", sort=False):
+            cells, flagged = [], 0
+            for c in clips:
+                r = m[m["clip"] == c]
+                if r.empty:
+                    cells.append("<td>–</td>")
+                    continue
+                v, note = r["bd_rate_pct"].iloc[0], reliability_note(r.get("note", pd.Series([""])).iloc[0])
+                mark = ""
+                if note:
+                    flagged += 1
+                    notes.append(f"{title_of(key)}, {c}, {metric}: {note}")
+                    mark = f"<sup title='{html.escape(note)}'>{len(notes)}</sup>"
+                cells.append(f"<td>{'NaN' if pd.isna(v) else f'{v:+.1f}%'}{mark}</td>")
+            mean = m[m["clip"] == "mean"]["bd_rate_pct"]
+            mv = mean.iloc[0] if len(mean) else np.nan
+            flag = f" <i>({flagged} of {len(clips)} marked)</i>" if flagged else ""
+            cells.append(f"<td><b>{'NaN' if pd.isna(mv) else f'{mv:+.1f}%'}</b>{flag}</td>")
+            rows.append(f"<tr><th>{html.escape(str(metric))}</th>{''.join(cells)}</tr>")
+        title = html.escape(title_of(key))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in clips)
+        parts.append(f"<h3>{title}</h3><table><tr><th>metric</th>{head}"
+                     f"<th>mean of {len(clips)}</th></tr>{''.join(rows)}</table>")
+    foot = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return ("<h2>BD-rate per clip</h2><p>Negative = fewer bits than the reference for the same "
+            "quality in that region. A number in superscript marks a figure to read with care; "
+            "the notes say why.</p>" + "".join(parts) + (f"<ol>{foot}</ol>" if foot else ""))
+
+
 def offsets_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per ROI encode's maps and clip: the QP offsets the encoder was given, over the
     clip's frames (from the sidecar's ``adapter.frame_offsets``; a rate budget chooses them per
@@ -158,6 +223,8 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
     res_html = results[[c for c in cols if c in results]].to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
+    n_clips = bd.loc[bd["clip"] != "mean", "clip"].nunique() if "clip" in bd else 0
+    clip_html = bd_clip_tables(bd)
     adds_html = html.escape(_adds_to_baseline(results))
     bd_html = bd_mean.drop(columns=["judged_by"], errors="ignore").to_html(
         index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN")
@@ -194,7 +261,8 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
 <html><head><meta charset="utf-8"><title>roienc sweep report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} .row{{display:flex;gap:12px;flex-wrap:wrap}}
-figure{{margin:0}} img{{max-width:440px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style></head>
+figure{{margin:0}} img{{max-width:660px;image-rendering:pixelated}} figcaption{{font-size:12px}}
+h3{{font-size:14px;margin:1em 0 .3em}} table{{display:block;overflow-x:auto;max-width:100%}}</style></head>
 <body><h1>roienc sweep</h1>
 <p>Negative BD-rate = fewer bits than the reference for the same quality. PSNR inside a region is
 pooled over the region's pixels across the clip. ROI = importance &ge; {roi_threshold}.</p>
@@ -203,13 +271,14 @@ adds). <b>roi-settings</b>, when run, is the ROI encode's own encoder settings w
 zero: roi-settings vs baseline is what the settings alone bring, roi vs roi-settings what the ROI
 itself brings. {adds_html}{same_html}</p>
 {judged_html}
-<h2>BD-rate (mean over clips)</h2>{bd_html}
+<h2>BD-rate (mean over {n_clips} clips)</h2>{bd_html}
+{clip_html}
 {front_html}
 {offsets_html}
 <h2>Rate-distortion</h2><div class="row">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{ssim_note}{res_html}
-<h2>Parameters</h2><pre>{html.escape(pd.Series(params, dtype=object).to_string())}</pre>
+<h2>Parameters</h2><pre style="white-space:pre-wrap">{html.escape(json.dumps(params, indent=1, default=str))}</pre>
 </body></html>
 """
     return write_text(run_dir / "report.html", page)

@@ -22,7 +22,8 @@ FOREIGN = {"--qg-size", "--aq-mode", "--csv", "--qpfile", "--zones", "--roi-map-
            "--engines", "--repeat", "--sources", "--root", "--run", "--explore", "--crop",
            "--codecs", "--mappings", "--flow-scale", "--margin", "--unseen-importance",
            "--help", "--version", "--nthreads", "--rm",   # dask worker, docker run
-           "--lp"}                                       # SvtAv1EncApp
+           "--lp",                                       # SvtAv1EncApp
+           "--compare"}                                  # bench_store.py
 OPT = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 

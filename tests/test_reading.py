@@ -38,3 +38,19 @@ def test_the_annotation_shows_each_snippets_annotated_frame(clean, tmp_path):
     build_maps(clean, tmp_path / "m", **KW)              # default: every 30th frame
     pics = sorted(p.name for p in (tmp_path / "m").rglob("*_distance_annotation.jpg"))
     assert pics == ["lindau_000000_000019_distance_annotation.jpg"]
+
+
+def test_report_shows_every_clips_bd_rate_with_its_reliability():
+    import pandas as pd
+
+    from roienc.report import bd_clip_tables
+    warn = ("bd_rate: Insufficient curve overlap: '69.17'. Minimum overlap: '75.00'. You can "
+            "silence this warning by setting `min_overlap=0`")
+    rows = [("m", "roi", "baseline", "psnr_roi", v, c, n) for v, c, n in
+            ((-17.26, "a_000000", warn), (-28.37, "a_000001", ""), (-22.8, "mean", ""))]
+    bd = pd.DataFrame(rows, columns=["maps", "mode", "reference", "metric", "bd_rate_pct", "clip",
+                                     "note"])
+    page = bd_clip_tables(bd)
+    assert "-17.3%<sup" in page and "-28.4%</td>" in page           # each clip, the marked one
+    assert "mean of 2" in page and "(1 of 2 marked)" in page         # the mean says it leans on it
+    assert "share only 69% of their quality range" in page and "min_overlap" not in page
