@@ -17,6 +17,12 @@ class InputError(RoiencError):
     the file (or option) and says how to fix it."""
 
 
+class MissingInput(InputError):
+    """An input the dataset does not have (no vehicle JSON, no camera JSON, no labels), with an
+    option or file that supplies it named in the message: build-maps skips the frame and may exit
+    0. Anything else wrong with an input (corrupt, malformed, of another size) is a failure."""
+
+
 def describe_oserror(exc: OSError, path: object = None) -> str:
     """One line for a file-system error: the path, the cause in plain words and what to do (no
     space left, permission, read-only, name too long), with the free space where it matters."""

@@ -28,7 +28,7 @@ from . import __version__
 from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
                       read_disparity_raw, read_frame_labels, read_instance_ids, read_label_ids, read_rgb,
                       read_speed)
-from .errors import InputError, describe_oserror
+from .errors import InputError, MissingInput, describe_oserror
 from .executor import ExecutorSpec, run_tasks
 from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, read_npz_member, write_bytes,
                      write_csv, write_jpeg, write_json, write_npy, write_npz, write_png)
@@ -232,7 +232,7 @@ def _resolve_speed(ref: FrameRef, cfg: BuildConfig) -> tuple[float, str]:
     if cfg.speed is not None:
         return cfg.speed, "option --speed"
     folder = "vehicle_sequence" if ref.source == "sequence" else "vehicle"
-    raise InputError(f"no vehicle JSON ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_vehicle.json) "
+    raise MissingInput(f"no vehicle JSON ({folder}/{ref.split}/{ref.city}/{ref.frame_id}_vehicle.json) "
                      "and no --speed: pass --speed V (m/s) to use a fixed ego speed")
 
 
@@ -245,7 +245,7 @@ def _resolve_camera(ref: FrameRef, cfg: BuildConfig) -> tuple[float, float, str]
         return fx, b, f"option --camera {cfg.camera_file}"
     if cfg.fx is not None and cfg.baseline is not None:
         return cfg.fx, cfg.baseline, "options --fx/--baseline"
-    raise InputError(f"no camera JSON (camera/{ref.split}/{ref.city}/...{ref.frame_id[-6:]}_camera.json) "
+    raise MissingInput(f"no camera JSON (camera/{ref.split}/{ref.city}/...{ref.frame_id[-6:]}_camera.json) "
                      "and no --camera FILE or --fx/--baseline: give the calibration explicitly")
 
 
@@ -314,10 +314,10 @@ def _prepare(ref: FrameRef, cfg: BuildConfig, annotate: bool, row: dict,
         where = (f"<labels-root>/.../{cfg.labels_pattern.format(frame_id=ref.frame_id)}"
                  if ref.label_source == "labels-root" else
                  f"gtFine/{ref.split}/{ref.city}/{ref.annotated or ref.frame_id}_gtFine_labelIds.png")
-        raise InputError(f"no labels: {where} not found; build-maps needs gtFine labels or "
+        raise MissingInput(f"no labels: {where} not found; build-maps needs gtFine labels or "
                          "--labels-root DIR with per-frame labelIds (e.g. from a segmentation model)")
     if ref.disparity is None and ref.source != "sequence":
-        raise InputError(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
+        raise MissingInput(f"no disparity PNG (disparity/{ref.split}/{ref.city}/{ref.frame_id}_disparity.png)")
     prefix = frame_prefix(cfg.out, ref.split, ref.city, ref.frame_id)
     paths = output_paths(prefix, annotate, cfg.outputs, cfg.needs_activity, cfg.qp.rate_mode,
                          cfg.importance_format)
@@ -417,11 +417,15 @@ def distance_columns(objects: pd.DataFrame, disp: np.ndarray, source: str,
 
 
 def _guard(row: dict, ref: FrameRef, fn) -> None:
-    """Run ``fn()``; record an InputError as a skip and anything else as a failure in ``row``."""
+    """Run ``fn()``; record a missing input the message says how to supply (``MissingInput``) as
+    a skip, anything else (a corrupt, malformed or mismatched input, a refusing file system, a
+    bug) as a failure in ``row``."""
     try:
         fn()
-    except InputError as exc:
+    except MissingInput as exc:
         row.update(status="skipped", reason=str(exc))
+    except InputError as exc:
+        row.update(status="failed", reason=str(exc))
     except OSError as exc:    # the file system refused: where and why (no space, permission, ...)
         row.update(status="failed", reason=describe_oserror(exc))
     except Exception as exc:  # a bug or an unforeseen file problem: record it, keep going
@@ -438,7 +442,7 @@ def _keyed_rows(refs: list[FrameRef], cfg: BuildConfig) -> list[dict]:
             row.update(key=key, image_digest=file_digest(r.image))
     except InputError as exc:
         for row in rows:
-            row.update(status="skipped", reason=str(exc))
+            row.update(status="failed", reason=str(exc))
     return rows
 
 
@@ -500,7 +504,7 @@ def process_snippet(task: tuple) -> list[dict]:
         if state:
             return state
         if ann_idx is None and not sparse:
-            raise InputError(f"snippet {refs[0].snippet}: its annotated frame {refs[0].annotated} "
+            raise MissingInput(f"snippet {refs[0].snippet}: its annotated frame {refs[0].annotated} "
                              "is not among the sequence frames; use --label-source hold")
         got: dict = dict(disp=None, disp_path=None)
         if ann_idx is not None:
@@ -510,7 +514,7 @@ def process_snippet(task: tuple) -> list[dict]:
                        disp=read_disparity_raw(disp_path) if disp_path is not None else None)
         if not sparse:
             if a.labels is None:
-                raise InputError(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
+                raise MissingInput(f"snippet {a.snippet}: no labels for the annotated frame {a.frame_id}")
             got.update(labels=read_frame_labels(a),
                        instances=read_instance_ids(a.instances) if a.instances is not None else None)
             check_frame_sizes(a, got["labels"], got["instances"], got["disp"], got["disp_path"])
@@ -558,7 +562,7 @@ def process_snippet(task: tuple) -> list[dict]:
 
     def nearest_key(i: int) -> int:
         if not keyed:
-            raise InputError(f"snippet {refs[i].snippet}: no frame with labels")
+            raise MissingInput(f"snippet {refs[i].snippet}: no frame with labels")
         return min(keyed, key=lambda k: (abs(k - i), k))
 
     for i in todo:

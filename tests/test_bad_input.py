@@ -41,16 +41,16 @@ def test_8bit_disparity_is_refused_naming_the_file(root, tmp_path):
     Image.fromarray((a >> 8).astype(np.uint8)).save(d)
     build_maps(root, tmp_path / "m", **KW)
     row = _rows(tmp_path / "m").loc[d.name[:-len("_disparity.png")]]
-    assert row["status"] == "skipped" and str(d) in row["reason"] and "16-bit" in row["reason"]
+    assert row["status"] == "failed" and str(d) in row["reason"] and "16-bit" in row["reason"]
 
 
-def test_labels_of_another_size_are_a_skip_naming_both_files(root, tmp_path):
+def test_labels_of_another_size_are_a_failure_naming_both_files(root, tmp_path):
     lab = next((root / "gtFine").rglob("*_000019_gtFine_labelIds.png"))
     Image.fromarray(np.asarray(Image.open(lab))[:90, :180]).save(lab)
     build_maps(root, tmp_path / "m", **KW)
     man = _rows(tmp_path / "m")
     propagated = man[man["label_source"].str.startswith("propagate")]
-    assert len(propagated) and (propagated["status"] == "skipped").all()
+    assert len(propagated) and (propagated["status"] == "failed").all()
     reason = propagated["reason"].iloc[0]
     assert str(lab) in reason and "180x90" in reason and "192x96" in reason
     assert "IndexError" not in " ".join(man["reason"])
@@ -86,7 +86,7 @@ def test_a_frame_without_maps_says_why(root, tmp_path):
     side = encode_many(clips, tmp_path / "m", modes=["roi"], rates=[RatePoint("crf", 30)],
                        out=tmp_path / "e", preset="fast", progress=False)[0]
     assert side["status"] == "skipped"
-    assert "build-maps skipped frame lindau_000000_000004" in side["error"] and str(d) in side["error"]
+    assert "build-maps failed frame lindau_000000_000004" in side["error"] and str(d) in side["error"]
 
 
 def test_a_file_system_refusal_is_one_line_naming_path_and_cause(monkeypatch, capsys, tmp_path):
@@ -148,3 +148,18 @@ def test_an_encoder_failure_names_its_cause_on_the_console(root, tmp_path, caplo
     assert side["status"] == "failed"
     line = next(r.getMessage() for r in caplog.records if "lindau_000000 baseline" in r.getMessage())
     assert "inflate returned error" in line       # libpng's words about the damaged frame
+
+
+def test_build_maps_exits_1_after_a_failure_and_0_after_documented_skips(root, tmp_path, capsys):
+    lab = next((root / "gtFine").rglob("*_000019_gtFine_instanceIds.png"))
+    for v in (root / "vehicle_sequence").rglob("*_vehicle.json"):
+        v.unlink()                                  # documented: pass --speed
+    code = cli(["build-maps", "--cityscapes-root", str(root), "--out", str(tmp_path / "a"),
+                "--sequences", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "30 skipped" in out and "--speed" in out
+    lab.write_bytes(lab.read_bytes()[:300])         # a corrupt input: a failure
+    code = cli(["build-maps", "--cityscapes-root", str(root), "--out", str(tmp_path / "b"),
+                "--sequences", "--no-progress", "--speed", "8"])
+    out = capsys.readouterr().out
+    assert code == 1 and "30 failed" in out and "frame(s) failed" in out and str(lab) in out

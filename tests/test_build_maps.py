@@ -138,7 +138,8 @@ def test_skips_are_recorded_with_reasons(synth_root, tmp_path):
     man = rep.manifest.set_index("frame_id")
     assert man.loc[fid, "status"] == "skipped"
     assert "vehicle" in man.loc[fid, "reason"] and "--speed" in man.loc[fid, "reason"]
-    assert man.loc[ulm, "status"] == "skipped" and "malformed JSON" in man.loc[ulm, "reason"]
+    # a malformed file is a failure (the command exits 1), a missing one a skip with the fix
+    assert man.loc[ulm, "status"] == "failed" and "malformed JSON" in man.loc[ulm, "reason"]
     assert not (tmp_path / "m" / "val" / "lindau" / f"{fid}_importance.npz").exists()
     # --speed fills the gap and the manifest says where the value came from
     rep2 = build_maps(broken, tmp_path / "m2", split="val", workers=1, progress=False, speed=7.0)

@@ -298,7 +298,7 @@ def test_labels_folder_with_gaps_and_trainids(mroot, tmp_path):
     bad = _build(mroot, tmp_path / "c", labels_root=tmp_path / "ids", labels_kind="trainIds",
                  speed_override=8.0).manifest.set_index("frame_id")
     r = bad.loc["lindau_000000_000005", "reason"]
-    assert bad.loc["lindau_000000_000005", "status"] == "skipped"
+    assert bad.loc["lindau_000000_000005", "status"] == "failed"
     assert "lindau_000000_000005_labelIds.png" in r and "--labels-kind labelIds" in r
 
 
@@ -444,6 +444,6 @@ def test_a_labels_file_of_the_wrong_size_is_named(mroot, tmp_path):
     write_png(dst / "lindau_000000_000029_labelIds.png", np.zeros((H // 2, W // 2), np.uint8))
     man = _build(mroot, tmp_path / "m", labels_root=tmp_path / "lab").manifest.set_index("frame_id")
     r = man.loc["lindau_000000_000012", "reason"]
-    assert man.loc["lindau_000000_000012", "status"] == "skipped"
+    assert man.loc["lindau_000000_000012", "status"] == "failed"
     assert "lindau_000000_000029_labelIds.png" in r and f"{W}x{H}" in r and "frame's size" in r
     assert "Traceback" not in r and "shape" not in r

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from ..errors import InputError
 from ..executor import ExecutorSpec
 from ..importance import ImportanceParams
@@ -254,6 +256,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {row.frame_id}: {row.status}: {row.reason}")
     if len(bad) > 10:
         print(f"  ... {len(bad) - 10} more in {report.out / 'maps_manifest.csv'}")
+    man = report.manifest
+    if "objects_unknown_distance" in man:
+        unknown = pd.to_numeric(man["objects_unknown_distance"], errors="coerce").fillna(0)
+        if unknown.sum():
+            notes = man.loc[unknown > 0, "distance_note"].astype(str)
+            kinds = notes.str.replace(r"^\d+ object\(s\)", "objects", regex=True).value_counts()
+            print(f"build-maps: {int(unknown.sum())} objects on {int((unknown > 0).sum())} frames "
+                  "have no distance (importance 1, as if near): "
+                  + "; ".join(f"{n} frames: {k}" for k, n in kinds.items()))
+    failed = int(counts.get("failed", 0))
+    if failed:              # an exception or a damaged input: never exit 0
+        print(f"build-maps: {failed} frame(s) failed; the reasons are in the `reason` column of "
+              f"{report.out / 'maps_manifest.csv'} (exit status 1)")
+        return 1
     if args.strict and len(bad):
         return 1
     return 0
