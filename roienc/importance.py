@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .defaults import IMPORTANCE as _DEFAULT
 from .errors import InputError
 from .labels import DYNAMIC, STATIC, ClassGroups, label_name
 
@@ -36,12 +37,12 @@ OBJECT_COLUMNS = ["object_id", "label", "pixels", "valid_pixels", "distance_m", 
 class ImportanceParams:
     """Parameters of the importance model (all recorded in params.json)."""
 
-    t_react: float = 2.5            # s, reaction time
-    decel: float = 3.4              # m/s^2, braking deceleration
-    min_safe_distance: float = 5.0  # m, floor of d_safe (v = 0 still cares about 4 m)
-    min_valid_pixels: int = 5       # fewer valid disparity pixels -> distance unknown
-    unknown_importance: float = 1.0  # importance of an object of unknown distance
-    distance_mode: str = "object"   # 'object' (median per object) or 'pixel'
+    t_react: float = _DEFAULT["t_react"]  # s, reaction time
+    decel: float = _DEFAULT["decel"]  # m/s^2, braking deceleration
+    min_safe_distance: float = _DEFAULT["min_safe_distance"]  # m, floor of d_safe (v = 0 still cares about 4 m)
+    min_valid_pixels: int = _DEFAULT["min_valid_pixels"]  # fewer valid disparity pixels -> distance unknown
+    unknown_importance: float = _DEFAULT["unknown_importance"]  # importance of an object of unknown distance
+    distance_mode: str = _DEFAULT["distance_mode"]  # 'object' (median per object) or 'pixel'
 
     def __post_init__(self) -> None:
         for name in ("t_react", "decel", "min_safe_distance"):

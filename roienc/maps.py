@@ -28,6 +28,7 @@ from . import __version__
 from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
                       read_disparity_raw, read_frame_labels, read_instance_ids, read_label_ids, read_rgb,
                       read_speed)
+from .defaults import QP as _DEFAULT
 from .errors import InputError, MissingInput, describe_oserror
 from .executor import ExecutorSpec, run_tasks
 from .fileio import (ensure_dir, png_from_idat, png_idat, read_json, read_npz_member, write_bytes,
@@ -69,21 +70,21 @@ class QPParams:
     # importance the mean of its 16x16 quarters' maxima, static classes (0.1) as the floor of the
     # ROI strength, and per frame the ROI offset (up to -6 QP) that a +9% rate budget affords,
     # the background left as the plain encoder codes it.
-    block_size: int = 32
-    base_qp: int = 32
-    delta: int = 6
-    gamma: float = 1.0
-    block_stat: str = "submax"
-    qp_normalize: str = "none"
-    background: int | None = 0      # QP offset of importance 0 (None: = delta, symmetric)
+    block_size: int = _DEFAULT["block_size"]
+    base_qp: int = _DEFAULT["base_qp"]
+    delta: int = _DEFAULT["delta"]
+    gamma: float = _DEFAULT["gamma"]
+    block_stat: str = _DEFAULT["block_stat"]
+    qp_normalize: str = _DEFAULT["qp_normalize"]
+    background: int | None = _DEFAULT["background"]  # QP offset of importance 0 (None: = delta, symmetric)
     # Rate budget (percent, e.g. 5.0 = +5%): per frame the offsets whose bits, predicted from the
     # source picture's activity (roienc.ratemodel), stay within it; delta and background are then
     # the caps of the ROI's QP decrease and of the background's increase. None: fixed offsets.
-    rate_budget: float | None = 9.0
-    activity_exponent: float = 1.0  # rate model: a block's bits ~ (luma std + 1) ** exponent
+    rate_budget: float | None = _DEFAULT["rate_budget"]
+    activity_exponent: float = _DEFAULT["activity_exponent"]  # rate model: a block's bits ~ (luma std + 1) ** exponent
     # block importance at or below it counts as background (strength (imp-floor)/(1-floor)):
     # 0.1, the static classes' importance, keeps road and buildings out of the ROI delta
-    floor: float = 0.1
+    floor: float = _DEFAULT["floor"]
 
     def __post_init__(self) -> None:
         if self.background is None:         # recorded as the value it stands for

@@ -73,6 +73,7 @@ import cv2
 import numpy as np
 
 from .dataset import read_rgb  # noqa: F401  (frames are read as build-maps reads them)
+from .defaults import PROPAGATION as _DEFAULT
 from .errors import InputError
 from .fileio import read_png
 
@@ -173,23 +174,23 @@ class PropagationParams:
         the default.
     """
 
-    scale: float = 0.25
-    method: str = "dis"
-    preset: str = "ultrafast"
-    mode: str = "chain"
-    fb_check: bool = True
-    fb_threshold: float = 2.0
-    fb_relative: float = 0.1
-    unreliable: str = "keep_dynamic"
-    margin_px: int = 8
-    margin_growth_px: float = 2.0
-    margin_max_px: int = 48
-    fill_not_annotated: bool = True
-    unseen_importance: float = 0.0
-    margin_importance: float = 0.25
-    object_motion: str = "pixel"
-    far_as_margin: bool = True
-    hold_growth: float = 1.0
+    scale: float = _DEFAULT["scale"]
+    method: str = _DEFAULT["method"]
+    preset: str = _DEFAULT["preset"]
+    mode: str = _DEFAULT["mode"]
+    fb_check: bool = _DEFAULT["fb_check"]
+    fb_threshold: float = _DEFAULT["fb_threshold"]
+    fb_relative: float = _DEFAULT["fb_relative"]
+    unreliable: str = _DEFAULT["unreliable"]
+    margin_px: int = _DEFAULT["margin_px"]
+    margin_growth_px: float = _DEFAULT["margin_growth_px"]
+    margin_max_px: int = _DEFAULT["margin_max_px"]
+    fill_not_annotated: bool = _DEFAULT["fill_not_annotated"]
+    unseen_importance: float = _DEFAULT["unseen_importance"]
+    margin_importance: float = _DEFAULT["margin_importance"]
+    object_motion: str = _DEFAULT["object_motion"]
+    far_as_margin: bool = _DEFAULT["far_as_margin"]
+    hold_growth: float = _DEFAULT["hold_growth"]
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
