@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .fileio import write_bytes
@@ -13,28 +14,61 @@ LABELS = {"psnr_roi": "PSNR inside ROI (dB)", "psnr_nonroi": "PSNR outside ROI (
           "psnr_near_objects": "PSNR of objects inside d_safe (dB)"}
 
 
-def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "") -> Path:
-    """Mean over clips per mode and rate point; one line per (codec, mode)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+MAX_CLIP_PANELS = 8       # more clips than this: the mean panel only
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-    agg = (results.groupby(["codec", "mode", "rate_control", "rate_value"], as_index=False)
+
+def rd_curves(data: pd.DataFrame, metric: str) -> list[tuple[str, pd.DataFrame]]:
+    """The RD curves of ``data`` (mean over its clips per rate point): one per (codec, mode),
+    modes whose points are identical (roi-settings that is the baseline's command) as one curve
+    named by both, joined with '='."""
+    agg = (data.groupby(["codec", "mode", "rate_control", "rate_value"], as_index=False)
            [["kbps", metric]].mean())
+    names: dict[tuple, list[str]] = {}
+    lines: dict[tuple, pd.DataFrame] = {}
     for (codec, mode), g in agg.groupby(["codec", "mode"]):
         g = g.sort_values("kbps")
-        ax.plot(g["kbps"], g[metric], marker="o", label=f"{codec} {mode}")
-    ax.set_xscale("log")
+        key = tuple(np.round(g[["kbps", metric]].to_numpy(float), 6).ravel())
+        names.setdefault(key, []).append(f"{codec} {mode}")
+        lines[key] = g
+    return [(" = ".join(n), lines[k]) for k, n in names.items()]
+
+
+def _rd_panel(ax, data: pd.DataFrame, metric: str, title: str) -> None:
+    """One RD panel (:func:`rd_curves`), kbps on a log axis."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for name, g in rd_curves(data, metric):
+        ax.plot(g["kbps"], g[metric], marker="o", label=name)
+    ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))   # 20, 50, 100, not 2x10^1
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bitrate (kbit/s, log scale)")
     ax.set_ylabel(LABELS.get(metric, metric))
-    ax.set_title(title or LABELS.get(metric, metric))
+    ax.set_title(title, fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=9)
+
+
+def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "") -> Path:
+    """RD curves of ``metric``: one panel per clip (up to :data:`MAX_CLIP_PANELS`) and one of
+    the mean over clips; one line per (codec, mode), identical curves drawn once."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = sorted(results["clip"].unique()) if "clip" in results else []
+    panels = [(c, results[results["clip"] == c]) for c in clips] if 1 < len(clips) <= MAX_CLIP_PANELS else []
+    panels.append((f"mean over {len(clips)} clip{'s' * (len(clips) != 1)}" if clips else "all",
+                   results))
+    cols = 1 if len(panels) == 1 else 2
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.4 * rows), dpi=100, squeeze=False)
+    for ax, (name, data) in zip(axes.ravel(), panels):
+        _rd_panel(ax, data, metric, name)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title or LABELS.get(metric, metric), fontsize=13)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -262,7 +262,8 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} .row{{display:flex;gap:12px;flex-wrap:wrap}}
 figure{{margin:0}} img{{max-width:660px;image-rendering:pixelated}} figcaption{{font-size:12px}}
-h3{{font-size:14px;margin:1em 0 .3em}} table{{display:block;overflow-x:auto;max-width:100%}}</style></head>
+h3{{font-size:14px;margin:1em 0 .3em}} table{{display:block;overflow-x:auto;max-width:100%}}
+.rd img{{max-width:100%}}</style></head>
 <body><h1>roienc sweep</h1>
 <p>Negative BD-rate = fewer bits than the reference for the same quality. PSNR inside a region is
 pooled over the region's pixels across the clip. ROI = importance &ge; {roi_threshold}.</p>
@@ -275,7 +276,9 @@ itself brings. {adds_html}{same_html}</p>
 {clip_html}
 {front_html}
 {offsets_html}
-<h2>Rate-distortion</h2><div class="row">{imgs}</div>
+<h2>Rate-distortion</h2><p>One panel per clip and their mean; curves with the same points
+(a reference that is the baseline's command) are drawn once, their names joined by '='.</p>
+<div class="row rd">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{ssim_note}{res_html}
 <h2>Parameters</h2><pre style="white-space:pre-wrap">{html.escape(json.dumps(params, indent=1, default=str))}</pre>

@@ -54,3 +54,24 @@ def test_report_shows_every_clips_bd_rate_with_its_reliability():
     assert "-17.3%<sup" in page and "-28.4%</td>" in page           # each clip, the marked one
     assert "mean of 2" in page and "(1 of 2 marked)" in page         # the mean says it leans on it
     assert "share only 69% of their quality range" in page and "min_overlap" not in page
+
+
+def test_rd_plot_has_a_panel_per_clip_and_draws_identical_references_once(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from roienc.plots import rd_curves, rd_plot
+    rows = []
+    for clip in ("a", "b", "c"):
+        for i, crf in enumerate((24, 28, 32, 36)):
+            base = dict(clip=clip, codec="hevc", rate_control="crf", rate_value=crf)
+            rows += [dict(base, mode="baseline", kbps=1000 / (i + 1), psnr_roi=40 - i),
+                     dict(base, mode="roi-settings", kbps=1000 / (i + 1), psnr_roi=40 - i),
+                     dict(base, mode="roi", kbps=1100 / (i + 1), psnr_roi=41 - i)]
+    res = pd.DataFrame(rows)
+    names = [n for n, _ in rd_curves(res, "psnr_roi")]
+    assert sorted(names) == ["hevc baseline = hevc roi-settings", "hevc roi"]
+    w, h = Image.open(rd_plot(res, "psnr_roi", tmp_path / "rd.png")).size
+    assert (w, h) == (1280, 880)                    # 2x2 panels: a, b, c and the mean
+    w1, h1 = Image.open(rd_plot(res[res["clip"] == "a"], "psnr_roi", tmp_path / "one.png")).size
+    assert (w1, h1) == (640, 440)                   # one clip: its panel only
