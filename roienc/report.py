@@ -135,6 +135,20 @@ def reliability_note(note: object) -> str:
     return text.strip()
 
 
+def near_objects_note(results: pd.DataFrame) -> str:
+    """Why ``psnr_near_objects`` is NaN where it is: no pixel of an object inside the safe
+    distance in any frame of those clips (per the judging maps)."""
+    if "psnr_near_objects" not in results or not results["psnr_near_objects"].isna().any():
+        return ""
+    empty = results[results["psnr_near_objects"].isna()]
+    clips = sorted(empty["clip"].astype(str).unique())
+    return ("<p><code>psnr_near_objects</code> is NaN for " + html.escape(", ".join(clips))
+            + ": no pixel of an object inside the safe stopping distance d_safe in any frame "
+            "of the judging maps (no object that near at this speed, or none with a measured "
+            "distance: see <code>objects_unknown_distance</code> and <code>distance_note</code> in "
+            "the maps' manifest).</p>")
+
+
 def bd_clip_tables(bd: pd.DataFrame) -> str:
     """HTML: per ROI mode and reference, one table of BD-rates (rows: metrics; columns: every
     clip, then their mean, titled with how many clips it averages); a figure whose curves are
@@ -220,6 +234,7 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
         cols = [c for c in cols if not c.startswith("ssim_")]
     ssim_note = ("<p>SSIM was not computed (evaluate/sweep without <code>--ssim</code>): the "
                  "<code>ssim_*</code> columns of results.csv are NaN.</p>" if no_ssim else "")
+    ssim_note += near_objects_note(results)
     res_html = results[[c for c in cols if c in results]].to_html(
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd

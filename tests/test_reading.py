@@ -75,3 +75,13 @@ def test_rd_plot_has_a_panel_per_clip_and_draws_identical_references_once(tmp_pa
     assert (w, h) == (1280, 880)                    # 2x2 panels: a, b, c and the mean
     w1, h1 = Image.open(rd_plot(res[res["clip"] == "a"], "psnr_roi", tmp_path / "one.png")).size
     assert (w1, h1) == (640, 440)                   # one clip: its panel only
+
+
+def test_report_says_why_near_object_psnr_is_empty():
+    import pandas as pd
+
+    from roienc.report import near_objects_note
+    res = pd.DataFrame({"clip": ["a", "b"], "psnr_near_objects": [float("nan"), 41.0]})
+    note = near_objects_note(res)
+    assert "NaN for a:" in note and "d_safe" in note and "b" not in note.split(":")[0]
+    assert near_objects_note(res.assign(psnr_near_objects=[40.0, 41.0])) == ""
