@@ -3,6 +3,12 @@
 Each sub-command lives in ``roienc/commands/<name>.py`` exposing ``register(subparsers)``, which
 adds its parser and sets ``func`` (called with the parsed namespace, returns an exit status).
 Library errors (:class:`roienc.errors.RoiencError`) become one-line messages and exit status 2.
+
+Building the parser imports every command module, so those import only light modules at their
+top (argparse, :mod:`roienc.defaults`, :mod:`roienc.configs`, :mod:`roienc.names`); numpy,
+pandas, OpenCV, PyAV and the library modules that use them are imported in ``run()`` and in the
+functions that need them. ``roienc --help`` then costs about 50 ms over the interpreter's start
+(``benchmarks/bench_help.py``; ``tests/test_help.py`` checks what building the parser imports).
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """`roienc build-maps`: Cityscapes -> importance maps, QP maps, object tables, manifest."""
 from __future__ import annotations
 
+# Only light modules at the top (argparse, the defaults, name checks): `roienc --help` builds
+# every command's parser, so numpy, pandas, OpenCV & co. are imported in run() and in the
+# functions that need them (tests/test_help.py).
 import argparse
 
-import pandas as pd
-
+from ..defaults import IMPORTANCE, PROPAGATION, QP
 from ..errors import InputError
-from ..executor import ExecutorSpec
-from ..importance import ImportanceParams
-from ..maps import QPParams, build_maps
 from ..names import check_component, check_names
-from ..propagate import PropagationParams
-from ..sweep import check_qp_mapping
 
 
 def csv_list(text: str) -> list[str]:
@@ -74,17 +71,25 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     the QP mapping options take comma lists (sweep: one maps folder per combination)."""
     lst = (lambda conv: _list_of(conv)) if multi_qp else (lambda conv: conv)
     more = "; comma list: every combination is swept" if multi_qp else ""
+    i = IMPORTANCE
     g = p.add_argument_group("importance model")
-    g.add_argument("--t-react", type=float, default=2.5, help="reaction time in s (default 2.5)")
-    g.add_argument("--decel", type=float, default=3.4, help="braking deceleration in m/s^2 (default 3.4)")
-    g.add_argument("--min-safe-distance", type=float, default=5.0,
-                   help="floor of d_safe in m, so v=0 still cares about near objects (default 5)")
-    g.add_argument("--min-valid-pixels", type=int, default=5,
-                   help="objects with fewer valid disparity pixels have unknown distance (default 5)")
-    g.add_argument("--unknown-importance", type=float, default=1.0,
-                   help="importance of an object of unknown distance (default 1.0: counts as near)")
-    g.add_argument("--distance-mode", choices=["object", "pixel"], default="object",
-                   help="median distance per object (default) or each pixel's own distance")
+    g.add_argument("--t-react", type=float, default=i["t_react"],
+                   help=f"reaction time in s (default {i['t_react']:g})")
+    g.add_argument("--decel", type=float, default=i["decel"],
+                   help=f"braking deceleration in m/s^2 (default {i['decel']:g})")
+    g.add_argument("--min-safe-distance", type=float, default=i["min_safe_distance"],
+                   help="floor of d_safe in m, so v=0 still cares about near objects "
+                        f"(default {i['min_safe_distance']:g})")
+    g.add_argument("--min-valid-pixels", type=int, default=i["min_valid_pixels"],
+                   help="objects with fewer valid disparity pixels have unknown distance "
+                        f"(default {i['min_valid_pixels']})")
+    g.add_argument("--unknown-importance", type=float, default=i["unknown_importance"],
+                   help="importance of an object of unknown distance "
+                        f"(default {i['unknown_importance']:.1f}"
+                        + (": counts as near)" if i["unknown_importance"] == 1 else ")"))
+    g.add_argument("--distance-mode", choices=["object", "pixel"], default=i["distance_mode"],
+                   help="'object': the median distance of each object; 'pixel': each pixel's own "
+                        f"distance (default {i['distance_mode']})")
     g.add_argument("--classes", metavar="FILE", help="TOML class groups (default: packaged classes.toml)")
     e = p.add_argument_group("ego data (when the dataset lacks it)")
     e.add_argument("--speed", type=float, metavar="V", help="ego speed in m/s for frames without vehicle JSON")
@@ -94,35 +99,46 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
     e.add_argument("--fx", type=float, help="focal length in px for frames without camera JSON")
     e.add_argument("--baseline", type=float, help="stereo baseline in m for frames without camera JSON")
     q = p.add_argument_group("QP maps")
-    d = QPParams()
-    q.add_argument("--block-size", type=lst(int), default=d.block_size,
-                   help=f"QP block size in px (default {d.block_size}{more})")
-    q.add_argument("--base-qp", type=lst(int), default=d.base_qp,
-                   help=f"reference QP of the grid files (default {d.base_qp}{more})")
-    q.add_argument("--delta", type=lst(int), default=d.delta,
-                   help=f"QP decrease of importance 1; with --rate-budget its cap (default {d.delta}{more})")
-    q.add_argument("--background", type=lst(int), default=d.background,
+    d = QP
+    q.add_argument("--block-size", type=lst(int), default=d["block_size"],
+                   help=f"QP block size in px (default {d['block_size']}{more})")
+    q.add_argument("--base-qp", type=lst(int), default=d["base_qp"],
+                   help=f"reference QP of the grid files (default {d['base_qp']}{more})")
+    q.add_argument("--delta", type=lst(int), default=d["delta"],
+                   help=f"QP decrease of importance 1; with --rate-budget its cap (default {d['delta']}{more})")
+    q.add_argument("--background", type=lst(int), default=d["background"],
                    help="QP increase of importance 0: the knob along the trade-off front, how much "
-                        f"background quality to give up for the ROI (default {d.background}{more})")
-    q.add_argument("--gamma", type=lst(float), default=d.gamma,
-                   help=f"qp = base+background-(background+delta)*imp**gamma (default {d.gamma:g}{more})")
-    q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d.block_stat,
+                        f"background quality to give up for the ROI (default {d['background']}{more})")
+    q.add_argument("--gamma", type=lst(float), default=d["gamma"],
+                   help=f"qp = base+background-(background+delta)*imp**gamma (default {d['gamma']:g}{more})")
+    q.add_argument("--block-stat", type=lst(str) if multi_qp else str, default=d["block_stat"],
                    **({} if multi_qp else {"choices": ["mean", "max", "submax"]}),
-                   help=f"importance of a block: mean, max, or submax (the mean of its 2x2 sub-blocks' maxima) (default {d.block_stat}{more})")
-    q.add_argument("--floor", type=lst(float), default=d.floor,
+                   help="importance of a block: mean, max, or submax (the mean of its 2x2 "
+                        f"sub-blocks' maxima) (default {d['block_stat']}{more})")
+    q.add_argument("--floor", type=lst(float), default=d["floor"],
                    help="block importance at or below it counts as background: strength "
-                        f"((imp-floor)/(1-floor))**gamma (default {d.floor:g}{more})")
-    q.add_argument("--rate-budget", type=lst(_budget), default=d.rate_budget, metavar="PCT",
+                        f"((imp-floor)/(1-floor))**gamma (default {d['floor']:g}{more})")
+    budget = d["rate_budget"]
+    q.add_argument("--rate-budget", type=lst(_budget), default=budget, metavar="PCT",
                    help="per frame, the offsets whose bits (predicted from the picture's activity) "
                         "grow by at most PCT percent over the plain encode; --delta and "
                         "--background become the caps of the ROI's QP decrease and of the "
                         "background's increase. 'off': fixed offsets (default "
-                        f"{'off' if d.rate_budget is None else f'{d.rate_budget:g}'}{more})")
-    q.add_argument("--qp-normalize", choices=["none", "frame"], default="none",
-                   help="'frame' stretches each frame's block importances to [0,1] (the seed's way)")
+                        f"{'off' if budget is None else f'{budget:g}'}{more})")
+    q.add_argument("--qp-normalize", choices=["none", "frame"], default=d["qp_normalize"],
+                   help="'frame': before the mapping, stretch each frame's block importances to "
+                        "[0, 1] (its least important block 0, its most important 1), so every "
+                        "frame spans the whole range from --background to --delta whatever its "
+                        "objects' importance; 'none': the importances as they are")
     s = p.add_argument_group("sources")
     s.add_argument("--sequences", action="store_true",
-                   help="also build maps for every frame of the *_sequence snippets")
+                   help="maps for every frame of the 30-frame snippets: sweep builds them by "
+                        "itself when its clips are the snippets (the default); with --source "
+                        "frames this only adds maps that nothing encodes"
+                   if multi_qp else
+                   "also build maps for every frame of the 30-frame snippets (leftImg8bit_sequence), "
+                   "which roienc encode needs to encode the snippets; without it only the annotated "
+                   "frames get maps (roienc sweep builds them by itself)")
     s.add_argument("--labels-root", metavar="DIR",
                    help="per-frame labels for sequence frames (e.g. a segmentation model's output), "
                         "named by --labels-pattern; wins over --label-source")
@@ -146,8 +162,15 @@ def add_map_options(p: argparse.ArgumentParser, multi_qp: bool = False) -> None:
                    help="what the --labels-root files hold: Cityscapes labelIds (default) or "
                         "trainIds (0..18, 255), mapped to labelIds by cityscapesScripts' table")
     s.add_argument("--propagation", action="append", default=[], metavar="KEY=VALUE",
-                   help="label propagation setting (repeatable), e.g. margin_px=12, "
-                        "unseen_importance=0.5, scale=0.5; see roienc.propagate.PropagationParams")
+                   help="a setting of how labels are carried along optical flow to frames without "
+                        "their own (repeatable, e.g. margin_px=12). KEY and its default: "
+                        + ", ".join(f"{k}={_shown(v)}" for k, v in PROPAGATION.items())
+                        + "; what they do: docs/sparse-labels.md and docs/build-maps.md")
+
+
+def _shown(v) -> str:
+    """A default as it is typed after ``--propagation KEY=`` (booleans as 1 / 0)."""
+    return str(int(v)) if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _budget(text: str) -> float | None:
@@ -174,6 +197,9 @@ def qp_grid(args: argparse.Namespace) -> dict[str, list]:
 def map_kwargs(args: argparse.Namespace) -> dict:
     """build_maps keyword arguments from parsed options (shared with sweep; a list-valued QP
     option contributes its first value here, the rest through :func:`qp_grid`)."""
+    from ..importance import ImportanceParams
+    from ..maps import QPParams
+    from ..propagate import PropagationParams
     override = args.speed_override
     if override is not None and override < 0:  # given without a value: apply --speed to all
         if args.speed is None:
@@ -196,8 +222,20 @@ def map_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
-def add_executor_options(p: argparse.ArgumentParser, workers: int | None = None) -> None:
-    p.add_argument("--workers", type=int_range("--workers", 1), default=workers, help="parallel processes (default: "
+WORKERS_HELP = {    # what --workers runs in parallel, per command
+    "build-maps": "processes building the maps, one task each: an annotated frame, or the "
+                  "frames of a snippet (they share its optical flow)",
+    "sweep": "processes building the maps (an annotated frame or a snippet each) and evaluating "
+             "the encodes (one encode each); how many encodes run at once is --jobs",
+    "evaluate": "processes decoding and measuring the encodes, one encode each (each already "
+                "decodes and measures in several threads)",
+}
+
+
+def add_executor_options(p: argparse.ArgumentParser, workers: int | None = None,
+                         command: str = "build-maps") -> None:
+    p.add_argument("--workers", type=int_range("--workers", 1), default=workers, metavar="N",
+                   help=f"{WORKERS_HELP[command]} (default: "
                    + ("all cores" if workers is None else str(workers)) + ")")
     p.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local process pool (default) or a Dask cluster")
@@ -205,7 +243,9 @@ def add_executor_options(p: argparse.ArgumentParser, workers: int | None = None)
                    help="Dask scheduler address, e.g. tcp://HOST:8786 (default: a LocalCluster)")
 
 
-def executor_spec(args: argparse.Namespace) -> ExecutorSpec:
+def executor_spec(args: argparse.Namespace):
+    """The :class:`roienc.executor.ExecutorSpec` of ``--executor``, ``--workers``, ``--scheduler``."""
+    from ..executor import ExecutorSpec
     return ExecutorSpec(args.executor, args.workers, args.scheduler)
 
 
@@ -240,6 +280,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..maps import build_maps
+    from ..sweep import check_qp_mapping
     kw = map_kwargs(args)
     check_qp_mapping(kw["qp"])             # a mapping no frame can take: refused before any work
     report = build_maps(args.cityscapes_root, args.out, split=args.split, cities=args.cities,

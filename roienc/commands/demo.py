@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import run_demo
 from .build_maps import name_arg, names_arg
 from .sweep import summary_table
 
@@ -24,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
     res = run_demo(args.out, args.cityscapes_root, split=args.split, cities=args.cities,
                    preset=args.preset, speed=args.speed, progress=not args.no_progress)
     print(summary_table(res))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..doctor import run_doctor
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check FFmpeg, x265 and ROI support", description=__doc__)
@@ -15,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..doctor import run_doctor
     checks = run_doctor(args.ffmpeg, args.x265, args.svtav1)
     for c in checks:
         mark = "OK  " if c.ok else ("FAIL" if c.essential else "warn")

@@ -2,14 +2,49 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 
-from ..dataset import find_clips
-from ..executor import ExecutorSpec
-from ..configs import CODECS, check_rate
-from ..encode import ENGINES, MODES, RatePoint, encode_many
+from ..configs import CODECS, DEFAULT_CONFIG, check_rate, load_config, packaged_configs
 from ..errors import InputError
 from .build_maps import csv_list, int_range, name_arg, names_arg
+
+# roienc.encode.MODES and .ENGINES, copied so that --help does not import the encode runner
+# (numpy, pandas, OpenCV, PyAV); tests/test_help.py checks that they are the same
+MODES = ("baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile")
+ENGINES = ("auto", "pyav", "ffmpeg")
+
+
+@functools.cache
+def packaged_defaults() -> dict[str, tuple[str, str]]:
+    """Per codec, the preset and the rate point (without --crf/--bitrate/--qp) of its packaged
+    config (``encoder_configs/<codec>.toml``), as --help shows them: ``("medium", "CRF 28")``."""
+    packaged = packaged_configs()
+    out = {}
+    for codec in CODECS:
+        cfg = load_config(packaged[DEFAULT_CONFIG[codec]], codec)
+        control, value = cfg.default_rate()
+        out[codec] = (cfg.preset, f"{value:g} kbit/s" if control == "bitrate"
+                      else f"{control.upper()} {value:g}")
+    return out
+
+
+def per_codec(values: dict[str, str]) -> str:
+    """``{"hevc": "28", "h264": "28", "vp9": "36"}`` -> ``"28 for hevc and h264, 36 for vp9"``."""
+    groups: dict[str, list[str]] = {}
+    for codec, v in values.items():
+        groups.setdefault(v, []).append(codec)
+    return ", ".join(f"{v} for {' and '.join(c) if len(c) < 3 else ', '.join(c)}"
+                     for v, c in groups.items())
+
+
+def preset_help() -> str:
+    """--preset's help, its defaults read from the packaged configs."""
+    presets = {c: p for c, (p, _) in packaged_defaults().items() if p}
+    none = [c for c, (p, _) in packaged_defaults().items() if not p]
+    return ("encoder preset; ultrafast and superfast are refused with ROI (they turn AQ off) "
+            f"(default: the codec's packaged config: {per_codec(presets)}"
+            + "".join(f"; none for {c} (the encoder has no presets)" for c in none) + ")")
 
 
 def _arg_type(control: str, multi: bool):
@@ -45,7 +80,12 @@ def _number(control: str, text: str) -> float:
 
 
 def add_rate_options(p: argparse.ArgumentParser, multi: bool = False,
-                     default: str = "the config's [rate] section") -> None:
+                     default: str | None = None) -> None:
+    """--crf, --bitrate, --qp; ``default``: what runs without them (encode: each codec's
+    packaged config's [rate] section, shown per codec)."""
+    if default is None:
+        default = ("the [rate] of the codec's packaged config: "
+                   + per_codec({c: r for c, (_, r) in packaged_defaults().items()}))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--crf", type=_arg_type("crf", multi),
                    help="constant rate factor, 0-51 (vp9, av1: 0-63)" + (" (comma list)" if multi else "")
@@ -62,10 +102,12 @@ def add_two_pass_option(p: argparse.ArgumentParser) -> None:
                         "encode (libx265/libx264 through FFmpeg)")
 
 
-def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list[RatePoint] | None:
+def rate_points(args: argparse.Namespace, default_crf: float | None = None) -> list | None:
     """The rate points asked for; none asked: ``default_crf``, or None (the encoder config's
     ``[rate]`` section decides). A CRF/QP outside the codec's scale (0..51; vp9, av1: 0..63) is
-    the command's usage error (exit 2), like any other bad value, with that codec's bounds."""
+    the command's usage error (exit 2), like any other bad value, with that codec's bounds.
+    The points are :class:`roienc.encode.RatePoint` objects."""
+    from ..encode import RatePoint
     for control in ("crf", "bitrate", "qp"):
         val = getattr(args, control)
         if val is not None:
@@ -118,19 +160,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--codec", choices=list(CODECS), default="hevc",
                    help="hevc (libx265), h264 (libx264: baseline and roi only), vp9 (libvpx-vp9: "
-                        "baseline and roi), av1 (SVT-AV1 CLI; roi needs --roi-map-file): docs/codecs.md")
+                        "baseline and roi), av1 (SVT-AV1 CLI; ROI needs SVT-AV1 1.6 or newer): "
+                        "docs/codecs.md")
     add_clip_options(p)
     p.add_argument("--maps", metavar="OUT", help="build-maps output (needed except for baseline)")
     p.add_argument("--mode", required=True, type=_mode_list,
                    help=f"one or more of {', '.join(MODES)} (comma list)")
     add_rate_options(p, multi=True)
     add_two_pass_option(p)
-    p.add_argument("--preset", help="encoder preset (default: the config's)")
+    p.add_argument("--preset", help=preset_help())
     p.add_argument("--config", help="encoder config TOML or packaged name (hevc, h264, hevc_x265cli, vp9, av1) "
                         "(default: the codec's packaged config; hevc_x265cli in qpfile mode)")
     p.add_argument("--zone-mode", choices=["q", "b"], help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
     p.add_argument("--out", required=True, metavar="ENC", help="folder of the encodes")
-    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, help="clips encoded in parallel")
+    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="N",
+                   help="clips encoded in parallel (default: 1), each encoder with its share of "
+                        "the CPUs as threads (see --threads)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads of each encode (x265 pools, x264/libvpx -threads, SVT-AV1 --lp); "
                         "the bitstream depends on it, so a given N reproduces a run's bytes (same encoder "
@@ -147,6 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..dataset import find_clips
+    from ..encode import encode_many
+    from ..executor import ExecutorSpec
     rates = rate_points(args)              # the codec's range: a usage error before any work
     clips = find_clips(args.cityscapes_root, args.split, args.cities, args.source, args.sequence)
     results = encode_many(clips, args.maps, codec=args.codec, modes=args.mode,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..evaluate import evaluate
 from .build_maps import add_executor_options, executor_spec
 
 
@@ -29,11 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "columns are NaN and <report>.json says SSIM was not computed")
     p.add_argument("--no-ssim", dest="ssim", action="store_false",
                    help="the default (no SSIM); accepted for scripts written when SSIM was on by default")
-    add_executor_options(p, workers=1)
+    add_executor_options(p, workers=1, command="evaluate")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate
     df = evaluate(args.encoded, args.maps, args.report, cityscapes_root=args.cityscapes_root,
                   roi_threshold=args.roi_threshold, per_frame_dir=args.per_frame,
                   ffmpeg=args.ffmpeg, executor=executor_spec(args), progress=not args.no_progress,

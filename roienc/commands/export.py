@@ -5,7 +5,11 @@ import argparse
 
 from ..configs import check_rate
 from ..errors import InputError
-from ..export import CODEC, FORMATS, export
+
+# roienc.export.CODEC and .FORMATS, copied so that --help does not import the exporter (numpy,
+# pandas, OpenCV); tests/test_help.py checks that they are the same
+CODEC = "hevc"
+FORMATS = ("addroi", "zones", "qpfile", "all")
 
 
 def _crf(text: str) -> float:
@@ -31,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..export import export
     done = export(args.maps, args.out, args.format, args.sequence, args.crf, args.ffmpeg)
     for clip, paths in done.items():
         print(f"{clip}: " + ", ".join(p.name for p in paths))

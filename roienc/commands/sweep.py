@@ -5,10 +5,13 @@ import argparse
 import sys
 
 from ..configs import CODECS
-from ..sweep import run_sweep
 from .build_maps import (add_executor_options, add_map_options, csv_list, executor_spec, int_range,
                          map_kwargs, qp_grid)
-from .encode import add_clip_options, add_rate_options, add_tool_options, add_two_pass_option, rate_points
+from .encode import (add_clip_options, add_rate_options, add_tool_options, add_two_pass_option,
+                     preset_help, rate_points)
+
+# roienc.sweep's rate points without --crf/--bitrate/--qp (tests/test_help.py checks them)
+DEFAULT_CRFS = (22, 27, 32, 37)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hevc (libx265), h264 (libx264), vp9 (libvpx-vp9) or av1 (SVT-AV1 CLI): docs/codecs.md")
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
-    add_rate_options(p, multi=True, default="CRF 22,27,32,37")
+    add_rate_options(p, multi=True, default="CRF " + ",".join(map(str, DEFAULT_CRFS))
+                     + " for every codec")
     add_two_pass_option(p)
-    p.add_argument("--preset", help="encoder preset (default: the config's)")
-    p.add_argument("--config", help="encoder config TOML or packaged name (default: hevc or h264)")
+    p.add_argument("--preset", help=preset_help())
+    p.add_argument("--config", help="encoder config TOML or packaged name (default: the codec's "
+                                    "packaged config: " + ", ".join(CODECS) + ")")
     p.add_argument("--zone-mode", choices=["q", "b"],
                    help="zones as QPs or bitrate multipliers (default: q under CRF, b under bitrate)")
     p.add_argument("--roi-threshold", type=float, default=0.5,
@@ -38,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssim", action="store_true",
                    help="evaluate SSIM too (ssim_* columns; off by default: two thirds of the "
                         "metrics' CPU time with it)")
-    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, help="encodes in parallel")
+    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="N",
+                   help="encodes run at once, each encoder with its share of the CPUs as threads "
+                        "(see --threads); the maps and the evaluation run in --workers processes")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads of each encode, as roienc encode --threads (the bitstream "
                         "depends on it; default: the CPUs divided among --jobs, or the encoder's "
@@ -47,11 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_map_options(p, multi_qp=True)
     add_tool_options(p)
-    add_executor_options(p)
+    add_executor_options(p, command="sweep")
     p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..sweep import run_sweep
     opts = map_kwargs(args)
     rates = rate_points(args) if any(getattr(args, k) is not None for k in ("crf", "bitrate", "qp")) else None
     res = run_sweep(args.cityscapes_root, args.out, split=args.split, cities=args.cities,

@@ -3,8 +3,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..synth import MAX_PIXELS, MAX_SEQUENCES, MAX_SIDE, MIN_SIDE, synthesize
 from .build_maps import int_range, name_arg, names_arg
+
+# roienc.synth's bounds, copied so that --help does not import the synthesizer (numpy);
+# tests/test_help.py checks that they are the same
+MIN_SIDE = 16
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 2048
+MAX_SEQUENCES = 999_999
+
+
+def synthesize(*args, **kwargs):
+    """:func:`roienc.synth.synthesize`, imported when first called (tests patch this name)."""
+    from ..synth import synthesize as impl
+    return impl(*args, **kwargs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
