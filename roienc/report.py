@@ -135,6 +135,22 @@ def reliability_note(note: object) -> str:
     return text.strip()
 
 
+def mark_means(bd: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
+    """``means`` with a ``clips_marked`` column: how many of the clips behind each mean have a
+    reliability note (their curves overlap too little, too few points, ...)."""
+    if not len(means) or "clip" not in bd or "note" not in bd:
+        return means
+    keys = [c for c in ("maps", "mode", "reference", "metric") if c in bd]
+    per = bd[bd["clip"] != "mean"]
+    noted = per["note"].map(lambda n: bool(reliability_note(n)))
+    counts = per.assign(_n=noted).groupby(keys)["_n"].agg(["sum", "size"])
+    out = means.copy()
+    out["clips_marked"] = [
+        f"{int(counts.loc[k, 'sum'])} of {int(counts.loc[k, 'size'])}" if k in counts.index else ""
+        for k in map(tuple, out[keys].to_numpy())]
+    return out
+
+
 def near_objects_note(results: pd.DataFrame) -> str:
     """Why ``psnr_near_objects`` is NaN where it is: no pixel of an object inside the safe
     distance in any frame of those clips (per the judging maps)."""
@@ -239,6 +255,7 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
         index=False, float_format=lambda v: f"{v:.3f}", na_rep="NaN")
     bd_mean = bd[bd["clip"] == "mean"] if "clip" in bd else bd
     n_clips = bd.loc[bd["clip"] != "mean", "clip"].nunique() if "clip" in bd else 0
+    bd_mean = mark_means(bd, bd_mean)
     clip_html = bd_clip_tables(bd)
     adds_html = html.escape(_adds_to_baseline(results))
     bd_html = bd_mean.drop(columns=["judged_by"], errors="ignore").to_html(

@@ -85,3 +85,15 @@ def test_report_says_why_near_object_psnr_is_empty():
     note = near_objects_note(res)
     assert "NaN for a:" in note and "d_safe" in note and "NaN for a, b" not in note
     assert near_objects_note(res.assign(psnr_near_objects=[40.0, 41.0])) == ""
+
+
+def test_mean_bd_rates_say_how_many_clips_behind_them_are_marked():
+    import pandas as pd
+
+    from roienc.report import mark_means
+    warn = "bd_rate: Insufficient curve overlap: '60.00'. Minimum overlap: '75.00'."
+    bd = pd.DataFrame([("m", "roi", "baseline", "psnr_roi", c, n) for c, n in
+                       (("a", warn), ("b", ""), ("c", warn), ("mean", ""))],
+                      columns=["maps", "mode", "reference", "metric", "clip", "note"])
+    out = mark_means(bd, bd[bd["clip"] == "mean"])
+    assert list(out["clips_marked"]) == ["2 of 3"]
