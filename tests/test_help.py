@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,12 @@ def test_help_defaults_are_the_librarys():
             shown = str(int(value)) if isinstance(value, bool) else (
                 f"{value:g}" if isinstance(value, float) else str(value))
             assert f"{name}={shown}" in text, f"{cmd} --propagation does not show {name}={shown}"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "build-maps.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| `--propagation"))
+    for name, value in dataclasses.asdict(PropagationParams()).items():
+        shown = str(int(value)) if isinstance(value, bool) else (
+            f"{value:g}" if isinstance(value, float) else str(value))
+        assert f"`{name}={shown}`" in row, f"docs/build-maps.md: --propagation lacks {name}={shown}"
 
 
 def test_the_copied_constants_are_the_librarys():
