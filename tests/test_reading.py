@@ -97,3 +97,22 @@ def test_mean_bd_rates_say_how_many_clips_behind_them_are_marked():
                       columns=["maps", "mode", "reference", "metric", "clip", "note"])
     out = mark_means(bd, bd[bd["clip"] == "mean"])
     assert list(out["clips_marked"]) == ["2 of 3"]
+
+
+def test_console_tables_say_they_are_means_and_why_bd_rates_are_empty():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from roienc.commands.sweep import summary_table
+    rows = [dict(maps=m, clip=c, codec="hevc", mode=mode, rate_value=v, kbps=100.0 / v,
+                 psnr_roi=30.0, psnr_nonroi=30.0, psnr_y=30.0)
+            for c in ("a", "b") for v in (26, 34) for m, mode in (("plain", "baseline"), ("x", "roi"))]
+    bd = pd.DataFrame([("x", "roi", "baseline", "psnr_roi", float("nan"), float("nan"), c,
+                        "bd_rate: too few points", "self") for c in ("a", "b", "mean")],
+                      columns=["maps", "mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db",
+                               "clip", "note", "judged_by"])
+    text = summary_table(SimpleNamespace(results=pd.DataFrame(rows), bdrate=bd))
+    assert "Mean over 2 clips at each rate point" in text
+    assert "BD-rate, mean over 2 clips" in text and "2 of 2" in text
+    assert "need at least 4 rate points" in text and "this run has 2" in text

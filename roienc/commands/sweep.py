@@ -91,15 +91,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_table(res) -> str:
+    """The console's tables: each a mean over the run's clips, said so; BD-rate means with how
+    many clips behind them are marked unreliable; why BD-rates are empty with too few rates."""
+    from ..report import mark_means
+
     df = res.results
+    n = df["clip"].nunique() if "clip" in df else 0
     agg = (df.groupby(["maps", "codec", "mode", "rate_value"], as_index=False)
            [["kbps", "psnr_roi", "psnr_nonroi", "psnr_y"]].mean())
-    lines = [agg.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
+    lines = [f"Mean over {n} clip{'s' * (n != 1)} at each rate point (per clip: results.csv):",
+             agg.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
+    rates = df.groupby(["maps", "mode"])["rate_value"].nunique().min() if len(df) else 0
+    if rates < 4:
+        lines.append(f"\nBD-rates need at least 4 rate points per curve (bjontegaard's akima fit "
+                     f"through 4 or more points); this run has {rates}, so they are NaN. Pass 4 or "
+                     "more, e.g. --crf 24,28,32,36.")
     bd = res.bdrate[res.bdrate["clip"] == "mean"]
     if len(bd):
-        lines.append("\nBD-rate (negative = fewer bits for the same quality); baseline = the plain "
-                     "encoder, roi-settings = the ROI's encoder settings with zero offsets:")
+        bd = mark_means(res.bdrate, bd)
+        lines.append(f"\nBD-rate, mean over {n} clip{'s' * (n != 1)} (per clip, with reliability "
+                     "notes: bdrate.csv, report.html); negative = fewer bits for the same quality; "
+                     "baseline = the plain encoder, roi-settings = the ROI's encoder settings with "
+                     "zero offsets; clips_marked = clips whose curves overlap too little:")
         lines.append(f"regions judged by: {bd['judged_by'].iloc[0]}")
-        lines.append(bd[["maps", "mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]].to_string(
-            index=False, float_format=lambda v: f"{v:.2f}"))
+        cols = ["maps", "mode", "reference", "metric", "bd_rate_pct", "bd_psnr_db"]
+        cols += ["clips_marked"] * ("clips_marked" in bd)
+        lines.append(bd[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return "\n".join(lines)
