@@ -80,8 +80,11 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
         p = prefix.with_name(fid + suffix)
         if p.exists():
             shutil.copyfile(p, files / suffix.lstrip("_"))
-    cells = [("source frame", "source.png"), ("importance", "importance_vis.png"),
-             ("QP map", "qp_map_vis.png")]
+    cells = [("source frame", "source.png"),
+             (f"importance of frame {fid} in the maps that drove the encoder ({Path(maps_root).name}; "
+              "black 0, white 1)", "importance_vis.png"),
+             (f"QP map the encoder was given for frame {fid} (absolute QP per block)",
+              "qp_map_vis.png")]
     crops = [("source (crop)", "source_crop.png"),
              (f"baseline {b['rate_control']} {b['rate_value']:g}: {b['kbps']:.0f} kbps", "baseline_crop.png"),
              (f"{r['mode']} {r['rate_control']} {r['rate_value']:g}: {r['kbps']:.0f} kbps", "roi_crop.png")]
