@@ -163,12 +163,13 @@ def _colour_bar(height: int, base_qp: int, delta: int) -> np.ndarray:
     cmap = ListedColormap(_qp_colours(base_qp, delta) / 255.0)
     bounds = np.arange(lo - 0.5, hi + 1.0, 1.0)
     dpi = 100
-    fig = plt.figure(figsize=(1.1, max(height, 60) / dpi), dpi=dpi)
-    ax = fig.add_axes([0.1, 0.05, 0.25, 0.9])
+    fig = plt.figure(figsize=(1.5, max(height, 60) / dpi), dpi=dpi)
+    ax = fig.add_axes([0.1, 0.05, 0.22, 0.9])
     step = max(1, (hi - lo + 1) // 12)  # at most ~12 labels
     ColorbarBase(ax, cmap=cmap, norm=BoundaryNorm(bounds, cmap.N), boundaries=bounds,
-                 ticks=np.arange(lo, hi + 1, step), label="QP")
-    ax.tick_params(labelsize=7)
+                 ticks=np.arange(lo, hi + 1, step))
+    ax.set_ylabel("QP", fontsize=13)
+    ax.tick_params(labelsize=12)       # readable when the picture is shown at half its width
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)

@@ -83,7 +83,8 @@ def frame_panel(results: pd.DataFrame, maps_root: Path, run_dir: Path, ffmpeg: s
     cells = [("source frame", "source.png"),
              (f"importance of frame {fid} in the maps that drove the encoder ({Path(maps_root).name}; "
               "black 0, white 1)", "importance_vis.png"),
-             (f"QP map the encoder was given for frame {fid} (absolute QP per block)",
+             (f"QP map of frame {fid}: each block's QP around the maps' base QP; the encoder "
+              "applies the same offsets around the QP its rate control chooses at each CRF",
               "qp_map_vis.png")]
     crops = [("source (crop)", "source_crop.png"),
              (f"baseline {b['rate_control']} {b['rate_value']:g}: {b['kbps']:.0f} kbps", "baseline_crop.png"),
@@ -136,6 +137,29 @@ def reliability_note(note: object) -> str:
                 f"(BD-rate is reliable from {float(m.group(2)):.0f}%): the value leans on "
                 "extrapolation; rate points that widen the overlap make it firmer")
     return text.strip()
+
+
+COLUMNS = {
+    "bd_rate_pct": "Bjontegaard delta rate: the bit-rate difference at equal quality in that "
+                   "region, in percent of the reference's (akima fit over the overlapping "
+                   "quality range); negative = fewer bits",
+    "bd_psnr_db": "the quality difference at equal bit rate, in dB; positive = better",
+    "points": "rate points per curve (BD-rates need 4 or more), or for a mean how many clips",
+    "clips_marked": "clips behind a mean whose curves overlap too little for a firm BD-rate",
+    "mean_roi_delta": "trade-off front: the QP decrease a block of full importance got, averaged "
+                      "over the frames (the rate budget sets it per frame, up to --delta); "
+                      "positive = lower QP",
+    "mean_roi_offset": "QP offsets table: the mean offset of the blocks below the base QP, "
+                       "averaged over the frames; negative, and smaller in size than "
+                       "mean_roi_delta because blocks of partial importance get a share of it",
+    "roi_block_share": "share of the blocks with a negative offset",
+    "roi_fraction": "share of the luma pixels in the judging ROI (importance >= the threshold)",
+    "psnr_weighted": "PSNR of the luma error weighted by the judging importance",
+    "psnr_near_objects": "PSNR over the pixels of objects inside the safe stopping distance",
+    "kbps": "video bit rate of the encode (packets only, no container overhead)",
+}
+COLUMNS_HTML = ("<dl>" + "".join(f"<dt><code>{k}</code></dt><dd>{html.escape(v)}</dd>"
+                                 for k, v in COLUMNS.items()) + "</dl>")
 
 
 def mark_means(bd: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
@@ -316,6 +340,7 @@ itself brings. {adds_html}{same_html}</p>
 <div class="row rd">{imgs}</div>
 <h2>One frame, side by side</h2>{panel}
 <h2>All results</h2>{ssim_note}{res_html}
+<h2>Columns</h2>{COLUMNS_HTML}
 <h2>Parameters</h2><pre style="white-space:pre-wrap">{html.escape(json.dumps(params, indent=1, default=str))}</pre>
 </body></html>
 """

@@ -116,3 +116,9 @@ def test_console_tables_say_they_are_means_and_why_bd_rates_are_empty():
     assert "Mean over 2 clips at each rate point" in text
     assert "BD-rate, mean over 2 clips" in text and "2 of 2" in text
     assert "need at least 4 rate points" in text and "this run has 2" in text
+
+
+def test_report_explains_the_columns_a_reader_could_misread():
+    from roienc.report import COLUMNS_HTML
+    for col in ("bd_rate_pct", "mean_roi_delta", "mean_roi_offset", "clips_marked", "points"):
+        assert f"<code>{col}</code>" in COLUMNS_HTML
