@@ -3,6 +3,7 @@ SVT-AV1 CLI, and whether addroi (libx265, libvpx-vp9), zones and qpfile really w
 encodes)."""
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ def _engine_check(ffmpeg: str | None) -> Check:
     from .encode import inproc_versions, resolve_engine
 
     try:
-        eng = resolve_engine(None, "libx265", ffmpeg_named=ffmpeg is not None)
+        eng = resolve_engine(None, "libx265",
+                             ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
     except RoiencError as exc:
         return Check("encode engine", False, str(exc).splitlines()[0], essential=False)
     info = inproc_versions()

@@ -27,3 +27,27 @@ def test_ci_and_image_share_the_package_list():
     assert "apt-packages.txt" in DOCKERFILE.read_text()
     assert 'ENTRYPOINT ["roienc"]' in DOCKERFILE.read_text()
     assert re.search(r"^USER\s+(?!root)\w+", DOCKERFILE.read_text(), re.M)
+
+
+def test_doctor_reports_the_engine_encode_would_use(monkeypatch):
+    """ROIENC_FFMPEG set (as an image may set it) sends encodes through the FFmpeg CLI; doctor
+    must say so, not 'pyav'."""
+    import shutil
+
+    import pytest
+
+    from roienc.doctor import _engine_check
+    from roienc.encode import inproc_versions
+    ff = shutil.which("ffmpeg")
+    if ff is None or inproc_versions() is None:
+        pytest.skip("needs an FFmpeg on PATH and PyAV")
+    monkeypatch.delenv("ROIENC_ENGINE", raising=False)
+    monkeypatch.setenv("ROIENC_FFMPEG", ff)
+    assert _engine_check(None).detail.startswith("ffmpeg:")
+    monkeypatch.delenv("ROIENC_FFMPEG")
+    assert _engine_check(None).detail.startswith("pyav:")
+
+
+def test_the_image_encodes_with_the_engine_readme_measured():
+    """README's figures come from the in-process engine: the image must not force the CLI."""
+    assert "ROIENC_FFMPEG" not in DOCKERFILE.read_text().split("ENV", 1)[-1].split("USER")[0]
