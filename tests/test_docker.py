@@ -51,3 +51,12 @@ def test_doctor_reports_the_engine_encode_would_use(monkeypatch):
 def test_the_image_encodes_with_the_engine_readme_measured():
     """README's figures come from the in-process engine: the image must not force the CLI."""
     assert "ROIENC_FFMPEG" not in DOCKERFILE.read_text().split("ENV", 1)[-1].split("USER")[0]
+
+
+def test_ci_builds_and_runs_the_image():
+    ci = (ROOT / ".ci" / "run").read_text()
+    docker = (ROOT / ".ci" / "docker").read_text()
+    assert "bash .ci/docker" in ci
+    assert "podman build --pull=never" in docker.replace("$PODMAN", "podman")
+    for step in ("roienc doctor", "roienc demo", "roienc sweep"):
+        assert step in docker
