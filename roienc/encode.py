@@ -246,10 +246,7 @@ def sources_digest(paths: Sequence[Path]) -> tuple[str, list[str]]:
     """The digest of the source frames' contents in order, and each frame's sha256 (recorded by
     encode as ``source_digest``/``source_digests``, checked by evaluate and by reuse); the files
     are read once and then known by their stat (:mod:`roienc.store`)."""
-    try:
-        each = [d for d in files_digest(paths)]
-    except InputError as exc:
-        raise InputError(f"cannot read source frame: {exc}") from None
+    each = files_digest(paths)          # InputError naming a frame that cannot be read
     return key_of("frames", files=each), each
 
 

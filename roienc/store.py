@@ -165,13 +165,6 @@ def key_of(kind: str, **parts: Any) -> str:
     return hashlib.new(HASH, json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def changed_parts(old: dict | None, new: dict) -> list[str]:
-    """The names of the parts in which two recorded key documents differ (for messages)."""
-    if not isinstance(old, dict):
-        return ["everything (no record)"]
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
 class FolderBusy(InputError):
     """Another run holds the folder's lock."""
 
