@@ -949,6 +949,8 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
         raise InputError(f"--mode is empty: give one or more of {', '.join(MODES)}")
     if rates is not None and not rates:
         raise InputError("no rate point given (empty --crf/--bitrate/--qp list)")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be an integer of at least 1, got {jobs!r}")
     out = ensure_dir(out)
     ff = find_ffmpeg(ffmpeg)
     plans: list[tuple[str, EncoderConfig, list[RatePoint]]] = []
@@ -979,12 +981,11 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
             and enc_name not in ff.encoders):
         raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "
                         "with it or unset ROIENC_FFMPEG to use the bundled one")
+    check_threads(threads)                    # before the trial encodes, not after
     for _, cfg, _ in plans:
         check_encoder_options(ff, cfg, eng)
     if maps_root is not None:
         load_params(maps_root)
-    jobs = max(1, jobs)
-    check_threads(threads)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff, x,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -171,7 +172,7 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     check_threads(threads)
     if not (isinstance(roi_threshold, (int, float)) and 0.0 <= roi_threshold <= 1.0):
         raise InputError(f"--roi-threshold must be in [0, 1], got {roi_threshold!r}")
-    check_encode_settings(codec, modes, rates, config, preset, two_pass)
+    check_encode_settings(codec, modes, rates, config, preset, two_pass, ffmpeg, engine)
     map_options = dict(map_options or {})
     combos = qp_combinations(map_options.get("qp"), qp_grid)
     for q in combos:
@@ -227,10 +228,16 @@ def check_jobs(jobs) -> int:
 
 
 def check_encode_settings(codec: str, modes: tuple[str, ...], rates: list[RatePoint],
-                          config: str | Path | None, preset: str | None, two_pass: bool) -> None:
+                          config: str | Path | None, preset: str | None, two_pass: bool,
+                          ffmpeg: str | None = None, engine: str | None = None) -> None:
     """What :func:`roienc.encode.encode_many` refuses about a mode, its encoder config, preset
-    and rate points (``--preset ultrafast`` for ROI, a CRF beyond the codec's scale, ...),
-    checked for every mode the sweep will encode before the maps and the baseline are made."""
+    and rate points (``--preset ultrafast`` for ROI, a CRF beyond the codec's scale, a preset or
+    option the encoder does not know, tried in its 1-frame encode), checked for every mode the
+    sweep will encode before the maps and the baseline are made."""
+    from .encode import FFMPEG_ENCODERS, check_encoder_options, resolve_engine
+    ff = find_ffmpeg(ffmpeg)
+    eng = resolve_engine(engine, FFMPEG_ENCODERS.get(codec, ""), two_pass=two_pass,
+                         ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
     check = list(modes)
     if codec == "hevc" and any(m in ("roi", "roi+zones") for m in modes):
         check.append("roi-settings")
@@ -245,6 +252,7 @@ def check_encode_settings(codec: str, modes: tuple[str, ...], rates: list[RatePo
             except InputError as exc:
                 raise InputError(f"mode {mode} ({cfg.name}{', --preset ' + preset if preset else ''}"
                                  f", {rate.label}): {exc}") from None
+        check_encoder_options(ff, cfg, eng)     # cached: encode_many does not try it again
 
 
 def check_qp_mapping(q: QPParams) -> None:

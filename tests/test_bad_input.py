@@ -163,3 +163,17 @@ def test_build_maps_exits_1_after_a_failure_and_0_after_documented_skips(root, t
                 "--sequences", "--no-progress", "--speed", "8"])
     out = capsys.readouterr().out
     assert code == 1 and "30 failed" in out and "frame(s) failed" in out and str(lab) in out
+
+
+@pytest.mark.encode
+def test_an_unknown_preset_is_refused_before_the_maps(clean, tmp_path):
+    from roienc.errors import InputError
+    from roienc.sweep import run_sweep
+    with pytest.raises(InputError, match="ultrafst"):
+        run_sweep(clean, tmp_path / "run", split="val", preset="ultrafst", progress=False,
+                  rates=[RatePoint("crf", v) for v in (24, 28, 32, 36)])
+    assert not (tmp_path / "run" / "maps").exists()
+    clips = find_clips(clean, "val", source="sequence")
+    with pytest.raises(InputError, match="--jobs"):
+        encode_many(clips, None, jobs=0, out=tmp_path / "e", progress=False)
+    assert not (tmp_path / "e").exists()
