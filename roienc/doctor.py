@@ -3,7 +3,6 @@ SVT-AV1 CLI, and whether addroi (libx265, libvpx-vp9), zones and qpfile really w
 encodes)."""
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +41,10 @@ def _trial(name: str, fn, essential: bool = True) -> Check:
 
 def _engine_check(ffmpeg: str | None) -> Check:
     """Which engine encodes libx265/libx264 by default here, and with which build."""
-    from .encode import inproc_versions, resolve_engine
+    from .encode import inproc_versions, run_engine
 
     try:
-        eng = resolve_engine(None, "libx265",
-                             ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
+        eng = run_engine(None, "hevc", ffmpeg, two_pass=False)
     except RoiencError as exc:
         return Check("encode engine", False, str(exc).splitlines()[0], essential=False)
     info = inproc_versions()

@@ -913,6 +913,45 @@ def error_summary(error: str | None) -> str:
     return first
 
 
+def check_jobs(jobs) -> int:
+    """``jobs`` (encodes at once) as a whole number of at least 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
+    return jobs
+
+
+def encode_plans(codec: str, modes: Sequence[str], rates: Sequence[RatePoint] | None,
+                 config: str | Path | None, preset: str | None,
+                 two_pass: bool) -> list[tuple[str, EncoderConfig, list[RatePoint], list[str]]]:
+    """Per mode: its resolved encoder config (the packaged hevc_x265cli one for qpfile unless
+    ``config`` is given; ``preset`` over the config's), its rate points (without ``rates``: the
+    config's ``[rate]``) and the warnings of :func:`validate_mode`, which refuses an impossible
+    mode, rate or setting with an InputError naming the mode and rate."""
+    plans = []
+    for mode in modes:
+        cfg = load_config(config if config is not None else
+                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
+        if preset:
+            cfg.preset = preset
+        mode_rates = list(rates) if rates is not None else [RatePoint(*cfg.default_rate())]
+        warnings = []
+        for rate in mode_rates:
+            try:
+                warnings += validate_mode(codec, mode, rate, cfg, two_pass)
+            except InputError as exc:
+                raise InputError(f"mode {mode} ({cfg.name}{', --preset ' + preset if preset else ''}"
+                                 f", {rate.label}): {exc}") from None
+        plans.append((mode, cfg, mode_rates, warnings))
+    return plans
+
+
+def run_engine(engine: str | None, codec: str, ffmpeg: str | None, two_pass: bool) -> str:
+    """:func:`resolve_engine` for the codec's FFmpeg encoder, an FFmpeg named by ``--ffmpeg`` or
+    ``$ROIENC_FFMPEG`` counting as asked for (the engine of every encode of a run)."""
+    return resolve_engine(engine, FFMPEG_ENCODERS.get(codec, ""), two_pass=two_pass,
+                          ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
+
+
 def check_threads(threads: int | None) -> None:
     """Refuse a ``--threads`` value no encoder takes (None: the default)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
@@ -949,24 +988,17 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
         raise InputError(f"--mode is empty: give one or more of {', '.join(MODES)}")
     if rates is not None and not rates:
         raise InputError("no rate point given (empty --crf/--bitrate/--qp list)")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"--jobs must be an integer of at least 1, got {jobs!r}")
+    check_jobs(jobs)
     out = ensure_dir(out)
     ff = find_ffmpeg(ffmpeg)
-    plans: list[tuple[str, EncoderConfig, list[RatePoint]]] = []
-    for mode in modes:
-        cfg = load_config(config if config is not None else
-                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
+    plans = []
+    for mode, cfg, mode_rates, warnings in encode_plans(codec, modes, rates, config, preset,
+                                                       two_pass):
         if mode == "qpfile" and config is None:
             log.info("qpfile mode: using the packaged hevc_x265cli config")
-        if preset:
-            cfg.preset = preset
-        # no rate point given: the config's [rate] section (its control and value)
-        mode_rates = list(rates) if rates is not None else [RatePoint(*cfg.default_rate())]
+        for w in warnings:
+            log.warning("%s: %s", mode, w)
         plans.append((mode, cfg, mode_rates))
-        for rate in mode_rates:
-            for w in validate_mode(codec, mode, rate, cfg, two_pass):
-                log.warning("%s: %s", mode, w)
     needs_x265 = any(cfg.encoder == "x265" for _, cfg, _ in plans)
     x = find_x265(x265) if needs_x265 else None
     svt = None
@@ -975,8 +1007,7 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
         # raises naming why: missing, or (ROI modes) too old for --roi-map-file
         svt = find_svtav1(svtav1, need_roi=any(m != "baseline" for m in modes))
     enc_name = FFMPEG_ENCODERS.get(codec, "")
-    eng = resolve_engine(engine, enc_name, two_pass=two_pass,
-                         ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
+    eng = run_engine(engine, codec, ffmpeg, two_pass)
     if (eng == "ffmpeg" and any(cfg.encoder == enc_name for _, cfg, _ in plans)
             and enc_name not in ff.encoders):
         raise ToolError(f"{ff.path} (FFmpeg {ff.version}) has no {enc_name}; install an FFmpeg "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,9 +33,9 @@ import pandas as pd
 from . import __version__
 from .bdrate import METRICS, bd_table
 from .dataset import find_clips, has_sequences
-from .configs import CODECS, load_config
-from .encode import (MODES, RatePoint, check_threads, encode_many, settings_reference_is_baseline,
-                     validate_mode)
+from .configs import CODECS
+from .encode import (MODES, RatePoint, check_jobs, check_threads, encode_many,
+                     settings_reference_is_baseline)
 from .errors import InputError
 from .evaluate import evaluate
 from .executor import ExecutorSpec
@@ -220,13 +219,6 @@ def check_rates(rates) -> list[RatePoint] | None:
     return list(rates)
 
 
-def check_jobs(jobs) -> int:
-    """``jobs`` (encodes at once) as a whole number of at least 1."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
-    return jobs
-
-
 def check_encode_settings(codec: str, modes: tuple[str, ...], rates: list[RatePoint],
                           config: str | Path | None, preset: str | None, two_pass: bool,
                           ffmpeg: str | None = None, engine: str | None = None) -> None:
@@ -234,24 +226,13 @@ def check_encode_settings(codec: str, modes: tuple[str, ...], rates: list[RatePo
     and rate points (``--preset ultrafast`` for ROI, a CRF beyond the codec's scale, a preset or
     option the encoder does not know, tried in its 1-frame encode), checked for every mode the
     sweep will encode before the maps and the baseline are made."""
-    from .encode import FFMPEG_ENCODERS, check_encoder_options, resolve_engine
+    from .encode import check_encoder_options, encode_plans, run_engine
     ff = find_ffmpeg(ffmpeg)
-    eng = resolve_engine(engine, FFMPEG_ENCODERS.get(codec, ""), two_pass=two_pass,
-                         ffmpeg_named=bool(ffmpeg or os.environ.get("ROIENC_FFMPEG")))
+    eng = run_engine(engine, codec, ffmpeg, two_pass)
     check = list(modes)
     if codec == "hevc" and any(m in ("roi", "roi+zones") for m in modes):
         check.append("roi-settings")
-    for mode in check:
-        cfg = load_config(config if config is not None else
-                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
-        if preset:
-            cfg.preset = preset
-        for rate in rates:
-            try:
-                validate_mode(codec, mode, rate, cfg, two_pass)
-            except InputError as exc:
-                raise InputError(f"mode {mode} ({cfg.name}{', --preset ' + preset if preset else ''}"
-                                 f", {rate.label}): {exc}") from None
+    for _, cfg, _, _ in encode_plans(codec, check, rates, config, preset, two_pass):
         check_encoder_options(ff, cfg, eng)     # cached: encode_many does not try it again
 
 
