@@ -167,6 +167,23 @@ def _source_cmd(ffmpeg: str, side: dict, input_args: list[str] | None = None) ->
             "-vf", f"format={side['pix_fmt']}", "-f", "rawvideo", "-pix_fmt", side["pix_fmt"], "-"]
 
 
+def source_files(side: dict, cityscapes_root: Path | None) -> list[Path]:
+    """The source frames of an encode: the sidecar's absolute paths, or with
+    ``--cityscapes-root`` the same frames under that root."""
+    if cityscapes_root is not None:
+        return [Path(cityscapes_root) / rel for rel in side.get("source_relpaths", [])]
+    return [Path(f) for f in side.get("source_files", [])]
+
+
+def encoded_file(sidecar: Path, side: dict) -> Path:
+    """The video an encode's sidecar describes (``<clip>.mp4`` beside it, or the config's
+    container)."""
+    mp4 = sidecar.with_suffix(".mp4")
+    if mp4.is_file():
+        return mp4
+    return sidecar.with_name(f"{side.get('clip')}.{side.get('config', {}).get('container', 'mp4')}")
+
+
 def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir: Path) -> list[str]:
     """FFmpeg input options reading the source frames of an encode, built the way the encode
     built its own (:func:`roienc.encode.input_args`): the sidecar's absolute frame paths, or,
@@ -177,12 +194,9 @@ def source_input(side: dict, sidecar: Path, cityscapes_root: Path | None, tmpdir
         log.warning("%s: sidecar records no source files; comparing with its input options as "
                     "they stand (re-encode to get the source check)", sidecar)
         return list(side["input_args"])
-    if cityscapes_root is not None:
-        files = [Path(cityscapes_root) / rel for rel in side["source_relpaths"]]
-        where = f"--cityscapes-root {cityscapes_root}"
-    else:
-        files = [Path(f) for f in side["source_files"]]
-        where = f"the sidecar's paths (encoded from {side.get('cityscapes_root') or 'an unrecorded root'})"
+    files = source_files(side, cityscapes_root)
+    where = (f"--cityscapes-root {cityscapes_root}" if cityscapes_root is not None else
+             f"the sidecar's paths (encoded from {side.get('cityscapes_root') or 'an unrecorded root'})")
     if len(files) != len(side["frame_ids"]):
         raise InputError(f"{sidecar}: {len(files)} source files for {len(side['frame_ids'])} frames")
     missing = [f for f in files if not f.is_file()]
@@ -338,9 +352,7 @@ def _decode_cmd(ffmpeg: str, path: Path, pix_fmt: str) -> list[str]:
 def evaluate_clip(task: EvalTask) -> dict:
     """Metrics of one encode (one results row); per-frame CSV when asked."""
     side = read_json(task.sidecar)
-    mp4 = task.sidecar.with_suffix(".mp4")
-    if not mp4.is_file():
-        mp4 = task.sidecar.with_name(side["clip"] + "." + side.get("config", {}).get("container", "mp4"))
+    mp4 = encoded_file(task.sidecar, side)
     if not mp4.is_file():
         raise InputError(f"{task.sidecar}: its encoded file {mp4} is missing")
     if side.get("mp4_sha256") and file_digest(mp4) != side["mp4_sha256"]:
@@ -598,13 +610,8 @@ def eval_key(task: EvalTask) -> str:
     def digest(p: Path) -> str | None:
         return file_digest(p) if p.is_file() else None
     side = read_json(task.sidecar)
-    mp4 = task.sidecar.with_suffix(".mp4")
-    if not mp4.is_file():
-        mp4 = task.sidecar.with_name(f"{side.get('clip')}.{side.get('config', {}).get('container', 'mp4')}")
-    if task.cityscapes_root is not None:
-        sources = [Path(task.cityscapes_root) / rel for rel in side.get("source_relpaths", [])]
-    else:
-        sources = [Path(f) for f in side.get("source_files", [])]
+    mp4 = encoded_file(task.sidecar, side)
+    sources = source_files(side, task.cityscapes_root)
     maps = []
     for fid in side.get("frame_ids", []):
         prefix = frame_prefix(Path(task.maps_root), side.get("split", ""), side.get("city", ""), fid)
