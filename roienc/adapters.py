@@ -355,54 +355,14 @@ def parse_params(text: str | None) -> dict[str, str]:
     return out
 
 
-def check_roi_compatible(codec: str, rate_control: str, params: dict[str, str] | str | None,
-                         preset: str | None = None, tune: str | None = None,
-                         block_size: int | None = None) -> list[str]:
-    """Refuse settings under which the encoder silently ignores ROI; return softer warnings.
-
-    x264/x265 apply ROI offsets through adaptive quantisation: constant QP, ``aq-mode=0``,
-    ``aq-strength=0``, x265's ``hevc-aq``, the ultrafast/superfast presets and ``tune grain`` all
-    leave them unused.
-    """
-    p = parse_params(params) if isinstance(params, str) or params is None else dict(params)
-    why = None
-    if rate_control in ("cqp", "qp") or "qp" in p:
-        why = ("constant-QP rate control: x264/x265 ignore ROI offsets there; use CRF "
-               "(--crf) or a bitrate (--bitrate)")
-    elif p.get("aq-mode") == "0":
-        why = "aq-mode=0: ROI offsets act through adaptive quantisation; use aq-mode>=1"
-    elif p.get("aq-strength") not in (None, "") and float(p["aq-strength"]) == 0.0:
-        why = "aq-strength=0 disables adaptive quantisation and with it ROI offsets"
-    elif p.get("hevc-aq") in ("1", "true"):
-        why = "hevc-aq replaces the AQ path ROI offsets go through; remove hevc-aq"
-    elif preset in ("ultrafast", "superfast"):
-        why = (f"preset {preset} turns adaptive quantisation off, so ROI offsets are ignored; "
-               "use veryfast or slower")
-    elif tune == "grain":
-        why = "tune grain disables adaptive quantisation, so ROI offsets are ignored"
-    if why:
-        raise InputError(f"ROI with {codec}: {why}")
-    warnings = []
-    if codec == "hevc" and block_size is not None:
-        qg = int(p.get("qg-size", 32))
-        if qg > block_size:
-            warnings.append(f"x265 qg-size={qg} averages the {block_size}-pixel QP blocks over "
-                            f"{qg}x{qg} groups; set qg-size={max(8, min(block_size, 64))} to honour them")
-    return warnings
-
-
-# --- libvpx-vp9 -------------------------------------------------------------------------------
-# FFmpeg's libvpx wrapper (libvpxenc.c set_roi_map) turns a frame's ROI list into a VP9
-# segmentation map of 8x8 blocks: delta_q = trunc(qoffset * 63) on libvpx's 0..63 quantiser scale,
-# segment 0 reserved for delta 0, so at most 7 distinct non-zero deltas a frame (regions with an
-# 8th value are dropped); the first listed region wins where regions overlap (it paints in
-# reverse). The map persists: a frame without ROI side data keeps the previous frame's map.
-VPX_MAX_DELTA = 63          # libvpx's quantiser scale; qoffset = delta/63
-VPX_MAX_LEVELS = 7          # non-zero deltas a frame (8 segments, segment 0 is delta 0)
+# --- levels ---------------------------------------------------------------------------------
+# Encoders whose ROI is a segmentation map carry few distinct offsets a picture: libvpx-vp9 7
+# non-zero (8 segments, segment 0 is delta 0), SVT-AV1 8 values a map line.
+MAX_LEVELS = 7
 
 
 def quantise_levels(values: np.ndarray, weights: np.ndarray | None = None,
-                    max_levels: int = VPX_MAX_LEVELS) -> np.ndarray:
+                    max_levels: int = MAX_LEVELS) -> np.ndarray:
     """``values`` (integers) with at most ``max_levels`` distinct non-zero values, 0 kept as 0.
 
     The rule: the weighted squared error ``sum w * (v - q(v))**2`` is minimised exactly over all
@@ -462,17 +422,6 @@ def quantise_levels(values: np.ndarray, weights: np.ndarray | None = None,
     return level[inv].reshape(v.shape).astype(v.dtype)
 
 
-def vpx_delta_grids(dq_grids: np.ndarray, qp_scale: float,
-                    max_levels: int = VPX_MAX_LEVELS) -> np.ndarray:
-    """Map QP deltas (x264/x265 scale) -> libvpx deltas a frame can carry: ``round(dq *
-    qp_scale)`` (half away from zero) clipped to -63..63, then per frame
-    :func:`quantise_levels` to at most ``max_levels`` non-zero values, every block weighted the
-    same (blocks are equal areas)."""
-    g = np.asarray(dq_grids, np.float64) * float(qp_scale)
-    g = np.clip(np.sign(g) * np.floor(np.abs(g) + 0.5), -VPX_MAX_DELTA, VPX_MAX_DELTA).astype(np.int16)
-    return np.stack([quantise_levels(f, max_levels=max_levels) for f in g]) if len(g) else g
-
-
 def clear_region(width: int, height: int) -> Rect:
     """The whole-frame delta-0 region listed last on every frame of a libvpx ROI encode: it
     changes no block a real region covers (first listed wins) and replaces the previous frame's
@@ -480,26 +429,15 @@ def clear_region(width: int, height: int) -> Rect:
     return Rect(0, 0, width, height, 0)
 
 
-def check_vp9_roi(params: dict) -> None:
-    """Refuse libvpx-vp9 settings under which the ROI map is ignored or lands on other frames.
+# per-encoder rules moved to their encoder classes (roienc.encoders), importable from here as before
+_MOVED = {"check_roi_compatible": "x26x", "check_vp9_roi": "vp9", "vpx_delta_grids": "vp9",
+          "VPX_MAX_DELTA": "vp9", "VPX_MAX_LEVELS": "vp9"}
 
-    libvpx-vp9 (FFmpeg's wrapper) uses the ROI only with ``deadline=realtime``, ``cpu-used >= 5``
-    and ``aq-mode`` 0 or unset; otherwise it logs one warning and encodes without it. With
-    look-ahead (``lag-in-frames`` > 0, libvpx's default) a frame is coded after later frames have
-    set their maps, so it gets another frame's map (measured): ``lag-in-frames=0`` is required.
-    """
-    p = {k: str(v) for k, v in params.items()}
-    why = None
-    if p.get("deadline", "good") not in ("realtime", "rt"):
-        why = (f"deadline {p.get('deadline', 'good (the default)')}: libvpx-vp9 ignores ROI "
-               "unless deadline=realtime")
-    elif int(p.get("cpu-used", p.get("speed", 1))) < 5:
-        why = (f"cpu-used {p.get('cpu-used', '1 (the default)')}: libvpx-vp9 ignores ROI below "
-               "cpu-used 5")
-    elif int(p.get("aq-mode", -1)) > 0:
-        why = f"aq-mode {p['aq-mode']}: libvpx-vp9 ignores ROI unless aq-mode is 0 or unset"
-    elif int(p.get("lag-in-frames", -1)) != 0:
-        why = (f"lag-in-frames {p.get('lag-in-frames', 'unset (libvpx look-ahead)')}: with "
-               "look-ahead libvpx codes a frame under a later frame's ROI map; set lag-in-frames = 0")
-    if why:
-        raise InputError(f"ROI with vp9: {why} (in the config's [params])")
+
+def __getattr__(name: str):
+    """The names :data:`_MOVED` lists, from their encoder's module (imported when first asked
+    for: the encoder modules import this one)."""
+    if name in _MOVED:
+        import importlib
+        return getattr(importlib.import_module(f"roienc.encoders.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

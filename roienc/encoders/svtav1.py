@@ -1,0 +1,213 @@
+"""AV1 through the SVT-AV1 command-line encoder (``SvtAv1EncApp``) and its ROI map file: finding
+the CLI, the map file, the command and the :class:`SvtAv1` encoder class.
+
+No FFmpeg AV1 wrapper reads FFmpeg's ROI side data, and libsvtav1's parameter parser does not
+take ``roi-map-file`` (measured with PyAV 18.1's FFmpeg 8.1 / SVT-AV1 lib 4.1.0: "Error parsing
+option roi-map-file"): the ROI map is an option of the SVT-AV1 *application*, ``--roi-map-file``,
+added in SVT-AV1 1.6 (Debian 12 ships 1.4.1, without it). roienc therefore drives the CLI as it
+drives the x265 CLI in qpfile mode: FFmpeg decodes the frames to y4m on a pipe, SvtAv1EncApp
+writes IVF, FFmpeg remuxes it into MP4.
+
+The ROI map file has one line per picture, ``<picture> <offset> <offset> ...``: one qindex
+offset (-255..255) per 64x64 block in raster order, at most 8 distinct values a line.
+:func:`roi_map_text` derives it from roienc's QP grids: the area-weighted mean map QP delta of
+each 64x64 block (x265 likewise averages offsets over a quantisation group), times the config's
+``[roi] qp_scale`` (qindex per map QP), rounded and clipped, then at most 7 non-zero levels
+(plus 0) per line by the same optimal quantiser as for libvpx.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..adapters import quantise_levels
+from ..errors import InputError, ToolError
+from ..fileio import atomic_path, write_text
+from ..maps import ClipMaps
+from ..tools import Tool, _launch_problem, run
+from .base import Encoder, EncodeJob, RatePoint, frame_offsets, run_pipeline, y4m_decoder
+
+MIN_ROI_VERSION = (1, 6)
+SVT_BLOCK = 64               # ROI map granularity (superblock)
+SVT_MAX_OFFSET = 255         # qindex offsets
+SVT_MAX_LEVELS = 7           # non-zero values a line (8 distinct with 0)
+SVT_RULE = ("qindex offset per 64x64 block = round(area mean of the map QP delta * qp_scale), "
+            "clipped to -255..255, at most 7 non-zero levels a picture (block-weighted optimal "
+            "quantiser); every picture listed")
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g or 0) for g in m.groups()) if m else None
+
+
+@functools.cache
+def locate_svtav1(explicit: str | None = None) -> Tool:
+    """``SvtAv1EncApp`` from ``--svtav1``, ``$ROIENC_SVTAV1`` or PATH, with its version
+    (whatever version: see :func:`roi_problem`)."""
+    env = os.environ.get("ROIENC_SVTAV1")
+    path = explicit or env or shutil.which("SvtAv1EncApp")
+    source = "--svtav1" if explicit else ("ROIENC_SVTAV1" if env else "PATH")
+    if not path:
+        raise ToolError("SvtAv1EncApp (the SVT-AV1 command-line encoder) is not installed; "
+                        f"--codec av1 needs SVT-AV1 >= {'.'.join(map(str, MIN_ROI_VERSION))} for "
+                        "--roi-map-file. Build it from https://gitlab.com/AOMediaCodec/SVT-AV1 and "
+                        "point --svtav1 or ROIENC_SVTAV1 at SvtAv1EncApp.")
+    try:
+        out = run([path, "--version"])
+    except ToolError as exc:
+        raise ToolError(f"SvtAv1EncApp {path} ({source}) cannot run: {str(exc).splitlines()[0]}; "
+                        "fix --svtav1 / ROIENC_SVTAV1", exc.cmd, exc.returncode,
+                        exc.stderr_tail) from None
+    except OSError as exc:        # pragma: no cover - run() turns launch problems into ToolError
+        raise ToolError(_launch_problem(path, exc), [path, "--version"]) from None
+    text = (out.stdout + out.stderr).decode("utf-8", "replace")
+    m = re.search(r"SVT-AV1(?: Encoder)?\s+v?(\S+)", text)
+    if not m:
+        raise ToolError(f"{path} ({source}) does not look like SvtAv1EncApp", [path, "--version"],
+                        stderr_tail=text[-500:])
+    return Tool("SvtAv1EncApp", path, m.group(1), source)
+
+
+@functools.cache
+def roi_problem(tool: Tool) -> str | None:
+    """Why ``tool`` cannot encode with an ROI map (None: it can): its ``--help`` must list
+    ``--roi-map-file`` (SVT-AV1 >= 1.6)."""
+    try:
+        out = run([tool.path, "--help"])
+        text = (out.stdout + out.stderr).decode("utf-8", "replace")
+    except ToolError as exc:
+        text = exc.stderr_tail or ""
+    if "--roi-map-file" in text:
+        return None
+    return (f"SvtAv1EncApp {tool.path} ({tool.source}) is SVT-AV1 {tool.version}, whose CLI has no "
+            f"--roi-map-file (added in SVT-AV1 {'.'.join(map(str, MIN_ROI_VERSION))}); install a "
+            "newer SVT-AV1 and point --svtav1 / ROIENC_SVTAV1 at its SvtAv1EncApp")
+
+
+def find_svtav1(explicit: str | None = None, *, need_roi: bool = True) -> Tool:
+    """:func:`locate_svtav1`, refused (ToolError) when ROI is needed and it lacks
+    ``--roi-map-file``. A plain (baseline) AV1 encode runs with any SvtAv1EncApp."""
+    tool = locate_svtav1(explicit)
+    why = roi_problem(tool) if need_roi else None
+    if why:
+        raise ToolError(why, [tool.path, "--help"])
+    return tool
+
+
+def block_means(dq: np.ndarray, block: int, width: int, height: int,
+                target: int = SVT_BLOCK) -> np.ndarray:
+    """Area-weighted mean of a block grid ``dq`` (``block``-px blocks, clipped to ``width x
+    height``) over ``target``-px blocks."""
+    g = np.asarray(dq, np.float64)
+    full = np.repeat(np.repeat(g, block, 0), block, 1)[:height, :width]
+    gh, gw = -(-height // target), -(-width // target)
+    pad = np.full((gh * target, gw * target), np.nan)
+    pad[:height, :width] = full
+    return np.nanmean(pad.reshape(gh, target, gw, target), axis=(1, 3))
+
+
+def roi_map_grids(dq_grids: np.ndarray, block: int, width: int, height: int,
+                  qp_scale: float) -> np.ndarray:
+    """Per frame, the 64x64-block qindex offsets written to the ROI map file (see module
+    docstring)."""
+    out = []
+    for g in np.asarray(dq_grids):
+        v = block_means(g, block, width, height) * float(qp_scale)
+        v = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -SVT_MAX_OFFSET, SVT_MAX_OFFSET)
+        out.append(quantise_levels(v.astype(np.int16), max_levels=SVT_MAX_LEVELS))
+    return np.stack(out) if out else np.zeros((0, 0, 0), np.int16)
+
+
+def roi_map_text(grids: np.ndarray) -> str:
+    """``<picture> <offset per 64x64 block, raster>`` per frame, every frame listed (a map
+    applies from its picture on: listing each one leaves nothing to a previous line)."""
+    return "".join(f"{i} " + " ".join(str(int(v)) for v in g.ravel()) + "\n"
+                   for i, g in enumerate(np.asarray(grids)))
+
+
+def cli_args(tool: Tool, *, preset: str, rate_control: str, rate_value: float, params: dict,
+             out_ivf: str, roi_map: str | None = None, threads: int = 0) -> list[str]:
+    """``SvtAv1EncApp`` argv reading y4m from stdin (``-i stdin``)."""
+    cmd = [tool.path, "-i", "stdin", "--progress", "0"]
+    if preset:
+        cmd += ["--preset", str(preset)]
+    if rate_control == "crf":
+        cmd += ["--rc", "0", "--crf", f"{rate_value:g}"]
+    elif rate_control == "bitrate":
+        cmd += ["--rc", "1", "--tbr", f"{rate_value:g}"]
+    else:
+        raise ToolError(f"SvtAv1EncApp: rate control {rate_control!r} is not driven by roienc; "
+                        "use --crf or --bitrate")
+    for k, v in params.items():
+        cmd += [f"--{k}", str(v)]
+    if threads:
+        cmd += ["--lp", str(threads)]
+    if roi_map is not None:
+        cmd += ["--roi-map-file", roi_map]
+    return cmd + ["-b", out_ivf]
+
+
+class SvtAv1(Encoder):
+    """SvtAv1EncApp: modes baseline, ``roi`` (``--roi-map-file``, SVT-AV1 >= 1.6) and
+    ``roi-settings`` (nothing added: the baseline's command); CRF (``--rc 0``) or a target bitrate
+    (``--rc 1``), one pass. The QP map -> qindex map rule is :func:`roi_map_grids`."""
+
+    name = "SvtAv1EncApp"
+    codec = "av1"
+    engine = "svtav1-cli"
+
+    def check_request(self, mode: str, rate: RatePoint, two_pass: bool) -> None:
+        self.refuse_constant_qp(rate)
+        if two_pass:
+            raise InputError("--two-pass is not driven for --codec av1 (SvtAv1EncApp); encode one pass")
+
+    @classmethod
+    def find_cli(cls, paths: dict[str, str | None], modes: Sequence[str]) -> dict[str, Tool]:
+        # raises naming why: missing, or (ROI modes) too old for --roi-map-file
+        return {"svtav1": find_svtav1(paths.get("svtav1"),
+                                      need_roi=any(m != "baseline" for m in modes))}
+
+    def sidecar_fields(self, job: EncodeJob) -> dict:
+        return {"encoder_version": f"SVT-AV1 {job.svtav1.version}" if job.svtav1 else job.ffmpeg.version,
+                "engine": self.engine}
+
+    def roi_map_payload(self, job: EncodeJob, maps: ClipMaps, adapter: dict) -> Path | None:
+        """``<clip>.roimap.txt`` (:func:`roi_map_grids`, :func:`roi_map_text`); None when the map
+        has no offset (the baseline's command)."""
+        qp_scale = self.config.qp_scale
+        grids = roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height, qp_scale)
+        if not np.any(grids):
+            adapter["note"] = "all-zero delta QP map: no ROI map file, command identical to baseline"
+            return None
+        roi_map = job.folder / f"{job.clip.clip_id}.roimap.txt"
+        write_text(roi_map, roi_map_text(grids))
+        adapter.update(roi_map_file=str(roi_map), svt_offsets=frame_offsets(grids),
+                       svt_rule=SVT_RULE, qp_scale=qp_scale)
+        return roi_map
+
+    def encode(self, job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
+        """FFmpeg decodes to y4m | SvtAv1EncApp (with ``--roi-map-file`` in ROI mode) -> IVF,
+        remuxed into MP4."""
+        cfg, clip = self.config, job.clip
+        roi_map = None
+        if job.mode == "roi" and maps is not None:
+            roi_map = self.roi_map_payload(job, maps, side["adapter"])
+        with atomic_path(job.mp4) as tmp_mp4, atomic_path(job.folder / f"{clip.clip_id}.ivf") as tmp_ivf:
+            dec = y4m_decoder(job)
+            enc = cli_args(job.svtav1, preset=cfg.preset, rate_control=job.rate.control,
+                           rate_value=job.rate.value, params=cfg.params, out_ivf=str(tmp_ivf),
+                           roi_map=str(roi_map) if roi_map else None, threads=job.threads)
+            side["commands"] += [dec, enc]
+            run_pipeline(dec, enc, job.log_path)
+            mux = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", "-i", str(tmp_ivf), "-c", "copy",
+                   *(["-tag:v", cfg.tag] if cfg.tag else []), str(tmp_mp4)]
+            side["commands"].append(mux)
+            run(mux)
+        (job.folder / f"{clip.clip_id}.ivf").unlink(missing_ok=True)
