@@ -1,8 +1,11 @@
 """Block QP grids -> encoder instructions: FFmpeg addroi chains, per-frame filter scripts,
 x265 zones and x265 qpfiles.
 
-Everything here is text a user can read, copy and run with stock FFmpeg/x265; the encode runner
-uses it unchanged.
+Everything here is text a user can read, copy and run with stock FFmpeg/x265; the encoder classes
+(:mod:`roienc.encoders`) use it unchanged. What is one encoder's own (which settings make it
+ignore the ROI, libvpx's units and levels, the SVT-AV1 map) lives with its class; the names that
+lived here (``check_roi_compatible``, ``check_vp9_roi``, ``vpx_delta_grids``, ``VPX_MAX_*``)
+still import from here.
 
 - **addroi**: the delta grid ``dq = qp - base_qp`` is covered by block-aligned rectangles that
   may overlap, the first listed winning where they do (:func:`priority_rectangles`; FFmpeg's

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from .errors import InputError
 
+# config ``encoder`` -> the codec it produces; each has its class in roienc.encoders.ENCODERS
+# (kept here as data so that reading a config, e.g. for --help, imports no encoder; a test
+# checks that both name the same encoders)
 ENCODERS = {"libx265": "hevc", "libx264": "h264", "x265": "hevc", "libvpx-vp9": "vp9",
             "SvtAv1EncApp": "av1"}
 CODECS = ("hevc", "h264", "vp9", "av1")

@@ -5,6 +5,9 @@ Codecs (what each honours of a map: docs/codecs.md): ``hevc`` (libx265, or the x
 qpfile), ``h264`` (libx264), ``vp9`` (libvpx-vp9: addroi regions in libvpx units, at most 7
 non-zero levels a frame, a whole-frame zero region last on every frame since libvpx keeps a
 previous map) and ``av1`` (the SvtAv1EncApp CLI with ``--roi-map-file``, frames piped as y4m).
+Each encoder is a class of :mod:`roienc.encoders` holding its refusals, ROI payload, command and
+sidecar fields; this module is the runner around them (plans, engines, jobs, the sidecar's common
+fields, reuse, the run) and dispatches each encode to the config's class.
 
 Layout: ``ENC/<codec>/<mode>/<rate>/<clip>.{mp4,json,log}`` (plus the adapter files the
 commands read: ``<clip>.filter.txt``, ``<clip>.qpfile.txt``). The JSON sidecar records the exact
@@ -53,7 +56,7 @@ from pathlib import Path
 from . import __version__
 from .configs import CRF_MAX, EncoderConfig, check_rate, load_config
 from .dataset import Clip, check_clip_frames
-from .encoders import FFMPEG_ENCODERS, ENCODERS, encoder_class, encoder_for
+from .encoders import ENCODERS, FFMPEG_ENCODERS, MODE_CONFIGS, encoder_class, encoder_for
 # the job and the helpers every encoder shares, importable from here as before
 from .encoders.base import (EncodeJob, FrameProgress, RatePoint, ROI_DESCRIPTIONS,  # noqa: F401
                             concat_list_text, frame_offsets, image2_escape, input_args,
@@ -370,14 +373,14 @@ def check_jobs(jobs) -> int:
 def encode_plans(codec: str, modes: Sequence[str], rates: Sequence[RatePoint] | None,
                  config: str | Path | None, preset: str | None,
                  two_pass: bool) -> list[tuple[str, EncoderConfig, list[RatePoint], list[str]]]:
-    """Per mode: its resolved encoder config (the packaged hevc_x265cli one for qpfile unless
-    ``config`` is given; ``preset`` over the config's), its rate points (without ``rates``: the
+    """Per mode: its resolved encoder config (for a mode only one encoder takes, its packaged
+    config, :data:`~roienc.encoders.MODE_CONFIGS`: hevc_x265cli for qpfile, unless ``config`` is
+    given; ``preset`` over the config's), its rate points (without ``rates``: the
     config's ``[rate]``) and the warnings of :func:`validate_mode`, which refuses an impossible
     mode, rate or setting with an InputError naming the mode and rate."""
     plans = []
     for mode in modes:
-        cfg = load_config(config if config is not None else
-                          ("hevc_x265cli" if mode == "qpfile" else None), codec)
+        cfg = load_config(config if config is not None else MODE_CONFIGS.get(mode), codec)
         if preset:
             cfg.preset = preset
         mode_rates = list(rates) if rates is not None else [RatePoint(*cfg.default_rate())]
@@ -441,15 +444,17 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     plans = []
     for mode, cfg, mode_rates, warnings in encode_plans(codec, modes, rates, config, preset,
                                                        two_pass):
-        if mode == "qpfile" and config is None:
-            log.info("qpfile mode: using the packaged hevc_x265cli config")
+        if mode in MODE_CONFIGS and config is None:
+            log.info("%s mode: using the packaged %s config", mode, MODE_CONFIGS[mode])
         for w in warnings:
             log.warning("%s: %s", mode, w)
         plans.append((mode, cfg, mode_rates))
-    clis: dict[str, Tool] = {}           # each encoder's own CLI (x265, SvtAv1EncApp), found once
+    # each encoder's own CLI (x265, SvtAv1EncApp), found once: EncodeJob field -> tool
+    clis: dict[str, Tool] = {}
+    cli_paths = dict(x265=x265, svtav1=svtav1)      # the CLIs named by the user
     for name in dict.fromkeys(cfg.encoder for _, cfg, _ in plans):
-        clis.update(encoder_class(name).find_cli({"x265": x265, "svtav1": svtav1},
-                                                 [m for m, cfg, _ in plans if cfg.encoder == name]))
+        clis.update(encoder_class(name).find_cli(cli_paths, [m for m, cfg, _ in plans
+                                                             if cfg.encoder == name]))
     enc_name = FFMPEG_ENCODERS.get(codec, "")
     eng = run_engine(engine, codec, ffmpeg, two_pass)
     if (eng == "ffmpeg" and any(cfg.encoder == enc_name for _, cfg, _ in plans)
@@ -464,8 +469,8 @@ def encode_many(clips: Sequence[Clip], maps_root: str | Path | None, *, codec: s
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     work = [EncodeJob(c, Path(maps_root) if maps_root else None, mode, rate, cfg, out, ff,
-                      clis.get("x265"), threads, skip_existing, zone_mode, str(cityscapes_root),
-                      two_pass, engine=eng, svtav1=clis.get("svtav1"))
+                      threads=threads, skip_existing=skip_existing, zone_mode=zone_mode,
+                      cityscapes_root=str(cityscapes_root), two_pass=two_pass, engine=eng, **clis)
             for c in clips for mode, cfg, mode_rates in plans for rate in mode_rates]
     spec = executor or ExecutorSpec("local", jobs)
     if progress and spec.kind == "local" and spec.resolved_workers() == 1:

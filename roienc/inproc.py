@@ -11,8 +11,8 @@ the clip has.
 
 The runner is a command of its own, ``python3 .../roienc/inproc.py ARGV`` (run as a script, so
 it needs nothing of roienc but this file: it imports only the standard library and ``av``), whose ``ARGV`` is the
-FFmpeg command line roienc would otherwise run (the subset :func:`build_ffmpeg_cmd
-<roienc.encode.build_ffmpeg_cmd>` writes), with the ROI filter graph replaced by ``-roi FILE``:
+FFmpeg command line roienc would otherwise run (the subset :meth:`FFmpegEncoder.command
+<roienc.encoders.ffmpeg.FFmpegEncoder.command>` writes), with the ROI filter graph replaced by ``-roi FILE``:
 a JSON list of runs, each ``{"frames": [first, last], "chain": "addroi=...,addroi=..."}`` with
 the very chains of the CLI's filter script (first-listed rectangle wins, ``qoffset=dq/range``).
 The encode sidecar records this argv; a run folder can be replayed by hand with it.
@@ -80,8 +80,8 @@ def _bitrate(text: str) -> int:
 
 
 def parse_argv(argv: list[str]) -> Argv:
-    """Parse the FFmpeg-style argv :func:`roienc.encode.build_ffmpeg_cmd` writes (one input, one
-    video output); anything else is refused by name."""
+    """Parse the FFmpeg-style argv :meth:`roienc.encoders.ffmpeg.FFmpegEncoder.command` writes
+    (one input, one video output); anything else is refused by name."""
     a = Argv()
     pending: dict[str, str] = {}
     i, n = 0, len(argv)

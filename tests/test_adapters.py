@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from roienc.adapters import (Rect, addroi_chain, check_roi_compatible, cover_rectangles,
-                             ffmpeg_filter_script_args, frame_qps, paint_first_wins,
-                             perframe_filter_script, priority_rectangles, qp_range_for,
-                             qpfile_text, roi_rects, zones_string)
+from roienc.adapters import (Rect, addroi_chain, cover_rectangles, ffmpeg_filter_script_args,
+                             frame_qps, paint_first_wins, perframe_filter_script,
+                             priority_rectangles, qp_range_for, qpfile_text, roi_rects, zones_string)
+from roienc.encoders.x26x import check_roi_compatible
 from roienc.errors import InputError
 from roienc.tools import Tool
 

@@ -6,7 +6,7 @@ when the CLI found is missing or older (Debian 12 ships 1.4.1).
 import numpy as np
 import pytest
 
-from roienc import svtav1
+from roienc.encoders import svtav1
 from roienc.dataset import find_clips
 from roienc.doctor import run_doctor
 from roienc.encode import RatePoint, encode_many

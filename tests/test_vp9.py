@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from conftest import decode_luma, psnr
-from roienc.adapters import (VPX_MAX_LEVELS, check_vp9_roi, perframe_filter_script,
-                             quantise_levels, vpx_delta_grids)
+from roienc.adapters import perframe_filter_script, quantise_levels
 from roienc.configs import load_config
 from roienc.dataset import find_clips
 from roienc.encode import RatePoint, encode_many
+from roienc.encoders.vp9 import VPX_MAX_LEVELS, check_vp9_roi, vpx_delta_grids
 from roienc.errors import InputError
 from roienc.maps import QPParams, build_maps
 from roienc.probe import packet_sizes
@@ -256,7 +256,7 @@ def test_vp9_chains_end_with_the_zero_region(seq_dataset, tmp_path):
     script = Path(side["adapter"]["filter_script"]).read_text()
     chains = [ln for ln in script.splitlines() if "addroi" in ln]
     assert chains and all(ln.endswith(f"addroi=x=0:y=0:w={W}:h={H}:qoffset=0/63[r{i}];")
-                          or ln.endswith(f"qoffset=0/63[vout]")
+                          or ln.endswith("qoffset=0/63[vout]")
                           for i, ln in enumerate(chains))
     assert "/51" not in script
     assert max(side["adapter"]["vpx_levels_per_frame"]) <= VPX_MAX_LEVELS

@@ -32,6 +32,10 @@ ENCODERS: dict[str, type[Encoder]] = {cls.name: cls for cls in (X265, X264, Vp9,
 FFMPEG_ENCODERS: dict[str, str] = {cls.codec: cls.name for cls in ENCODERS.values()
                                    if cls.ffmpeg_library}
 
+# a mode only one encoder takes -> its packaged config, used for that mode when none is given
+MODE_CONFIGS: dict[str, str] = {mode: name for cls in ENCODERS.values()
+                                for mode, name in cls.mode_configs.items()}
+
 
 def encoder_class(name: str) -> type[Encoder]:
     """The class of the config ``encoder`` ``name``."""
@@ -46,5 +50,5 @@ def encoder_for(config: EncoderConfig) -> Encoder:
     return encoder_class(config.encoder)(config)
 
 
-__all__ = ["ENCODERS", "FFMPEG_ENCODERS", "Encoder", "EncodeJob", "RatePoint", "SvtAv1", "Vp9",
+__all__ = ["ENCODERS", "FFMPEG_ENCODERS", "MODE_CONFIGS", "Encoder", "EncodeJob", "RatePoint", "SvtAv1", "Vp9",
            "X264", "X265", "X265Cli", "encoder_class", "encoder_for"]

@@ -242,6 +242,8 @@ class Encoder(ABC):
     modes: ClassVar[tuple[str, ...]] = ("baseline", "roi-settings", "roi")
     engine: ClassVar[str]                                # the sidecar's ``engine``
     ffmpeg_library: ClassVar[bool] = False               # an encoder of FFmpeg's libavcodec
+    # modes only this encoder takes -> the packaged config used for them when none is given
+    mode_configs: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: EncoderConfig) -> None:
         self.config = config
@@ -264,8 +266,10 @@ class Encoder(ABC):
 
     def mode_refusal(self, mode: str) -> str:
         """Why this encoder does not take ``mode``."""
-        return (f"--mode {mode} is x265-only (zones and qpfile are x265 features); with "
-                f"--codec {self.codec} use baseline or roi")
+        if mode in ("zones", "roi+zones", "qpfile"):
+            return (f"--mode {mode} is x265-only (zones and qpfile are x265 features); with "
+                    f"--codec {self.codec} use baseline or roi")
+        return f"--mode {mode}: {self.name} takes {', '.join(self.modes)}"
 
     def check_request(self, mode: str, rate: RatePoint, two_pass: bool) -> None:
         """Refusals of this encoder that come before the common ones (rate controls, presets,

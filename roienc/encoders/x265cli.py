@@ -45,6 +45,7 @@ class X265Cli(Encoder):
     codec = "hevc"
     modes = ("baseline", "qpfile")
     engine = "x265-cli"
+    mode_configs = {"qpfile": "hevc_x265cli"}
 
     def mode_refusal(self, mode: str) -> str:
         return f"--mode {mode} goes through FFmpeg; config {self.config.name} drives the x265 CLI"
