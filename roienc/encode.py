@@ -91,6 +91,7 @@ def uses_pyav(job: EncodeJob) -> bool:
     pass)."""
     return encoder_for(job.config).in_process(job)
 
+
 def resolve_engine(engine: str | None, encoder: str, *, ffmpeg_named: bool = False,
                    two_pass: bool = False) -> str:
     """``'pyav'`` or ``'ffmpeg'`` for every libx265/libx264 encode of a run (one engine per run:
@@ -117,6 +118,7 @@ def resolve_engine(engine: str | None, encoder: str, *, ffmpeg_named: bool = Fal
         return "ffmpeg"
     return "pyav"
 
+
 def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
                   two_pass: bool = False) -> list[str]:
     """Refuse impossible combinations with the reason; return warnings. Besides the mode's name
@@ -127,11 +129,11 @@ def validate_mode(codec: str, mode: str, rate: RatePoint, config: EncoderConfig,
     check_rate(rate.control, rate.value, qp_max=CRF_MAX.get(codec, 51))
     return encoder_for(config).check(mode, rate, two_pass)
 
+
 def source_relpath(clip: Clip, frame_id: str) -> str:
     """Where a frame of ``clip`` lives under a Cityscapes root."""
     folder = "leftImg8bit_sequence" if clip.source == "sequence" else "leftImg8bit"
     return f"{folder}/{clip.split}/{clip.city}/{frame_id}_leftImg8bit.png"
-
 
 
 def sources_digest(paths: Sequence[Path]) -> tuple[str, list[str]]:
@@ -329,6 +331,7 @@ def encode_clip(job: EncodeJob) -> dict:
     write_json(job.sidecar, side)
     return side
 
+
 def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     """What the maps are, what the mode adds to the baseline, then the encoder's own encode
     (:meth:`roienc.encoders.base.Encoder.encode`: its ROI payload, command and statistics)."""
@@ -340,11 +343,13 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
                                 "roi": ROI_DESCRIPTIONS.get(job.mode, "none")}
     encoder.encode(job, maps, side)
 
+
 def check_encoder_options(ff: Tool, cfg: EncoderConfig, engine: str = "ffmpeg") -> None:
     """Refuse a config whose preset, tune or ``[params]`` the encoder does not accept (a 1-frame
     trial encode for FFmpeg's encoders, which only log an unknown parameter and encode anyway:
     :meth:`roienc.encoders.ffmpeg.FFmpegEncoder.check_options`; cached per setting)."""
     encoder_for(cfg).check_options(ff, engine)
+
 
 def error_summary(error: str | None) -> str:
     """One console line of an encode's error: its first line, and where that only says that a

@@ -14,6 +14,7 @@ import json
 import re
 import sys
 import tempfile
+from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,14 +70,14 @@ class FFmpegEncoder(Encoder):
             return ["-b:v", f"{rate.value:g}k"]
         return []
 
+    @abstractmethod
     def param_args(self, extra: dict) -> list[str]:
         """The config's ``[params]`` (``extra`` over them) as FFmpeg options."""
-        raise NotImplementedError
 
+    @abstractmethod
     def trial_options(self) -> tuple[str, dict[str, str], list[str]]:
         """The config's ``[params]`` for the 1-frame trial: as shown in a refusal, as AVOptions
         (in-process) and as FFmpeg options (CLI)."""
-        raise NotImplementedError
 
     def thread_args(self, threads: int) -> list[str]:
         """``-threads N`` where the encoder takes its threads that way."""
