@@ -8,6 +8,8 @@ offsets).
 """
 from __future__ import annotations
 
+import numpy as np
+
 import re
 from pathlib import Path
 
@@ -137,6 +139,14 @@ class X265(X26x):
             if qg != config_qg_size(self.config):     # x265 would use it anyway: nothing added
                 return {"qg-size": qg}
         return {}
+
+    def roi_grids(self, maps: ClipMaps, adapter: dict) -> tuple[np.ndarray, int, bool]:
+        """As libx264's, and every frame's chain ends with the whole-frame zero region: x265
+        keeps its input pictures in a pool, and a picture first made for a frame without ROI side
+        data has no room for offsets; handed a later frame with ROI, x265 4.2 crashes (SIGSEGV,
+        measured). With the zero region every frame of an ROI clip carries side data."""
+        grids, qp_range, _ = super().roi_grids(maps, adapter)
+        return grids, qp_range, True
 
     def settings_reference_is_baseline(self, block_size: int) -> bool:
         return qg_size_for(block_size) == config_qg_size(self.config)
