@@ -4,6 +4,7 @@ tiny snippet: an all-zero delta map gives the baseline's bytes and a non-zero ma
 every class that takes ROI; a new encoder is one class and a config TOML."""
 import ast
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -187,7 +188,16 @@ def test_zero_map_is_the_baseline_and_a_map_is_not(seq_dataset, zero_maps, tmp_p
     real = encode_many(clips, maps, modes=["roi"], out=tmp_path / "r", **kw)
     assert [r["status"] for r in zero + real] == ["ok"] * 3, [r["error"] for r in zero + real]
     base, roi0 = (tmp_path / "z" / codec / m / f"crf{crf}/lindau_000000.mp4" for m in ("baseline", "roi"))
-    assert base.read_bytes() == roi0.read_bytes()
+    if (codec, engine) == ("h264", "pyav"):
+        # libx264 in PyAV 18.1's FFmpeg is not bit-reproducible run to run (the same command gave
+        # 9933 bytes once and 10046 seven times on a 192x96 clip, measured; Debian's FFmpeg CLI
+        # and x264: the same bytes every time): the zero map must give the baseline's command.
+        def argv(mp4):
+            cmds = json.loads(mp4.with_suffix(".json").read_text())["commands"]
+            return [[a for a in c if not a.endswith(".tmp.mp4")] for c in cmds]
+        assert argv(roi0) == argv(base)
+    else:
+        assert base.read_bytes() == roi0.read_bytes()
     assert "all-zero" in zero[1]["adapter"]["note"]
     roi = tmp_path / "r" / codec / f"roi/crf{crf}/lindau_000000.mp4"
     assert roi.read_bytes() != base.read_bytes()             # the payload reached the encoder
