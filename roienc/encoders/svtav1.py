@@ -9,11 +9,23 @@ drives the x265 CLI in qpfile mode: FFmpeg decodes the frames to y4m on a pipe, 
 writes IVF, FFmpeg remuxes it into MP4.
 
 The ROI map file has one line per picture, ``<picture> <offset> <offset> ...``: one qindex
-offset (-255..255) per 64x64 block in raster order, at most 8 distinct values a line.
-:func:`roi_map_text` derives it from roienc's QP grids: the area-weighted mean map QP delta of
-each 64x64 block (x265 likewise averages offsets over a quantisation group), times the config's
-``[roi] qp_scale`` (qindex per map QP), rounded and clipped, then at most 7 non-zero levels
-(plus 0) per line by the same optimal quantiser as for libvpx.
+offset (-255..255) per 64x64 block in raster order, at most 8 distinct values a line. SVT-AV1
+(``segmentation.c``, measured with ``benchmarks/bench_av1_roi.py``) turns each line into AV1
+segmentation: the distinct offsets become the segments' ``SEG_LVL_ALT_Q`` (with loop-filter
+deltas to match), each 64x64 superblock takes its block's segment, and every coded picture whose
+line is in force carries it. The offset moves the block's quantiser only: mode decision and RDOQ
+keep the picture's lambda, so a finer step (a negative offset) buys little quality for its bits
+(uniform -40 at CRF 36: +36% bytes for +0.8 dB; CRF 26, the same qindex: +112% for +2.6 dB),
+while a coarser step (a positive offset) saves bits as a higher CRF would.
+
+:func:`roi_map_text` derives the file from roienc's QP grids by :func:`roi_map_grids`: per
+picture, each 64x64 block's most important pixel (the minimum map QP delta in the block: a
+superblock holding any ROI is coded as ROI), shifted so that the picture's most important blocks
+get offset 0 (the picture's own qindex, from the CRF) and every other block a positive offset,
+times the config's ``[roi] qp_scale`` (qindex per map QP), rounded, clipped to 0..255, then at
+most 7 non-zero levels a line (the optimal quantiser used for libvpx). The map's contrast
+(ROI vs background, chosen per frame by the rate budget) is kept; SVT-AV1 spends it by coding the
+background coarser rather than the ROI finer. A picture whose map is flat gets an all-zero line.
 """
 from __future__ import annotations
 
@@ -21,6 +33,7 @@ import functools
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,15 +44,17 @@ from ..errors import InputError, ToolError
 from ..fileio import atomic_path, write_text
 from ..maps import ClipMaps
 from ..tools import Tool, _launch_problem, run
-from .base import Encoder, EncodeJob, RatePoint, frame_offsets, run_pipeline, y4m_decoder
+from .base import Encoder, EncodeJob, RatePoint, run_pipeline, y4m_decoder
 
 MIN_ROI_VERSION = (1, 6)
 SVT_BLOCK = 64               # ROI map granularity (superblock)
 SVT_MAX_OFFSET = 255         # qindex offsets
 SVT_MAX_LEVELS = 7           # non-zero values a line (8 distinct with 0)
-SVT_RULE = ("qindex offset per 64x64 block = round(area mean of the map QP delta * qp_scale), "
-            "clipped to -255..255, at most 7 non-zero levels a picture (block-weighted optimal "
-            "quantiser); every picture listed")
+SVT_RULE_NAME = "block min, shifted to >= 0"
+SVT_RULE = ("qindex offset per 64x64 block = round((minimum map QP delta in the block - the "
+            "picture's lowest) * qp_scale): the picture's most important blocks at its own qindex "
+            "(offset 0), the rest coarser; clipped to 0..255, at most 7 non-zero levels a picture "
+            "(block-weighted optimal quantiser); every picture listed")
 
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
@@ -113,16 +128,75 @@ def block_means(dq: np.ndarray, block: int, width: int, height: int,
     return np.nanmean(pad.reshape(gh, target, gw, target), axis=(1, 3))
 
 
+def block_minima(dq: np.ndarray, block: int, width: int, height: int,
+                 target: int = SVT_BLOCK) -> np.ndarray:
+    """Minimum of a block grid ``dq`` (``block``-px blocks, clipped to ``width x height``) over
+    ``target``-px blocks: the most important pixel's map QP delta."""
+    g = np.asarray(dq, np.float64)
+    full = np.repeat(np.repeat(g, block, 0), block, 1)[:height, :width]
+    gh, gw = -(-height // target), -(-width // target)
+    pad = np.full((gh * target, gw * target), np.inf)
+    pad[:height, :width] = full
+    return pad.reshape(gh, target, gw, target).min(axis=(1, 3))
+
+
 def roi_map_grids(dq_grids: np.ndarray, block: int, width: int, height: int,
                   qp_scale: float) -> np.ndarray:
     """Per frame, the 64x64-block qindex offsets written to the ROI map file (see module
-    docstring)."""
+    docstring): >= 0, the frame's most important blocks at 0."""
     out = []
     for g in np.asarray(dq_grids):
-        v = block_means(g, block, width, height) * float(qp_scale)
-        v = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -SVT_MAX_OFFSET, SVT_MAX_OFFSET)
-        out.append(quantise_levels(v.astype(np.int16), max_levels=SVT_MAX_LEVELS))
+        m = block_minima(g, block, width, height)
+        v = np.floor((m - m.min()) * float(qp_scale) + 0.5)
+        v = np.clip(v, 0, SVT_MAX_OFFSET).astype(np.int16)
+        out.append(quantise_levels(v, max_levels=SVT_MAX_LEVELS))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.int16)
+
+
+def picture_offsets(grids: np.ndarray) -> list[dict]:
+    """Per picture, what the map file gives it: each qindex offset and its 64x64 block count
+    (offset 0: coded at the picture's own qindex)."""
+    out = []
+    for g in np.asarray(grids):
+        levels, counts = np.unique(g, return_counts=True)
+        out.append({str(int(v)): int(n) for v, n in zip(levels, counts)})
+    return out
+
+
+def coded_pictures(ffmpeg: str, path: str | Path) -> list[list] | None:
+    """What each coded picture of an AV1 stream got, from its frame headers (FFmpeg's
+    ``trace_headers``): ``[display index (order_hint), base_q_idx, [segment qindex offsets]]``
+    in coding order; None when FFmpeg cannot trace the stream."""
+    try:
+        p = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-c", "copy",
+                            "-bsf:v", "trace_headers", "-f", "null", "-"],
+                           capture_output=True, text=True, errors="replace", timeout=600)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode != 0:
+        return None
+    frames: list[dict] = []
+    for line in p.stderr.splitlines():
+        m = _TRACE.search(line)
+        if not m:
+            continue
+        name, val = m.group(1), int(m.group(2))
+        if name == "show_existing_frame":
+            frames.append({"sef": val, "seg": {}})
+        elif frames and name in ("order_hint", "base_q_idx", "segmentation_enabled"):
+            frames[-1].setdefault(name, val)
+        elif frames and (f := _SEG_Q.fullmatch(name)):
+            frames[-1]["seg"][int(f.group(1))] = val
+    coded = [f for f in frames if not f["sef"] and "base_q_idx" in f]
+    if not coded:
+        return None
+    return [[f.get("order_hint"), f["base_q_idx"],
+             [f["seg"][k] for k in sorted(f["seg"])] if f.get("segmentation_enabled") else []]
+            for f in coded]
+
+
+_TRACE = re.compile(r"\]\s+\d+\s+(\S+)\s+[01]+\s+=\s+(-?\d+)\s*$")
+_SEG_Q = re.compile(r"feature_value\[(\d+)\]\[0\]")
 
 
 def roi_map_text(grids: np.ndarray) -> str:
@@ -184,11 +258,12 @@ class SvtAv1(Encoder):
         qp_scale = self.config.qp_scale
         grids = roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height, qp_scale)
         if not np.any(grids):
-            adapter["note"] = "all-zero delta QP map: no ROI map file, command identical to baseline"
+            adapter["note"] = ("all-zero delta QP map (or flat on every picture: all-zero offsets): "
+                               "no ROI map file, command identical to baseline")
             return None
         roi_map = job.folder / f"{job.clip.clip_id}.roimap.txt"
         write_text(roi_map, roi_map_text(grids))
-        adapter.update(roi_map_file=str(roi_map), svt_offsets=frame_offsets(grids),
+        adapter.update(roi_map_file=str(roi_map), svt_pictures=picture_offsets(grids),
                        svt_rule=SVT_RULE, qp_scale=qp_scale)
         return roi_map
 
@@ -206,6 +281,8 @@ class SvtAv1(Encoder):
                            roi_map=str(roi_map) if roi_map else None, threads=job.threads)
             side["commands"] += [dec, enc]
             run_pipeline(dec, enc, job.log_path)
+            if roi_map is not None:     # what each picture got: its qindex and segment offsets
+                side["adapter"]["svt_coded"] = coded_pictures(job.ffmpeg.path, tmp_ivf)
             mux = [job.ffmpeg.path, "-hide_banner", "-nostdin", "-y", "-i", str(tmp_ivf), "-c", "copy",
                    *(["-tag:v", cfg.tag] if cfg.tag else []), str(tmp_mp4)]
             side["commands"].append(mux)
