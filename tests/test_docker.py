@@ -65,6 +65,8 @@ def test_ci_builds_and_runs_the_image():
     assert "podman build --pull=never" in docker.replace("$PODMAN", "podman")
     for step in ("roienc doctor", "roienc demo", "roienc sweep"):
         assert step in docker
+    # the demo's figures in the image are compared with the same demo outside it
+    assert "python3 -m roienc demo" in docker and "assert_frame_equal" in docker
 
 
 def _pyav_planes(av, container, pix_fmt: str, frames: int) -> bytes:
