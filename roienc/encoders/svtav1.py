@@ -50,9 +50,16 @@ MIN_ROI_VERSION = (1, 6)
 SVT_BLOCK = 64               # ROI map granularity (superblock)
 SVT_MAX_OFFSET = 255         # qindex offsets
 SVT_MAX_LEVELS = 7           # non-zero values a line (8 distinct with 0)
-SVT_RULE_NAME = "block min, shifted to >= 0"
+# offsets' factor per temporal layer (0: key frame and base layer ... 4: the odd pictures): the
+# background is made coarser where the bits are (the low layers, coded at low qindex and
+# referenced by the rest), less where a coarser step saves few bits and costs PSNR (measured:
+# docs/results.md, "AV1 ROI with SVT-AV1")
+SVT_LAYER_SCALE = (1.0, 1.0, 0.7, 0.35, 0.15)
+SVT_LEVELS = 4               # SvtAv1EncApp's hierarchical levels at roienc's presets (mini-GOP 16)
+SVT_RULE_NAME = "block min, shifted to >= 0, by temporal layer"
 SVT_RULE = ("qindex offset per 64x64 block = round((minimum map QP delta in the block - the "
-            "picture's lowest) * qp_scale): the picture's most important blocks at its own qindex "
+            "picture's lowest) * qp_scale * the factor of the picture's temporal layer "
+            "(svt_layer_scale)): the picture's most important blocks at its own qindex "
             "(offset 0), the rest coarser; clipped to 0..255, at most 7 non-zero levels a picture "
             "(block-weighted optimal quantiser); every picture listed")
 
@@ -140,17 +147,40 @@ def block_minima(dq: np.ndarray, block: int, width: int, height: int,
     return pad.reshape(gh, target, gw, target).min(axis=(1, 3))
 
 
-def roi_map_grids(dq_grids: np.ndarray, block: int, width: int, height: int,
-                  qp_scale: float) -> np.ndarray:
+def temporal_layer(picture: int, levels: int = SVT_LEVELS) -> int:
+    """Temporal layer of display picture ``picture`` in SVT-AV1's random-access hierarchy of
+    ``levels`` levels (mini-GOPs of ``2**levels`` pictures from picture 0): 0 for the key frame
+    and each mini-GOP's last picture (the base layer), ``levels`` for the odd pictures (never
+    referenced)."""
+    k = picture % (1 << levels)
+    return 0 if k == 0 else levels - (k & -k).bit_length() + 1
+
+
+def roi_map_grids(dq_grids: np.ndarray, block: int, width: int, height: int, qp_scale: float,
+                  layer_scale: Sequence[float] | None = SVT_LAYER_SCALE,
+                  levels: int = SVT_LEVELS) -> np.ndarray:
     """Per frame, the 64x64-block qindex offsets written to the ROI map file (see module
-    docstring): >= 0, the frame's most important blocks at 0."""
+    docstring): >= 0, the frame's most important blocks at 0; the offsets of a picture times its
+    temporal layer's factor in ``layer_scale`` (the last factor for deeper layers; None: 1)."""
     out = []
-    for g in np.asarray(dq_grids):
+    for i, g in enumerate(np.asarray(dq_grids)):
         m = block_minima(g, block, width, height)
-        v = np.floor((m - m.min()) * float(qp_scale) + 0.5)
+        f = float(qp_scale)
+        if layer_scale:
+            f *= float(layer_scale[min(temporal_layer(i, levels), len(layer_scale) - 1)])
+        v = np.floor((m - m.min()) * f + 0.5)
         v = np.clip(v, 0, SVT_MAX_OFFSET).astype(np.int16)
         out.append(quantise_levels(v, max_levels=SVT_MAX_LEVELS))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.int16)
+
+
+def hierarchy_levels(params: dict) -> int:
+    """The hierarchical levels SvtAv1EncApp runs with: the config's ``hierarchical-levels``, else
+    :data:`SVT_LEVELS` (its choice at roienc's presets, mini-GOPs of 16, seen in the bitstream)."""
+    try:
+        return max(0, int(params.get("hierarchical-levels", SVT_LEVELS)))
+    except (TypeError, ValueError):
+        return SVT_LEVELS
 
 
 def picture_offsets(grids: np.ndarray) -> list[dict]:
@@ -256,7 +286,9 @@ class SvtAv1(Encoder):
         """``<clip>.roimap.txt`` (:func:`roi_map_grids`, :func:`roi_map_text`); None when the map
         has no offset (the baseline's command)."""
         qp_scale = self.config.qp_scale
-        grids = roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height, qp_scale)
+        levels = hierarchy_levels(self.config.params)
+        grids = roi_map_grids(maps.dq, maps.block_size, maps.width, maps.height, qp_scale,
+                              SVT_LAYER_SCALE, levels)
         if not np.any(grids):
             adapter["note"] = ("all-zero delta QP map (or flat on every picture: all-zero offsets): "
                                "no ROI map file, command identical to baseline")
@@ -264,7 +296,8 @@ class SvtAv1(Encoder):
         roi_map = job.folder / f"{job.clip.clip_id}.roimap.txt"
         write_text(roi_map, roi_map_text(grids))
         adapter.update(roi_map_file=str(roi_map), svt_pictures=picture_offsets(grids),
-                       svt_rule=SVT_RULE, qp_scale=qp_scale)
+                       svt_rule=SVT_RULE, qp_scale=qp_scale, svt_layer_scale=list(SVT_LAYER_SCALE),
+                       svt_layers=[temporal_layer(i, levels) for i in range(len(grids))])
         return roi_map
 
     def encode(self, job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
