@@ -208,7 +208,8 @@ def main() -> int:
     ap.add_argument("--scale", default="6.5", help="qindex per map QP of the min mappings (a list: "
                     "the shifted min mapping at each)")
     ap.add_argument("--variants", default="old,min,shifted,roienc", help="part 3's mappings: old, min, "
-                    "shifted, mean-shifted, layers:F0/F1/F2/F3/F4 (shifted, x a factor per temporal layer), roienc")
+                    "shifted, mean-shifted, layers:F0/F1/F2/F3/F4 (shifted, x a factor per temporal layer), roienc, "
+                    "plus-min:T (roienc's plus the block min x T: the ROI finer too)")
     ap.add_argument("--parts", default="1,2,3", help="which of the three parts to run")
     a = ap.parse_args()
     scales = [float(x) for x in a.scale.split(",")]
@@ -296,6 +297,13 @@ def main() -> int:
                     ls = tuple(float(x) for x in v.split(":")[1].split("/"))
                     for sc in scales:
                         maps[f"block min x{sc:g} shifted, layers {v.split(':')[1]}"] = shifted_grids(s, "min", sc, ls)
+                elif v.startswith("plus-min"):      # plus-min:T: roienc's + round(block min x T) (<= 0)
+                    t = float(v.split(":")[1])
+                    base = svtav1.roi_map_grids(s.dq, s.block, s.w, s.h, qp_scale)
+                    neg = np.stack([np.floor(block_min(g, s.block, s.w, s.h) * t + 0.5) for g in s.dq])
+                    g = np.clip(base + neg, -svtav1.SVT_MAX_OFFSET, svtav1.SVT_MAX_OFFSET).astype(np.int16)
+                    maps[f"roienc's + block min x{t:g} (ROI finer)"] = np.stack(
+                        [quantise_levels(x, max_levels=svtav1.SVT_MAX_LEVELS) for x in g])
                 elif v == "roienc":
                     maps[f"roienc's mapping (x{qp_scale:g})"] = svtav1.roi_map_grids(s.dq, s.block, s.w, s.h, qp_scale)
             print(f"  {'mapping':44s} {'offsets':>9s} {'BD roi':>8s} {'nonroi':>8s} {'y':>8s}   {'bytes':>7s}  {'dROI':>6s} {'dNON':>6s}")

@@ -38,13 +38,14 @@ needs_roi = pytest.mark.skipif(ROI_PROBLEM is not None,
 
 def test_roi_map_grids_and_text():
     # 16-px blocks of a 200x100 frame -> 4x2 superblocks (the last ones partial). A superblock
-    # takes its most important pixel's map QP; the picture's most important superblocks get 0
-    # (its own qindex), the rest (map QP - the picture's lowest) * qp_scale, positive.
+    # takes its most important pixel's map QP m; first without the ROI's finer part (finer=0):
+    # the picture's most important superblocks get 0 (its own qindex), the rest (m - the
+    # picture's lowest m) * qp_scale, positive.
     dq = np.zeros((2, 7, 13), np.int16)
     dq[0, :4, :4] = -6            # exactly the first superblock
     dq[0, 6, 5] = -3              # one 16-px block of the bottom row's second superblock
     dq[1] = np.arange(13)[None, :] - 6
-    g = svtav1.roi_map_grids(dq, 16, 200, 100, qp_scale=4.0, layer_scale=None)
+    g = svtav1.roi_map_grids(dq, 16, 200, 100, qp_scale=4.0, layer_scale=None, finer=0)
     assert g.shape == (2, 2, 4) and g.dtype == np.int16
     assert g[0].tolist() == [[0, 24, 24, 24], [24, 12, 24, 24]]
     # columns of 16-px blocks 0-3, 4-7, 8-11 and 12 (the partial last superblock: only its 8
@@ -56,15 +57,20 @@ def test_roi_map_grids_and_text():
     big = np.zeros((2, 4, 4), np.int16)
     big[0, 0, 0] = -99
     big[1] = -5
-    assert svtav1.roi_map_grids(big, 16, 64, 64, qp_scale=4.0, layer_scale=None).tolist() == [[[0]], [[0]]]
+    assert svtav1.roi_map_grids(big, 16, 64, 64, qp_scale=4.0, layer_scale=None, finer=0).tolist() == [[[0]], [[0]]]
     wide = np.zeros((1, 4, 8), np.int16)
     wide[0, :, 0] = -99
-    assert svtav1.roi_map_grids(wide, 16, 128, 64, qp_scale=4.0, layer_scale=None).tolist() == [[[0, 255]]]
+    assert svtav1.roi_map_grids(wide, 16, 128, 64, qp_scale=4.0, layer_scale=None, finer=0).tolist() == [[[0, 255]]]
     # more than 8 distinct offsets: at most 7 non-zero levels a picture, 0 kept
     many = (np.arange(16 * 16).reshape(1, 16, 16) % 13 - 12).astype(np.int16)
-    m = svtav1.roi_map_grids(many, 64, 1024, 1024, qp_scale=4.0, layer_scale=None)
+    m = svtav1.roi_map_grids(many, 64, 1024, 1024, qp_scale=4.0, layer_scale=None, finer=0)
     assert len(set(m.ravel()) - {0}) <= svtav1.SVT_MAX_LEVELS and (m == 0).sum() == (many == -12).sum()
     assert svtav1.picture_offsets(g)[0] == {"0": 1, "12": 1, "24": 6}
+    # the ROI a little finer: + (m - the picture's highest m) * finer, 0 on the background
+    f = svtav1.roi_map_grids(dq, 16, 200, 100, qp_scale=4.0, layer_scale=None, finer=2.0)
+    assert f[0].tolist() == [[-12, 24, 24, 24], [24, 6, 24, 24]]
+    assert f[1].tolist() == [[-24, 0, 24, 48]] * 2
+    assert svtav1.roi_map_grids(big, 16, 64, 64, qp_scale=4.0, layer_scale=None).tolist() == [[[0]], [[0]]]
 
 
 def test_roi_map_offsets_by_temporal_layer():
@@ -74,8 +80,9 @@ def test_roi_map_offsets_by_temporal_layer():
     assert [svtav1.temporal_layer(i, 3) for i in range(9)] == [0, 3, 2, 3, 1, 3, 2, 3, 0]
     dq = np.zeros((17, 2, 4), np.int16)
     dq[:, 0, 0] = -6              # one superblock of ROI on every picture, the rest background
-    g = svtav1.roi_map_grids(dq, 32, 128, 64, qp_scale=10.0, layer_scale=(1.0, 0.9, 0.8, 0.5, 0.25))
-    assert g[:, 0, 0].tolist() == [0] * 17
+    g = svtav1.roi_map_grids(dq, 32, 128, 64, qp_scale=10.0, layer_scale=(1.0, 0.9, 0.8, 0.5, 0.25),
+                             finer=1.5)
+    assert g[:, 0, 0].tolist() == [-9] * 17           # the finer part is not scaled by layer
     assert g[:, 0, 1].tolist() == [60, 15, 30, 15, 48, 15, 30, 15, 54, 15, 30, 15, 48, 15, 30, 15, 60]
     assert svtav1.roi_map_grids(dq, 32, 128, 64, qp_scale=10.0, levels=3)[:9, 0, 1].tolist() == [
         round(60 * svtav1.SVT_LAYER_SCALE[min(svtav1.temporal_layer(i, 3), 4)]) for i in range(9)]

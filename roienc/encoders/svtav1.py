@@ -15,17 +15,20 @@ segmentation: the distinct offsets become the segments' ``SEG_LVL_ALT_Q`` (with 
 deltas to match), each 64x64 superblock takes its block's segment, and every coded picture whose
 line is in force carries it. The offset moves the block's quantiser only: mode decision and RDOQ
 keep the picture's lambda, so a finer step (a negative offset) buys little quality for its bits
-(uniform -40 at CRF 36: +36% bytes for +0.8 dB; CRF 26, the same qindex: +112% for +2.6 dB),
-while a coarser step (a positive offset) saves bits as a higher CRF would.
+(uniform -40 at CRF 36: +36% bytes for +0.7 dB Y PSNR; CRF 26, the same qindex: +112% for
++2.3 dB), while a coarser step (a positive offset) saves bits about as a higher CRF does
+(uniform +40: -39% for -1.7 dB; CRF 46: -53% for -2.5 dB).
 
 :func:`roi_map_text` derives the file from roienc's QP grids by :func:`roi_map_grids`: per
 picture, each 64x64 block's most important pixel (the minimum map QP delta in the block: a
-superblock holding any ROI is coded as ROI), shifted so that the picture's most important blocks
-get offset 0 (the picture's own qindex, from the CRF) and every other block a positive offset,
-times the config's ``[roi] qp_scale`` (qindex per map QP), rounded, clipped to 0..255, then at
-most 7 non-zero levels a line (the optimal quantiser used for libvpx). The map's contrast
-(ROI vs background, chosen per frame by the rate budget) is kept; SVT-AV1 spends it by coding the
-background coarser rather than the ROI finer. A picture whose map is flat gets an all-zero line.
+superblock holding any ROI is coded as ROI); the background (the picture's highest value) gets
+the picture's contrast (highest - lowest) times the config's ``[roi] qp_scale`` (qindex per map
+QP) times the factor of the picture's temporal layer (:data:`SVT_LAYER_SCALE`: the low layers
+carry the bits), the most important blocks the contrast times :data:`SVT_FINER` below the
+picture's qindex, blocks between in proportion; rounded, clipped, then at most 7 non-zero levels
+a line (the optimal quantiser used for libvpx). The map's contrast (ROI vs background, chosen per
+frame by the rate budget) is kept; SVT-AV1 spends it mostly by coding the background coarser.
+A picture whose map is flat gets an all-zero line.
 """
 from __future__ import annotations
 
@@ -55,13 +58,18 @@ SVT_MAX_LEVELS = 7           # non-zero values a line (8 distinct with 0)
 # referenced by the rest), less where a coarser step saves few bits and costs PSNR (measured:
 # docs/results.md, "AV1 ROI with SVT-AV1")
 SVT_LAYER_SCALE = (1.0, 1.0, 0.7, 0.35, 0.15)
+# qindex per map QP by which the most important superblocks go below the picture's qindex (a
+# finer step gains little with the picture's lambda, but a small one pays: it makes up for the
+# coarser references; measured, as SVT_LAYER_SCALE)
+SVT_FINER = 2.0
 SVT_LEVELS = 4               # SvtAv1EncApp's hierarchical levels at roienc's presets (mini-GOP 16)
-SVT_RULE_NAME = "block min, shifted to >= 0, by temporal layer"
-SVT_RULE = ("qindex offset per 64x64 block = round((minimum map QP delta in the block - the "
-            "picture's lowest) * qp_scale * the factor of the picture's temporal layer "
-            "(svt_layer_scale)): the picture's most important blocks at its own qindex "
-            "(offset 0), the rest coarser; clipped to 0..255, at most 7 non-zero levels a picture "
-            "(block-weighted optimal quantiser); every picture listed")
+SVT_RULE_NAME = "block min: background coarser by temporal layer, ROI a little finer"
+SVT_RULE = ("qindex offset per 64x64 block, m = the minimum map QP delta in the block: "
+            "round((m - the picture's lowest m) * qp_scale * the factor of the picture's temporal "
+            "layer (svt_layer_scale)) + round((m - the picture's highest m) * svt_finer): the "
+            "background coarser, the most important blocks a little finer; clipped to -255..255, "
+            "at most 7 non-zero levels a picture (block-weighted optimal quantiser); every "
+            "picture listed")
 
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
@@ -158,18 +166,21 @@ def temporal_layer(picture: int, levels: int = SVT_LEVELS) -> int:
 
 def roi_map_grids(dq_grids: np.ndarray, block: int, width: int, height: int, qp_scale: float,
                   layer_scale: Sequence[float] | None = SVT_LAYER_SCALE,
-                  levels: int = SVT_LEVELS) -> np.ndarray:
+                  levels: int = SVT_LEVELS, finer: float = SVT_FINER) -> np.ndarray:
     """Per frame, the 64x64-block qindex offsets written to the ROI map file (see module
-    docstring): >= 0, the frame's most important blocks at 0; the offsets of a picture times its
-    temporal layer's factor in ``layer_scale`` (the last factor for deeper layers; None: 1)."""
+    docstring). Per picture, with ``m`` each superblock's minimum map QP delta: ``round((m -
+    min m) * qp_scale * layer factor) + round((m - max m) * finer)``: the background (``m = max
+    m``) coarser by the picture's contrast times ``qp_scale`` and its temporal layer's factor in
+    ``layer_scale`` (the last factor for deeper layers; None: 1), the most important
+    superblocks finer by the contrast times ``finer``; a flat picture all 0."""
     out = []
     for i, g in enumerate(np.asarray(dq_grids)):
         m = block_minima(g, block, width, height)
         f = float(qp_scale)
         if layer_scale:
             f *= float(layer_scale[min(temporal_layer(i, levels), len(layer_scale) - 1)])
-        v = np.floor((m - m.min()) * f + 0.5)
-        v = np.clip(v, 0, SVT_MAX_OFFSET).astype(np.int16)
+        v = np.floor((m - m.min()) * f + 0.5) + np.floor((m - m.max()) * float(finer) + 0.5)
+        v = np.clip(v, -SVT_MAX_OFFSET, SVT_MAX_OFFSET).astype(np.int16)
         out.append(quantise_levels(v, max_levels=SVT_MAX_LEVELS))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.int16)
 
@@ -297,6 +308,7 @@ class SvtAv1(Encoder):
         write_text(roi_map, roi_map_text(grids))
         adapter.update(roi_map_file=str(roi_map), svt_pictures=picture_offsets(grids),
                        svt_rule=SVT_RULE, qp_scale=qp_scale, svt_layer_scale=list(SVT_LAYER_SCALE),
+                       svt_finer=SVT_FINER,
                        svt_layers=[temporal_layer(i, levels) for i in range(len(grids))])
         return roi_map
 
