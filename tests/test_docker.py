@@ -69,6 +69,23 @@ def test_ci_builds_and_runs_the_image():
     assert "python3 -m roienc demo" in docker and "assert_frame_equal" in docker
 
 
+def test_the_image_has_the_svtav1_ci_has():
+    """SVT-AV1 with --roi-map-file in the image as in CI: the Dockerfile runs .ci/svtav1 (which
+    .ci/run runs too), copies its tree and wrapper to the image, and leaves Debian 12's svt-av1
+    1.4.1 (still in the shared package list for CI's first steps) out; .ci/docker checks doctor's
+    line and an AV1 ROI encode in the image."""
+    dockerfile = DOCKERFILE.read_text()
+    assert "bash .ci/svtav1" in (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^COPY \.ci/svtav1 ", dockerfile, re.M)
+    assert re.search(r"^RUN bash /tmp/svtav1 /opt/svtav1-trixie /usr/local/bin$", dockerfile, re.M)
+    assert "COPY --from=build /opt/svtav1-trixie /opt/svtav1-trixie" in dockerfile
+    assert "COPY --from=build /usr/local/bin/SvtAv1EncApp /usr/local/bin/SvtAv1EncApp" in dockerfile
+    assert "grep -vxE 'ffmpeg|svt-av1'" in dockerfile
+    docker = (ROOT / ".ci" / "docker").read_text()
+    assert "SVT-AV1 2\\.3\\.0, with --roi-map-file" in docker
+    assert "--codec av1" in docker and '"--roi-map-file" in cmd' in docker
+
+
 def _pyav_planes(av, container, pix_fmt: str, frames: int) -> bytes:
     """``frames`` frames of ``container`` through PyAV's ``format=<pix_fmt>`` (the in-process
     engine's conversion), as the CLI's rawvideo lays them out (planes, no row padding)."""
