@@ -31,6 +31,8 @@ Per clip:
   and on non-reference pictures only (``non-refs only``), the picture types read from the plain
   encode's NAL unit types.
 - **cap**: the delta cap raised from 6 to 10 (``cap 10``).
+- other mappings, for the record: floor 0.5, block statistic mean, budget 14, and budget 18 on
+  reference pictures only (about the default's file size).
 
 Encodes and evaluations go through roienc's sweep (one run folder per variant under ``--run``, so
 a rerun reuses what is unchanged) and, for the per-picture maps, ``roienc encode`` / ``roienc
@@ -315,6 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     res = sweep(root, run / "cap10", DEFAULT.replace("delta=6", "delta=10"), **kw)
     variants["cap 10"] = bd_rows(plain, roi_rows(res))
     step("cap 10")
+    # other mappings of the same maps, for the record: each within reach of one flag of roienc sweep
+    for name, spec in (("floor 0.5", DEFAULT.replace("floor=0.1", "floor=0.5")),
+                       ("block-stat mean", DEFAULT.replace("submax", "mean")),
+                       ("budget 14", DEFAULT.replace("rate_budget=9", "rate_budget=14"))):
+        res = sweep(root, run / name.replace(" ", "_"), spec, **kw)
+        variants[name] = bd_rows(plain, roi_rows(res))
+        step(name)
+    if args.codec == "hevc":
+        # references only, at about the default's file size: twice the budget on half the bits
+        res = sweep(root, run / "budget_18", DEFAULT.replace("rate_budget=9", "rate_budget=18"), **kw)
+        rows = per_picture_maps(res, root, run, "refs_only_budget_18", True, crfs, args.preset)
+        variants["refs only, budget 18"] = bd_rows(plain, rows[rows["mode"] == "roi"])
+        step("refs only, budget 18")
     return report(args, root, run, table, variants)
 
 
