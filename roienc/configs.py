@@ -85,6 +85,12 @@ class EncoderConfig:
         """Encoder ROI units per map QP (``[roi] qp_scale``; 1 for x264/x265)."""
         return float(self.roi.get("qp_scale", 1.0))
 
+    @property
+    def map_block_size(self) -> int | None:
+        """``[roi] block_size``: the QP block size ``roienc sweep`` builds maps with for this
+        encoder when ``--block-size`` is not given (None: the library's default)."""
+        return self.roi.get("block_size")
+
     def option_args(self, extra: dict | None = None) -> list[str]:
         """``[params]`` as separate FFmpeg options ``-key value`` (libvpx-vp9; ``extra``
         overrides)."""
@@ -158,8 +164,14 @@ def load_config(name_or_path: str | Path | None, codec: str | None = None) -> En
     if not isinstance(params, dict):
         raise InputError(f"{path}: [params] must be a table of encoder options")
     roi = doc.get("roi", {})
-    if not isinstance(roi, dict) or set(roi) - {"qp_scale"}:
-        raise InputError(f"{path}: [roi] takes only qp_scale (encoder ROI units per map QP)")
+    if not isinstance(roi, dict) or set(roi) - {"qp_scale", "block_size"}:
+        raise InputError(f"{path}: [roi] takes only qp_scale (encoder ROI units per map QP) and "
+                         "block_size (the maps' QP block size sweep uses without --block-size)")
+    bs = roi.get("block_size")
+    if "block_size" in roi and not (isinstance(bs, int) and not isinstance(bs, bool)
+                                    and 2 <= bs <= 64 and bs % 2 == 0):
+        raise InputError(f"{path}: [roi] block_size must be an even number of pixels from 2 to "
+                         f"64, got {bs!r}")
     if "qp_scale" in roi and not (isinstance(roi["qp_scale"], (int, float))
                                   and not isinstance(roi["qp_scale"], bool) and roi["qp_scale"] > 0):
         raise InputError(f"{path}: [roi] qp_scale must be a positive number, got {roi['qp_scale']!r}")

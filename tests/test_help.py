@@ -61,6 +61,9 @@ def test_help_defaults_are_the_librarys():
         d = _defaults(cmd)
         for params in (ImportanceParams(), QPParams()):
             for name, value in dataclasses.asdict(params).items():
+                if (cmd, name) == ("sweep", "block_size"):    # the encoder config's, else the library's
+                    assert d[name] is None and f"else {value}" in " ".join(_help(cmd).split())
+                    continue
                 if name in d:
                     assert d[name] == value, f"{cmd} --{name}: {d[name]!r} != {value!r}"
         text = _help(cmd)

@@ -53,13 +53,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (rerun the same command to resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_map_options(p, multi_qp=True)
+    block = next(a for a in p._actions if a.dest == "block_size")
+    block.help = (f"QP block size in px (default: the encoder config's [roi] block_size, else "
+                  f"{block.default[0] if isinstance(block.default, list) else block.default}: "
+                  "16 for h264, 32 for the others; comma list: every combination is swept)")
+    block.default = None
     add_tool_options(p)
     add_executor_options(p, command="sweep")
     p.set_defaults(func=run, _parser=p)
 
 
+def resolve_block_size(args: argparse.Namespace) -> None:
+    """``--block-size`` not given: the encoder config's ``[roi] block_size`` (h264: 16, x264's
+    macroblock), else the library's default (32, x265's quantisation group)."""
+    if args.block_size is None:
+        from ..configs import load_config
+        from ..maps import QPParams
+        size = load_config(args.config, codec=args.codec).map_block_size
+        args.block_size = [size if size is not None else QPParams().block_size]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..sweep import run_sweep
+    resolve_block_size(args)
     opts = map_kwargs(args)
     rates = rate_points(args) if any(getattr(args, k) is not None for k in ("crf", "bitrate", "qp")) else None
     res = run_sweep(args.cityscapes_root, args.out, split=args.split, cities=args.cities,
