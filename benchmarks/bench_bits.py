@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_tradeoff import SHARED, parse_mapping
+from bench_tradeoff import parse_mapping, real_root
 
 METRICS = ["psnr_roi", "psnr_nonroi", "psnr_y", "psnr_weighted"]
 DEFAULT = "block_stat=submax,delta=6,background=0,rate_budget=9,floor=0.1"
@@ -257,13 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="bound: only the default, f_px, f_blk and the bounds (3 sweeps of 8)")
     args = ap.parse_args(argv)
 
-    root = Path(args.root) if args.root else None
+    root = real_root(args.root)
     if root is None:
-        if not (SHARED / "make_root.py").is_file():
-            print(f"skipped: {SHARED} not found (the real snippets are not on this machine)")
-            return 0
-        root = Path(tempfile.mkdtemp(prefix="roienc_real_")) / "root"
-        subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(root)], check=True)
+        return 0
     if args.crop:
         crop = root.parent / (root.name + "_crop")
         if not crop.is_dir():

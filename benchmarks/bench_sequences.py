@@ -42,7 +42,6 @@ from __future__ import annotations
 import _checkout  # noqa: F401  (this checkout's roienc, not an installed copy)
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cityscapes_sequences"
+from bench_tradeoff import real_root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,13 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                          "choice): the bytes, and so the figures' last decimals, depend on it")
     args = ap.parse_args(argv)
 
-    root = Path(args.root) if args.root else None
+    root = real_root(args.root)
     if root is None:
-        if not (SHARED / "make_root.py").is_file():
-            print(f"skipped: {SHARED} not found (the real snippets are not on this machine)")
-            return 0
-        root = Path(tempfile.mkdtemp(prefix="roienc_real_")) / "root"
-        subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(root)], check=True)
+        return 0
     run = Path(args.run or tempfile.mkdtemp(prefix="roienc_bench_seq_"))
     labels_pred = root / "labels_pred"
     rates = [RatePoint("crf", float(c)) for c in args.crf.split(",")]

@@ -69,6 +69,19 @@ CANDIDATES = {
 }
 
 
+def real_root(root: str | None) -> Path | None:
+    """``--root`` as given, else a root built from the shared real snippets with their
+    ``make_root.py``; None (said on stdout) when they are not on this machine."""
+    if root:
+        return Path(root)
+    if not (SHARED / "make_root.py").is_file():
+        print(f"skipped: {SHARED} not found (the real snippets are not on this machine)")
+        return None
+    made = Path(tempfile.mkdtemp(prefix="roienc_real_")) / "root"
+    subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(made)], check=True)
+    return made
+
+
 def parse_mapping(spec: str):
     """QPParams from ``field=value,...``."""
     from roienc.maps import QPParams
@@ -139,13 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                          "choice): the bytes, and so the figures' last decimals, depend on it")
     args = ap.parse_args(argv)
 
-    root = Path(args.root) if args.root else None
+    root = real_root(args.root)
     if root is None:
-        if not (SHARED / "make_root.py").is_file():
-            print(f"skipped: {SHARED} not found (the real snippets are not on this machine)")
-            return 0
-        root = Path(tempfile.mkdtemp(prefix="roienc_real_")) / "root"
-        subprocess.run([sys.executable, str(SHARED / "make_root.py"), str(root)], check=True)
+        return 0
     run = Path(args.run or tempfile.mkdtemp(prefix="roienc_bench_tradeoff_"))
     labels_pred = root / "labels_pred"
     rates_of = {c: [RatePoint("crf", float(v)) for v in
