@@ -43,7 +43,6 @@ import _checkout  # this checkout's roienc, not an installed copy (and REPO for 
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from roienc import svtav1
 from roienc.adapters import quantise_levels
 from roienc.bdrate import bd_pair
 from roienc.configs import load_config
+from roienc.encoders.svtav1 import frame_headers
 from roienc.errors import ToolError
 from roienc.tools import find_ffmpeg
 
@@ -171,22 +171,7 @@ class Runner:
 
     def headers(self, ivf: Path) -> list[dict]:
         """Per coded picture: order_hint, base_q_idx, segmentation_enabled, ALT_Q offset per segment."""
-        p = subprocess.run([self.ffmpeg, "-hide_banner", "-i", str(ivf), "-c", "copy", "-bsf:v", "trace_headers",
-                            "-f", "null", "-"], check=False, capture_output=True, text=True)
-        frames, cur = [], None
-        for line in p.stderr.splitlines():
-            m = re.search(r"\]\s+\d+\s+(\S+)\s+.*=\s+(-?\d+)$", line)
-            if not m:
-                continue
-            name, val = m.group(1), int(m.group(2))
-            if name == "show_existing_frame":
-                cur = {"sef": val, "seg_q": {}}
-                frames.append(cur)
-            elif cur is not None and name in ("order_hint", "base_q_idx", "segmentation_enabled"):
-                cur.setdefault(name, val)
-            elif cur is not None and name.startswith("feature_value[") and name.endswith("[0]"):
-                cur["seg_q"][int(re.search(r"\[(\d+)\]", name).group(1))] = val
-        return [f for f in frames if not f["sef"]]
+        return frame_headers(self.ffmpeg, ivf) or []
 
 
 def line(name: str, r: dict, ref: dict | None = None) -> str:

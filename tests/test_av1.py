@@ -3,8 +3,6 @@
 ROI needs SvtAv1EncApp >= 1.6 (``--roi-map-file``); the tests that need it skip with the reason
 when the CLI found is missing or older (Debian 12 ships 1.4.1).
 """
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -158,23 +156,11 @@ def test_av1_roi_encodes(seq_dataset, tmp_path):       # pragma: no cover - need
 
 
 def frame_headers(path: Path) -> list[dict]:
-    """Per coded picture of an AV1 stream (FFmpeg's ``trace_headers``; shown-existing frames
-    left out): order_hint, base_q_idx, segmentation_enabled and each segment's ALT_Q offset."""
-    p = subprocess.run([find_ffmpeg().path, "-hide_banner", "-i", str(path), "-c", "copy", "-bsf:v",
-                        "trace_headers", "-f", "null", "-"], capture_output=True, text=True, check=True)
-    frames: list[dict] = []
-    for line in p.stderr.splitlines():
-        m = re.search(r"\]\s+\d+\s+(\S+)\s+[01]+\s+=\s+(-?\d+)\s*$", line)
-        if not m:
-            continue
-        name, val = m.group(1), int(m.group(2))
-        if name == "show_existing_frame":
-            frames.append({"show_existing_frame": val, "seg_q": {}})
-        elif frames and name in ("order_hint", "base_q_idx", "segmentation_enabled"):
-            frames[-1].setdefault(name, val)
-        elif frames and (f := re.fullmatch(r"feature_value\[(\d+)\]\[0\]", name)):
-            frames[-1]["seg_q"][int(f.group(1))] = val
-    return [f for f in frames if not f["show_existing_frame"]]
+    """Per coded picture of an AV1 stream (roienc's ``trace_headers`` reader, the one the sidecar's
+    ``svt_coded`` comes from): order_hint, base_q_idx, segmentation_enabled, seg_q."""
+    headers = svtav1.frame_headers(find_ffmpeg().path, path)
+    assert headers is not None, f"FFmpeg could not trace {path}"
+    return headers
 
 
 @needs_roi

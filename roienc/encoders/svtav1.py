@@ -204,10 +204,10 @@ def picture_offsets(grids: np.ndarray) -> list[dict]:
     return out
 
 
-def coded_pictures(ffmpeg: str, path: str | Path) -> list[list] | None:
-    """What each coded picture of an AV1 stream got, from its frame headers (FFmpeg's
-    ``trace_headers``): ``[display index (order_hint), base_q_idx, [segment qindex offsets]]``
-    in coding order; None when FFmpeg cannot trace the stream."""
+def frame_headers(ffmpeg: str, path: str | Path) -> list[dict] | None:
+    """Per coded picture of an AV1 stream, in coding order (FFmpeg's ``trace_headers``;
+    shown-existing frames left out): ``order_hint``, ``base_q_idx``, ``segmentation_enabled`` and
+    ``seg_q`` (each segment's ALT_Q qindex offset); None when FFmpeg cannot trace the stream."""
     try:
         p = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-c", "copy",
                             "-bsf:v", "trace_headers", "-f", "null", "-"],
@@ -223,17 +223,25 @@ def coded_pictures(ffmpeg: str, path: str | Path) -> list[list] | None:
             continue
         name, val = m.group(1), int(m.group(2))
         if name == "show_existing_frame":
-            frames.append({"sef": val, "seg": {}})
+            frames.append({"sef": val, "seg_q": {}})
         elif frames and name in ("order_hint", "base_q_idx", "segmentation_enabled"):
             frames[-1].setdefault(name, val)
         elif frames and (f := _SEG_Q.fullmatch(name)):
-            frames[-1]["seg"][int(f.group(1))] = val
-    coded = [f for f in frames if not f["sef"] and "base_q_idx" in f]
-    if not coded:
+            frames[-1]["seg_q"][int(f.group(1))] = val
+    coded = [f for f in frames if not f.pop("sef") and "base_q_idx" in f]
+    return coded or None
+
+
+def coded_pictures(ffmpeg: str, path: str | Path) -> list[list] | None:
+    """What each coded picture of an AV1 stream got, from :func:`frame_headers`:
+    ``[display index (order_hint), base_q_idx, [segment qindex offsets]]`` in coding order; None
+    when FFmpeg cannot trace the stream."""
+    frames = frame_headers(ffmpeg, path)
+    if frames is None:
         return None
     return [[f.get("order_hint"), f["base_q_idx"],
-             [f["seg"][k] for k in sorted(f["seg"])] if f.get("segmentation_enabled") else []]
-            for f in coded]
+             [f["seg_q"][k] for k in sorted(f["seg_q"])] if f.get("segmentation_enabled") else []]
+            for f in frames]
 
 
 _TRACE = re.compile(r"\]\s+\d+\s+(\S+)\s+[01]+\s+=\s+(-?\d+)\s*$")
