@@ -71,12 +71,13 @@ from . import inproc
 from .fileio import clean_stale_temps, ensure_dir, read_json, write_json
 from .maps import ClipMaps, frame_prefix, load_clip_maps, load_params
 from .store import file_digest, files_digest, key_of, locked_run
-from .probe import bitrate_kbps, packet_sizes
+from .probe import bitrate_kbps, display_order_sizes, packets
 from .tools import Tool, find_ffmpeg
 
 log = logging.getLogger(__name__)
 
 MODES = ("baseline", "roi-settings", "roi", "zones", "roi+zones", "qpfile")
+OFFSET_MODES = ("roi", "roi+zones")      # the modes that hand the maps' block offsets to the encoder
 # encoders the in-process runner (roienc/inproc.py, the av wheel's FFmpeg) can run
 INPROC_ENCODERS = tuple(name for name, cls in ENCODERS.items() if cls.ffmpeg_library)
 # how libx265/libx264/libvpx-vp9 encodes run: "pyav" (in-process runner, roienc/inproc.py, through
@@ -314,12 +315,14 @@ def encode_clip(job: EncodeJob) -> dict:
             raise InputError(f"maps of {clip.clip_id} are {maps.width}x{maps.height} but its frames "
                              f"are {width}x{height}: rebuild the maps from this dataset")
         _encode(job, maps, side)
-        sizes = packet_sizes(job.ffmpeg.path, job.mp4)
+        pkts = packets(job.ffmpeg.path, job.mp4)
+        sizes = [size for _, size in pkts]
         side["bytes"] = job.mp4.stat().st_size
         side["mp4_sha256"] = file_digest(job.mp4)
         side["video_bytes"] = int(sum(sizes))
         side["frames_encoded"] = len(sizes)
         side["kbps"] = bitrate_kbps(sizes, clip.fps)
+        side["frame_bytes"] = display_order_sizes(pkts)   # what each frame got, frame order
         if len(sizes) != len(clip.frame_ids):
             raise ToolError(f"encoded {len(sizes)} frames, expected {len(clip.frame_ids)}",
                             side["commands"][-1] if side["commands"] else None)
@@ -337,8 +340,11 @@ def _encode(job: EncodeJob, maps: ClipMaps | None, side: dict) -> None:
     (:meth:`roienc.encoders.base.Encoder.encode`: its ROI payload, command and statistics)."""
     encoder = encoder_for(job.config)
     if maps is not None:
-        side["adapter"].update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta,
-                               frame_offsets=frame_offsets(maps.dq))
+        side["adapter"].update(block_size=maps.block_size, base_qp=maps.base_qp, delta=maps.delta)
+        if job.mode in OFFSET_MODES:
+            side["adapter"]["frame_offsets"] = frame_offsets(maps.dq)
+            if any(p is not None for p in maps.predicted_pct):
+                side["adapter"]["frame_predicted_pct"] = maps.predicted_pct
     side["adds_to_baseline"] = {"encoder_params": encoder.roi_settings(job, maps),
                                 "roi": ROI_DESCRIPTIONS.get(job.mode, "none")}
     encoder.encode(job, maps, side)

@@ -56,7 +56,7 @@ EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemea
 REPORT_FLUSH_S = 5.0   # rewrite the partial report at most this often while a run goes on
 SSIM_COLUMNS = ["ssim_y", "ssim_roi", "ssim_nonroi"]
 FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
-                 "ssim_nonroi", "roi_fraction"]
+                 "ssim_nonroi", "roi_fraction", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -359,8 +359,7 @@ def evaluate_clip(task: EvalTask) -> dict:
         raise InputError(f"{mp4} is not the file its sidecar {task.sidecar.name} describes (its "
                          "bytes differ from the encode's: replaced or damaged); encode the clip "
                          "again (`roienc encode --skip-existing` does)")
-    w, h, pix = int(side["width"]), int(side["height"]), side["pix_fmt"]
-    peak = 255.0 if not pix.endswith(("10le", "12le")) else float((1 << int(pix[-4:-2])) - 1)
+    pix = side["pix_fmt"]
     ff = task.ffmpeg
     check_maps_frames(task, side)
     with tempfile.TemporaryDirectory(prefix="roienc-eval-") as tmpdir:
@@ -562,6 +561,8 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
         "judged_by": judged_by(side, task.maps_root),
     }
     if task.per_frame_dir is not None:
+        got = side.get("frame_bytes")     # display order, recorded by encode (absent: older sidecar)
+        rows = [r + [got[r[0]] if isinstance(got, list) and len(got) == n else None] for r in rows]
         name = f"{side['codec']}_{side['mode']}_{side.get('rate_label', '')}_{side['clip']}.csv"
         write_csv(Path(task.per_frame_dir) / name.replace("+", "_"), rows, header=FRAME_COLUMNS)
     return row

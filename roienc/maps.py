@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import __version__
 from .dataset import (MAX_SPEED_MPS, Clip, FrameRef, parse_id, find_annotated_frames, find_sequence_frames, read_camera,
-                      read_disparity_raw, read_frame_labels, read_instance_ids, read_label_ids, read_rgb,
+                      read_disparity_raw, read_frame_labels, read_instance_ids, read_rgb,
                       read_speed)
 from .defaults import QP as _DEFAULT
 from .errors import InputError, MissingInput, describe_oserror
@@ -1294,6 +1294,7 @@ class ClipMaps:
     delta: int
     width: int
     height: int
+    predicted_pct: list[float | None] = field(default_factory=list)   # rate model, per frame
 
     @property
     def dq(self) -> np.ndarray:
@@ -1378,7 +1379,7 @@ def _why_no_maps(maps_root: Path, clip: Clip, fid: str) -> str:
 def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
     """QP grids of every frame of ``clip``; InputError naming the first missing map."""
     params = load_params(maps_root)
-    grids, imp_paths = [], []
+    grids, imp_paths, predicted = [], [], []
     for fid in clip.frame_ids:
         prefix = frame_prefix(Path(maps_root), clip.split, clip.city, fid)
         qp_path = prefix.with_name(f"{fid}_qp_map.npy")
@@ -1389,6 +1390,9 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
             raise InputError(f"{qp_path}: a QP map holds integers, got {grid.dtype}; rebuild it")
         grids.append(grid)
         imp_paths.append(importance_file(prefix))
+        choice = _read_rate_choice(prefix)
+        pct = choice.get("predicted_pct") if isinstance(choice, dict) else None
+        predicted.append(float(pct) if isinstance(pct, (int, float)) else None)
     shapes = {g.shape for g in grids}
     if len(shapes) != 1:
         raise InputError(f"clip {clip.clip_id}: QP maps of different sizes {sorted(shapes)}")
@@ -1406,4 +1410,4 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
                          f"{-(-w // block)}x{-(-h // block)}: maps of another setting; rebuild them")
     return ClipMaps(clip.clip_id, list(clip.frame_ids), np.stack(grids).astype(np.int8), imp_paths,
                     int(params["base_qp"]), int(params["block_size"]), int(params["delta"]),
-                    int(w), int(h))
+                    int(w), int(h), predicted)

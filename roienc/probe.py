@@ -1,7 +1,8 @@
 """What is inside an encoded file: packet sizes and frame count, read with FFmpeg itself.
 
 ffprobe is optional (the imageio-ffmpeg wheel has none), so packet sizes come from
-``ffmpeg -i FILE -map 0:v:0 -c copy -f framecrc -``, whose 5th column is each packet's size.
+``ffmpeg -i FILE -map 0:v:0 -c copy -f framecrc -``, whose 3rd column is each packet's pts and
+5th its size.
 """
 from __future__ import annotations
 
@@ -10,18 +11,34 @@ from pathlib import Path
 from .tools import run
 
 
-def packet_sizes(ffmpeg: str, path: str | Path) -> list[int]:
-    """Sizes in bytes of the video packets of ``path``, in decode order."""
+def packets(ffmpeg: str, path: str | Path) -> list[tuple[int, int]]:
+    """``(pts, size in bytes)`` of the video packets of ``path``, in decode order (framecrc's
+    3rd and 5th columns)."""
     out = run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                "-f", "framecrc", "-"]).stdout.decode("utf-8", "replace")
-    sizes = []
+    found = []
     for line in out.splitlines():
         if not line or line.startswith("#"):
             continue
         cols = [c.strip() for c in line.split(",")]
         if len(cols) >= 5:
-            sizes.append(int(cols[4]))
-    return sizes
+            try:
+                pts = int(cols[2])
+            except ValueError:          # NOPTS: keep the decode position
+                pts = len(found)
+            found.append((pts, int(cols[4])))
+    return found
+
+
+def packet_sizes(ffmpeg: str, path: str | Path) -> list[int]:
+    """Sizes in bytes of the video packets of ``path``, in decode order."""
+    return [size for _, size in packets(ffmpeg, path)]
+
+
+def display_order_sizes(pkts: list[tuple[int, int]]) -> list[int]:
+    """Packet sizes in presentation order (sorted by pts): the bytes each frame got, frame ``i``
+    of the source being picture ``i`` shown. With B-pictures decode order differs (I P B B ...)."""
+    return [size for _, size in sorted(pkts, key=lambda p: p[0])]
 
 
 def bitrate_kbps(sizes: list[int], fps: float) -> float:

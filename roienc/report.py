@@ -261,10 +261,92 @@ def offsets_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FRAMES_COLUMNS = ["maps", "clip", "codec", "mode", "rate_control", "rate_value", "frame",
+                  "frame_id", "mean_roi_offset", "roi_block_share", "predicted_pct", "bytes",
+                  "plain_bytes", "measured_pct"]
+
+
+def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | None:
+    """Bytes of each frame of an encode, in frame order: the sidecar's ``frame_bytes``, else
+    (a sidecar written before roienc recorded them) read from its MP4 when ``ffmpeg`` is given."""
+    got = side.get("frame_bytes")
+    if isinstance(got, list):
+        return got
+    mp4 = Path(sidecar).with_suffix(".mp4")
+    if ffmpeg is None or not mp4.is_file():
+        return None
+    from .errors import RoiencError
+    from .probe import display_order_sizes, packets
+    try:
+        return display_order_sizes(packets(ffmpeg, mp4))
+    except RoiencError:
+        return None
+
+
+def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFrame:
+    """What each frame got: one row per frame of every ROI-driven encode, with the offsets it was
+    given (``adapter.frame_offsets``), the file growth the rate model predicted for it
+    (``adapter.frame_predicted_pct``, from the maps' ``_rate.json``), its bytes and the bytes the
+    plain encode of the same clip and rate point gave that frame (``measured_pct`` = growth).
+    Frames are in display order on both sides, so a B-picture is compared with the same picture."""
+    plain: dict[tuple, list[int] | None] = {}
+    base = results[results["mode"] == "baseline"]
+    for _, r in base.iterrows():
+        key = (r["clip"], r["codec"], r["rate_control"], float(r["rate_value"]))
+        if key not in plain:
+            plain[key] = _frame_bytes(_sidecar(r), r["sidecar"], ffmpeg)
+    rows = []
+    for _, r in results[results["mode"] != "baseline"].iterrows():
+        side = _sidecar(r)
+        adapter = side.get("adapter") or {}
+        off = adapter.get("frame_offsets")
+        if not off or r.get("same_encode_as") == "baseline":
+            continue
+        n = len(off["mean_roi"])
+        got = _frame_bytes(side, r["sidecar"], ffmpeg)
+        ref = plain.get((r["clip"], r["codec"], r["rate_control"], float(r["rate_value"])))
+        pred = adapter.get("frame_predicted_pct") or [None] * n
+        got = got if got is not None and len(got) == n else [None] * n
+        ref = ref if ref is not None and len(ref) == n else [None] * n
+        fids = side.get("frame_ids") or [""] * n
+        for i in range(n):
+            meas = 100.0 * (got[i] / ref[i] - 1.0) if got[i] and ref[i] else None
+            rows.append([r.get("maps"), r["clip"], r["codec"], r["mode"], r["rate_control"],
+                         r["rate_value"], i, fids[i] if i < len(fids) else "",
+                         off["mean_roi"][i], off["roi_block_share"][i], pred[i], got[i], ref[i],
+                         meas])
+    return pd.DataFrame(rows, columns=FRAMES_COLUMNS)
+
+
+def frames_summary(frames: pd.DataFrame) -> pd.DataFrame:
+    """Per ROI encode (maps, clip, rate point): the frames' predicted and measured file growth
+    (mean, lowest, highest) and the mean |measured - predicted| in points: how well each frame
+    got what the rate budget asked for it."""
+    if frames.empty:
+        return frames
+    f = frames.copy()
+    for c in ("predicted_pct", "measured_pct"):
+        f[c] = pd.to_numeric(f[c], errors="coerce")
+    f["err"] = (f["measured_pct"] - f["predicted_pct"]).abs()
+    for c in ("bytes", "plain_bytes"):
+        f[c] = pd.to_numeric(f[c], errors="coerce")
+    keys = ["maps", "clip", "codec", "mode", "rate_value"]
+    g = f.groupby(keys, sort=False, dropna=False)
+    out = g.agg(frames=("frame", "size"), mean_roi_offset=("mean_roi_offset", "mean"),
+                predicted_pct=("predicted_pct", "mean"), measured_pct=("measured_pct", "mean"),
+                measured_min=("measured_pct", "min"), measured_max=("measured_pct", "max"),
+                frame_err_pts=("err", "mean"), bytes=("bytes", "sum"),
+                plain_bytes=("plain_bytes", "sum")).reset_index()
+    out.insert(out.columns.get_loc("measured_pct") + 3, "file_pct",
+               100.0 * (out["bytes"] / out["plain_bytes"].where(out["plain_bytes"] > 0) - 1.0))
+    return out.drop(columns=["bytes", "plain_bytes"])
+
+
 def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
                  maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5, *,
-                 judged_by: str = "", frontier: pd.DataFrame | None = None) -> Path:
-    """Write ``run_dir/report.html``."""
+                 judged_by: str = "", frontier: pd.DataFrame | None = None,
+                 frames: pd.DataFrame | None = None) -> Path:
+    """Write ``run_dir/report.html`` (``frames``: :func:`frames_table`, computed when not given)."""
     try:
         panel = frame_panel(results, maps_root, run_dir, ffmpeg, roi_threshold)
     except Exception as exc:  # the page is still useful without the picture
@@ -314,6 +396,15 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
                     "base QP. Each frame's values are in the encode's sidecar "
                     "(<code>adapter.frame_offsets</code>).</p>"
                     + offsets.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
+    got = frames_summary(frames_table(results, ffmpeg) if frames is None else frames)
+    got_html = ("" if got.empty else
+                "<h2>What each frame got</h2><p>Per ROI encode and rate point, over its frames: "
+                "the file growth the rate model predicted for each frame (the maps' "
+                "<code>_rate.json</code>; NaN without a rate budget) and the growth it measured "
+                "against the plain encode's same frame (display order; mean, lowest, highest), "
+                "their mean distance in points (<code>frame_err_pts</code>), and the whole file's "
+                "growth (<code>file_pct</code>). One row per frame is in <code>frames.csv</code>.</p>"
+                + got.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
     imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
                    for p in plots)
     page = f"""<!doctype html>
@@ -335,6 +426,7 @@ itself brings. {adds_html}{same_html}</p>
 {clip_html}
 {front_html}
 {offsets_html}
+{got_html}
 <h2>Rate-distortion</h2><p>One panel per clip and their mean; curves with the same points
 (a reference that is the baseline's command) are drawn once, their names joined by '='.</p>
 <div class="row rd">{imgs}</div>

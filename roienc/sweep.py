@@ -45,7 +45,7 @@ from .names import check_component, check_names
 from .plots import frontier_plot, rd_plot
 from .propagate import PropagationParams
 from .qpmap import block_reduce
-from .report import write_report
+from .report import frames_table, write_report
 from .store import locked_run
 from .tools import find_ffmpeg
 
@@ -416,8 +416,12 @@ def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, r
     plots = [rd_plot(plot_res, m, run_dir / f"rd_{m}.png") for m in METRICS]
     if len(frontier):
         plots.append(frontier_plot(frontier, run_dir / "frontier.png"))
-    report = write_report(run_dir, results, bd, plots, maps_dirs[0], find_ffmpeg(ffmpeg).path,
-                          params, roi_threshold, judged_by=judged_by, frontier=frontier)
+    ff_path = find_ffmpeg(ffmpeg).path
+    frames = frames_table(results, ff_path)
+    write_csv(run_dir / "frames.csv", frames.itertuples(index=False), header=list(frames.columns))
+    report = write_report(run_dir, results, bd, plots, maps_dirs[0], ff_path,
+                          params, roi_threshold, judged_by=judged_by, frontier=frontier,
+                          frames=frames)
     return SweepResult(run_dir, results, bd, plots, report, encodes, frontier, errors)
 
 

@@ -1,6 +1,7 @@
 """The evaluator on real encodes of a synthesized snippet."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,11 @@ def test_columns_and_values(encoded, tmp_path):
         assert min(row.psnr_roi, row.psnr_nonroi) <= row.psnr_y <= max(row.psnr_roi, row.psnr_nonroi)
     pf = sorted((tmp_path / "pf").glob("*.csv"))
     assert len(pf) == 2 and len(pd.read_csv(pf[0])) == 30
+    for row in df.itertuples():      # each frame's bytes, in frame order, add up to the file's
+        frames = pd.read_csv(tmp_path / "pf" / f"hevc_{row.mode}_crf30_lindau_000000.csv")
+        assert frames["bytes"].sum() == row.bytes
+        assert frames["bytes"].tolist() == json.loads(Path(row.sidecar).read_text())["frame_bytes"]
+        assert frames["bytes"].iloc[0] == frames["bytes"].max()     # the I-picture comes first
 
 
 def test_psnr_matches_direct_computation(encoded, tmp_path):

@@ -128,3 +128,54 @@ def test_rate_budget_in_params_and_the_sweep_hash(root, tmp_path):
     by_budget = {budget[m]: row for m, row in off.iterrows()}
     assert by_budget[12.0]["mean_roi_offset"] < by_budget[4.0]["mean_roi_offset"] < 0
     assert by_budget[None]["lowest_offset"] == -9
+
+
+def _display_order_bytes(mp4):
+    """An independent reader: PyAV's demuxer, packets sorted by presentation time."""
+    import av
+
+    with av.open(str(mp4)) as c:
+        s = c.streams.video[0]
+        return [p.size for p in sorted((p for p in c.demux(s) if p.size), key=lambda p: p.pts)]
+
+
+def test_what_each_frame_got(root, tmp_path, ffmpeg):
+    """frames.csv and the report: per frame of every ROI encode the offsets, the rate model's
+    prediction (the maps' _rate.json), its bytes and the plain encode's bytes for the same
+    picture, in display order."""
+    run = tmp_path / "run"
+    assert cli(["sweep", "--cityscapes-root", str(root), "--split", "val", "--modes",
+                "baseline,roi", "--crf", "26,34", "--preset", "fast", "--out", str(run),
+                "--no-progress", "--workers", "1", "--block-size", "16", "--delta", "9",
+                "--background", "0", "--rate-budget", "4,12", "--no-settings-reference"]) == 0
+    res = pd.read_csv(run / "results.csv")
+    fr = pd.read_csv(run / "frames.csv")
+    roi = res[res["mode"] == "roi"]
+    assert len(fr) == 30 * len(roi) == 30 * 2 * 2
+    reordered = 0
+    for _, r in res.iterrows():
+        side = json.loads(open(r["sidecar"]).read())
+        got = side["frame_bytes"]
+        mp4 = r["sidecar"][:-len(".json")] + ".mp4"
+        assert got == _display_order_bytes(mp4) and sum(got) == side["video_bytes"]
+        reordered += got != packet_sizes(ffmpeg.path, mp4)     # decode order: B-pictures
+        if r["mode"] != "roi":
+            continue
+        rows = fr[(fr["maps"] == r["maps"]) & (fr["rate_value"] == r["rate_value"])].sort_values("frame")
+        assert rows["bytes"].tolist() == got
+        plain = res[(res["mode"] == "baseline") & (res["rate_value"] == r["rate_value"])].iloc[0]
+        assert rows["plain_bytes"].tolist() == json.loads(open(plain["sidecar"]).read())["frame_bytes"]
+        growth = 100 * (rows["bytes"] / rows["plain_bytes"] - 1)
+        assert np.allclose(rows["measured_pct"], growth)
+        maps = run / "maps" / r["maps"] / "val" / "lindau"
+        pred = [json.loads((maps / f"{fid}_rate.json").read_text())["predicted_pct"]
+                for fid in rows["frame_id"]]
+        assert np.allclose(rows["predicted_pct"], pred)
+        assert (rows["mean_roi_offset"] <= 0).all() and (rows["mean_roi_offset"] < 0).any()
+    assert reordered > 0, "no encode with B-pictures: display order not exercised"
+    # the larger budget: deeper offsets and more bytes, frame for frame on average
+    by = fr.assign(b=fr["maps"].str.contains("-r12-")).groupby("b")
+    assert by["mean_roi_offset"].mean()[True] < by["mean_roi_offset"].mean()[False]
+    assert by["measured_pct"].mean()[True] > by["measured_pct"].mean()[False]
+    html = (run / "report.html").read_text()
+    assert "What each frame got" in html and "frame_err_pts" in html

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from roienc.errors import InputError
-from roienc.maps import build_maps, read_manifest
+from roienc.maps import build_maps
 
 
 @pytest.fixture(scope="module")

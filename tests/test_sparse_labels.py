@@ -277,7 +277,7 @@ def test_labels_folder_with_gaps_and_trainids(mroot, tmp_path):
         shutil.copy(src / f"{fid}_labelIds.png", ids)
     a = _build(mroot, tmp_path / "a", labels_root=tmp_path / "train", labels_kind="trainIds",
                speed_override=8.0)
-    b = _build(mroot, tmp_path / "b", labels_root=tmp_path / "ids", speed_override=8.0)
+    _build(mroot, tmp_path / "b", labels_root=tmp_path / "ids", speed_override=8.0)
     man = a.manifest.set_index("frame_id")
     assert (man["status"] == "ok").all(), man["reason"].tolist()
     srcs = man["label_sources"].str.replace("lindau_000000_", "")
