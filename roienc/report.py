@@ -283,6 +283,24 @@ def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | No
         return None
 
 
+def _predicted_from_maps(side: dict, n: int) -> list[float | None]:
+    """The rate model's per-frame prediction for a sidecar written before encodes recorded it:
+    the ``_rate.json`` beside each QP grid of the maps it names (a reused encode was checked
+    against those grids' digests; a rate choice is written with its grid). None where absent."""
+    fids = side.get("frame_ids") or []
+    out: list[float | None] = [None] * n
+    if not side.get("maps") or len(fids) != n:
+        return out
+    for i, fid in enumerate(fids):
+        prefix = frame_prefix(Path(side["maps"]), side.get("split", ""), side.get("city", ""), fid)
+        try:
+            pct = json.loads(prefix.with_name(fid + "_rate.json").read_text("utf-8"))["predicted_pct"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out[i] = float(pct) if isinstance(pct, (int, float)) else None
+    return out
+
+
 def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFrame:
     """What each frame got: one row per frame of every ROI-driven encode, with the offsets it was
     given (``adapter.frame_offsets``), the file growth the rate model predicted for it
@@ -305,7 +323,7 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
         n = len(off["mean_roi"])
         got = _frame_bytes(side, r["sidecar"], ffmpeg)
         ref = plain.get((r["clip"], r["codec"], r["rate_control"], float(r["rate_value"])))
-        pred = adapter.get("frame_predicted_pct") or [None] * n
+        pred = adapter.get("frame_predicted_pct") or _predicted_from_maps(side, n)
         got = got if got is not None and len(got) == n else [None] * n
         ref = ref if ref is not None and len(ref) == n else [None] * n
         fids = side.get("frame_ids") or [""] * n

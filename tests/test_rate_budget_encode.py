@@ -179,3 +179,14 @@ def test_what_each_frame_got(root, tmp_path, ffmpeg):
     assert by["measured_pct"].mean()[True] > by["measured_pct"].mean()[False]
     html = (run / "report.html").read_text()
     assert "What each frame got" in html and "frame_err_pts" in html
+    # sidecars written before encodes recorded them: the bytes from the mp4, the predictions
+    # from the maps' _rate.json, the same table
+    from roienc.report import frames_table
+
+    for sc in res["sidecar"]:
+        side = json.loads(open(sc).read())
+        side.pop("frame_bytes")
+        side["adapter"].pop("frame_predicted_pct", None)
+        open(sc, "w").write(json.dumps(side))
+    pd.testing.assert_frame_equal(frames_table(res, ffmpeg.path), fr, check_dtype=False)
+    assert frames_table(res)["bytes"].isna().all()       # no FFmpeg given: unknown, not guessed
