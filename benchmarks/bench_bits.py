@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     table["bound_px"] = [bound(a, f) for a, f in zip(x, table["f_px"])]
     table["bound_blk"] = [bound(a, f) for a, f in zip(x, table["f_blk"])]
     table["share of bound_px"] = table["default psnr_roi"] / table["bound_px"]
+    table["share of bound_blk"] = table["default psnr_roi"] / table["bound_blk"]
     table = table.join(rate_model_error(default))
     variants: dict[str, pd.DataFrame] = {}
     if args.parts == "bound":
@@ -339,7 +340,8 @@ def report(args, root: Path, run: Path, table: pd.DataFrame, variants: dict) -> 
           f"{args.speed:g}; per-frame predicted labels drive and judge; BD-rate % vs plain {enc}")
     cols = ["default psnr_roi", "default psnr_nonroi", "default psnr_y", "default psnr_weighted",
             "default size",
-            "f_px", "f_blk", "bound_px", "bound_blk", "share of bound_px", "frame_err_pts"]
+            "f_px", "f_blk", "bound_px", "bound_blk", "share of bound_px", "share of bound_blk",
+            "frame_err_pts"]
     print(table[cols].to_string(float_format=lambda v: f"{v:+.1f}" if abs(v) >= 1 else f"{v:.3f}"))
     print("\nvariants (BD-rates %, size at equal CRF %):")
     rows = []
