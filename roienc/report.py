@@ -267,16 +267,20 @@ FRAMES_COLUMNS = ["maps", "clip", "codec", "mode", "rate_control", "rate_value",
 
 
 def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | None:
-    """Bytes of each frame of an encode, in frame order: the sidecar's ``frame_bytes``, else
-    (a sidecar written before roienc recorded them) read from its MP4 when ``ffmpeg`` is given."""
+    """Bytes of each frame of an encode, in frame order: the sidecar's ``frame_bytes``, else (a
+    sidecar written before roienc recorded them) read from its MP4: PyAV's demuxer, then
+    ``ffmpeg`` when given. None when neither can read it."""
     got = side.get("frame_bytes")
     if isinstance(got, list):
         return got
     mp4 = Path(sidecar).with_suffix(".mp4")
-    if ffmpeg is None or not mp4.is_file():
+    if not mp4.is_file():
         return None
     from .errors import RoiencError
-    from .probe import display_order_sizes, packets
+    from .probe import display_order_sizes, frame_sizes_demuxed, packets
+    got = frame_sizes_demuxed(mp4)
+    if got is not None or ffmpeg is None:
+        return got
     try:
         return display_order_sizes(packets(ffmpeg, mp4))
     except RoiencError:
