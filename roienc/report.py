@@ -273,6 +273,8 @@ def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | No
     got = side.get("frame_bytes")
     if isinstance(got, list):
         return got
+    if not isinstance(sidecar, str):          # a row without an encode (failed, skipped)
+        return None
     mp4 = Path(sidecar).with_suffix(".mp4")
     if not mp4.is_file():
         return None
@@ -311,6 +313,9 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
     (``adapter.frame_predicted_pct``, from the maps' ``_rate.json``), its bytes and the bytes the
     plain encode of the same clip and rate point gave that frame (``measured_pct`` = growth).
     Frames are in display order on both sides, so a B-picture is compared with the same picture."""
+    need = {"mode", "clip", "codec", "rate_control", "rate_value", "sidecar"}
+    if results.empty or not need <= set(results.columns):
+        return pd.DataFrame(columns=FRAMES_COLUMNS)
     plain: dict[tuple, list[int] | None] = {}
     base = results[results["mode"] == "baseline"]
     for _, r in base.iterrows():
