@@ -109,3 +109,54 @@ def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return write_bytes(path, buf.getvalue())
+
+
+FRAMES_PLOT_CLIPS = 6          # panels of frames_plot (the first clips; frames.csv has them all)
+
+
+def frames_plot(frames: pd.DataFrame, path: str | Path) -> Path | None:
+    """What each frame got, one panel per clip (the first :data:`FRAMES_PLOT_CLIPS`): per frame
+    of the ROI encode at the clip's middle rate point, the measured file growth against the plain
+    encode's same frame (solid) and the rate model's prediction (dashed), one colour per QP
+    mapping. None when no frame has a measured growth."""
+    f = frames.copy()
+    for c in ("measured_pct", "predicted_pct", "rate_value", "frame"):
+        f[c] = pd.to_numeric(f[c], errors="coerce")
+    f = f.dropna(subset=["measured_pct"])
+    if f.empty:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = list(dict.fromkeys(f["clip"]))[:FRAMES_PLOT_CLIPS]
+    maps = list(dict.fromkeys(f["maps"]))
+    cols = min(3, len(clips))
+    rows = -(-len(clips) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), dpi=100, squeeze=False)
+    for ax, clip in zip(axes.flat, clips):
+        g = f[f["clip"] == clip]
+        rates = sorted(g["rate_value"].unique())
+        rate = rates[(len(rates) - 1) // 2]
+        for i, m in enumerate(maps):
+            h = g[(g["maps"] == m) & (g["rate_value"] == rate)].sort_values("frame")
+            if h.empty:
+                continue
+            name = str(m) if len(maps) > 1 else "measured"
+            ax.plot(h["frame"], h["measured_pct"], "-", color=f"C{i}", lw=1.2, label=name)
+            if h["predicted_pct"].notna().any():
+                ax.plot(h["frame"], h["predicted_pct"], "--", color=f"C{i}", lw=1,
+                        label="predicted" if len(maps) == 1 else None)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(f"{clip}, {g['rate_control'].iloc[0]} {rate:g}", fontsize=9)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("growth vs plain, same frame (%)")
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(clips):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())

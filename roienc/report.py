@@ -372,8 +372,9 @@ def frames_summary(frames: pd.DataFrame) -> pd.DataFrame:
 def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: list[Path],
                  maps_root: Path, ffmpeg: str, params: dict, roi_threshold: float = 0.5, *,
                  judged_by: str = "", frontier: pd.DataFrame | None = None,
-                 frames: pd.DataFrame | None = None) -> Path:
-    """Write ``run_dir/report.html`` (``frames``: :func:`frames_table`, computed when not given)."""
+                 frames: pd.DataFrame | None = None, frames_png: Path | None = None) -> Path:
+    """Write ``run_dir/report.html`` (``frames``: :func:`frames_table`, computed when not given;
+    ``frames_png``: its plot, :func:`roienc.plots.frames_plot`)."""
     try:
         panel = frame_panel(results, maps_root, run_dir, ffmpeg, roi_threshold)
     except Exception as exc:  # the page is still useful without the picture
@@ -431,6 +432,9 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
                 "against the plain encode's same frame (display order; mean, lowest, highest), "
                 "their mean distance in points (<code>frame_err_pts</code>), and the whole file's "
                 "growth (<code>file_pct</code>). One row per frame is in <code>frames.csv</code>.</p>"
+                + (f"<figure><img src='{frames_png.name}'><figcaption>each frame at the middle "
+                   "rate point: measured (solid) and predicted (dashed) growth</figcaption></figure>"
+                   if frames_png is not None else "")
                 + got.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN"))
     imgs = "".join(f"<figure><img src='{p.name}'><figcaption>{p.stem}</figcaption></figure>"
                    for p in plots)

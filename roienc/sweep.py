@@ -42,7 +42,7 @@ from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
 from .maps import QPParams, build_maps, derive_maps, load_params, read_manifest
 from .names import check_component, check_names
-from .plots import frontier_plot, rd_plot
+from .plots import frames_plot, frontier_plot, rd_plot
 from .propagate import PropagationParams
 from .qpmap import block_reduce
 from .report import frames_table, write_report
@@ -419,9 +419,11 @@ def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, r
     ff_path = find_ffmpeg(ffmpeg).path
     frames = frames_table(results, ff_path)
     write_csv(run_dir / "frames.csv", frames.itertuples(index=False), header=list(frames.columns))
+    (run_dir / "frames.png").unlink(missing_ok=True)        # a rerun without per-frame data
+    frames_png = frames_plot(frames, run_dir / "frames.png")
     report = write_report(run_dir, results, bd, plots, maps_dirs[0], ff_path,
                           params, roi_threshold, judged_by=judged_by, frontier=frontier,
-                          frames=frames)
+                          frames=frames, frames_png=frames_png)
     return SweepResult(run_dir, results, bd, plots, report, encodes, frontier, errors)
 
 

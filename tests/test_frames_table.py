@@ -53,3 +53,15 @@ def test_missing_reference_and_empty_runs(tmp_path):
     assert fr["bytes"].tolist() == [10, 20] and fr["measured_pct"].isna().all()
     assert fr["predicted_pct"].isna().all()          # no rate budget, no maps: unknown
     assert frames_table(pd.DataFrame()).empty and frames_summary(frames_table(pd.DataFrame())).empty
+
+
+def test_frames_plot(tmp_path):
+    from roienc.plots import frames_plot
+
+    rows = [_row(_side(tmp_path / "b.json", [1000, 200, 100]), "baseline", 28),
+            _row(_side(tmp_path / "r.json", [1100, 200, 90], [-3.0, -2.0, 0.0], [9.0, 8.0, 0.0]), "roi", 28)]
+    png = frames_plot(frames_table(pd.DataFrame(rows)), tmp_path / "f.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+    # nothing measured (no plain twin): no plot rather than an empty one
+    assert frames_plot(frames_table(pd.DataFrame(rows[1:])), tmp_path / "g.png") is None
+    assert not (tmp_path / "g.png").exists()

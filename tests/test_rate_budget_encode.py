@@ -178,7 +178,8 @@ def test_what_each_frame_got(root, tmp_path, ffmpeg):
     assert by["mean_roi_offset"].mean()[True] < by["mean_roi_offset"].mean()[False]
     assert by["measured_pct"].mean()[True] > by["measured_pct"].mean()[False]
     html = (run / "report.html").read_text()
-    assert "What each frame got" in html and "frame_err_pts" in html
+    assert "What each frame got" in html and "frame_err_pts" in html and "frames.png" in html
+    assert (run / "frames.png").read_bytes()[:4] == b"\x89PNG"
     # sidecars written before encodes recorded them: the bytes from the mp4, the predictions
     # from the maps' _rate.json, the same table
     from roienc.report import frames_table
