@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                     threads=args.threads,
                     argv=["roienc", *sys.argv[1:]])
     print(summary_table(res))
-    print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, rd_*.png, report: {res.report}")
+    print(f"sweep: {res.run_dir}/results.csv, bdrate.csv, frontier.csv, frames.csv, rd_*.png, report: {res.report}")
     failed = [e for e in res.encodes if e.get("status") != "ok"]
     for e in failed:
         print(f"  encode {e['clip']} {e['mode']} {e['rate_label']}: {e['status']}: "
