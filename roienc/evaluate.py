@@ -52,11 +52,11 @@ RESULT_COLUMNS = ["clip", "codec", "mode", "rate_control", "rate_value", "frames
                   "psnr_nonroi", "psnr_weighted", "ssim_y", "ssim_roi", "ssim_nonroi",
                   "roi_fraction", "psnr_near_objects", "encode_seconds"]
 EXTRA_COLUMNS = ["psnr_u", "psnr_v", "psnr_roi_framemean", "psnr_nonroi_framemean",
-                 "near_fraction", "rate_label", "sidecar", "eval_key", "judged_by"]
+                 "near_fraction", "rate_label", "sidecar", "eval_key", "judged_by", "frames_csv"]
 REPORT_FLUSH_S = 5.0   # rewrite the partial report at most this often while a run goes on
 SSIM_COLUMNS = ["ssim_y", "ssim_roi", "ssim_nonroi"]
 FRAME_COLUMNS = ["frame", "frame_id", "psnr_y", "psnr_roi", "psnr_nonroi", "ssim_y", "ssim_roi",
-                 "ssim_nonroi", "roi_fraction", "bytes"]
+                 "ssim_nonroi", "roi_fraction", "bytes", "eval_key"]
 
 
 @dataclass(frozen=True)
@@ -562,10 +562,29 @@ def _measure(task: EvalTask, side: dict, mp4: Path, dec_cmd: list[str], src_cmd:
     }
     if task.per_frame_dir is not None:
         got = side.get("frame_bytes")     # display order, recorded by encode (absent: older sidecar)
-        rows = [r + [got[r[0]] if isinstance(got, list) and len(got) == n else None] for r in rows]
+        key = row["eval_key"]             # which results row these frames belong to
+        rows = [r + [got[r[0]] if isinstance(got, list) and len(got) == n else None, key]
+                for r in rows]
         name = f"{side['codec']}_{side['mode']}_{side.get('rate_label', '')}_{side['clip']}.csv"
-        write_csv(Path(task.per_frame_dir) / name.replace("+", "_"), rows, header=FRAME_COLUMNS)
+        path = Path(task.per_frame_dir) / name.replace("+", "_")
+        write_csv(path, rows, header=FRAME_COLUMNS)
+        row["frames_csv"] = str(path)
     return row
+
+
+def per_frame_rows(path, key: str | None = None) -> pd.DataFrame | None:
+    """A per-frame CSV of :func:`evaluate` (``--per-frame``), or None when it is missing,
+    unreadable or (``key`` given) written for another results row than the one of ``eval_key``
+    ``key``: per-frame figures are used only with the row they were measured with."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if key is not None and ("eval_key" not in df or not (df["eval_key"].astype(str) == key).all()):
+        return None
+    return df
 
 
 def check_maps_frames(task: EvalTask, side: dict) -> None:
@@ -816,10 +835,13 @@ def _reusable_rows(report: Path, tasks: list[EvalTask]) -> dict[str, dict]:
     # report stays what its JSON says) and the key of a row without SSIM
     full = {str(t.sidecar): eval_key(replace(t, ssim=True)) for t in tasks if not t.ssim}
     out = {}
+    pf = {str(t.sidecar): t.per_frame_dir is not None for t in tasks}
     for row in old.to_dict("records"):
         sc = str(row.get("sidecar"))
         if sc not in keys:
             continue
+        if pf[sc] and per_frame_rows(row.get("frames_csv"), keys[sc]) is None:
+            continue                      # per-frame figures asked for, not on disk for this key
         if row.get("eval_key") == keys[sc]:
             out[sc] = {c: row.get(c) for c in RESULT_COLUMNS + EXTRA_COLUMNS}
         elif sc in full and row.get("eval_key") == full[sc]:

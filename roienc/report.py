@@ -263,7 +263,20 @@ def offsets_table(results: pd.DataFrame) -> pd.DataFrame:
 
 FRAMES_COLUMNS = ["maps", "clip", "codec", "mode", "rate_control", "rate_value", "frame",
                   "frame_id", "mean_roi_offset", "roi_block_share", "predicted_pct", "bytes",
-                  "plain_bytes", "measured_pct"]
+                  "plain_bytes", "measured_pct", "psnr_roi", "plain_psnr_roi", "psnr_nonroi",
+                  "plain_psnr_nonroi"]
+
+
+def _frame_quality(r: pd.Series, n: int) -> tuple[list, list]:
+    """Per-frame psnr_roi and psnr_nonroi of a results row, from the per-frame CSV evaluate
+    wrote for it (``frames_csv``; only when written for this row's ``eval_key``), else NaN."""
+    from .evaluate import per_frame_rows
+
+    df = per_frame_rows(r.get("frames_csv"), str(r.get("eval_key")))
+    if df is None or len(df) != n:
+        return [np.nan] * n, [np.nan] * n
+    df = df.sort_values("frame")
+    return df["psnr_roi"].tolist(), df["psnr_nonroi"].tolist()
 
 
 def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | None:
@@ -317,11 +330,13 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
     if results.empty or not need <= set(results.columns):
         return pd.DataFrame(columns=FRAMES_COLUMNS)
     plain: dict[tuple, list[int] | None] = {}
+    plain_row: dict[tuple, pd.Series] = {}
     base = results[results["mode"] == "baseline"]
     for _, r in base.iterrows():
         key = (r["clip"], r["codec"], r["rate_control"], float(r["rate_value"]))
         if key not in plain:
             plain[key] = _frame_bytes(_sidecar(r), r["sidecar"], ffmpeg)
+            plain_row[key] = r
     rows = []
     for _, r in results[results["mode"] != "baseline"].iterrows():
         side = _sidecar(r)
@@ -331,7 +346,11 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
             continue
         n = len(off["mean_roi"])
         got = _frame_bytes(side, r["sidecar"], ffmpeg)
-        ref = plain.get((r["clip"], r["codec"], r["rate_control"], float(r["rate_value"])))
+        key = (r["clip"], r["codec"], r["rate_control"], float(r["rate_value"]))
+        ref = plain.get(key)
+        q_roi, q_non = _frame_quality(r, n)
+        p_roi, p_non = (_frame_quality(plain_row[key], n) if key in plain_row
+                        else ([np.nan] * n, [np.nan] * n))
         pred = adapter.get("frame_predicted_pct") or _predicted_from_maps(side, n)
         got = got if got is not None and len(got) == n else [None] * n
         ref = ref if ref is not None and len(ref) == n else [None] * n
@@ -341,7 +360,7 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
             rows.append([r.get("maps"), r["clip"], r["codec"], r["mode"], r["rate_control"],
                          r["rate_value"], i, fids[i] if i < len(fids) else "",
                          off["mean_roi"][i], off["roi_block_share"][i], pred[i], got[i], ref[i],
-                         meas])
+                         meas, q_roi[i], p_roi[i], q_non[i], p_non[i]])
     return pd.DataFrame(rows, columns=FRAMES_COLUMNS)
 
 
@@ -357,12 +376,18 @@ def frames_summary(frames: pd.DataFrame) -> pd.DataFrame:
     f["err"] = (f["measured_pct"] - f["predicted_pct"]).abs()
     for c in ("bytes", "plain_bytes"):
         f[c] = pd.to_numeric(f[c], errors="coerce")
+    for c in ("psnr_roi", "plain_psnr_roi", "psnr_nonroi", "plain_psnr_nonroi"):
+        f[c] = pd.to_numeric(f[c], errors="coerce")
+    f["roi_gain_db"] = f["psnr_roi"] - f["plain_psnr_roi"]
+    f["nonroi_gain_db"] = f["psnr_nonroi"] - f["plain_psnr_nonroi"]
     keys = ["maps", "clip", "codec", "mode", "rate_value"]
     g = f.groupby(keys, sort=False, dropna=False)
     out = g.agg(frames=("frame", "size"), mean_roi_offset=("mean_roi_offset", "mean"),
                 predicted_pct=("predicted_pct", "mean"), measured_pct=("measured_pct", "mean"),
                 measured_min=("measured_pct", "min"), measured_max=("measured_pct", "max"),
-                frame_err_pts=("err", "mean"), bytes=("bytes", "sum"),
+                frame_err_pts=("err", "mean"), roi_gain_db=("roi_gain_db", "mean"),
+                roi_gain_min_db=("roi_gain_db", "min"), nonroi_gain_db=("nonroi_gain_db", "mean"),
+                bytes=("bytes", "sum"),
                 plain_bytes=("plain_bytes", "sum")).reset_index()
     out.insert(out.columns.get_loc("measured_pct") + 3, "file_pct",
                100.0 * (out["bytes"] / out["plain_bytes"].where(out["plain_bytes"] > 0) - 1.0))
@@ -430,8 +455,11 @@ def write_report(run_dir: Path, results: pd.DataFrame, bd: pd.DataFrame, plots: 
                 "the file growth the rate model predicted for each frame (the maps' "
                 "<code>_rate.json</code>; NaN without a rate budget) and the growth it measured "
                 "against the plain encode's same frame (display order; mean, lowest, highest), "
-                "their mean distance in points (<code>frame_err_pts</code>), and the whole file's "
-                "growth (<code>file_pct</code>). One row per frame is in <code>frames.csv</code>.</p>"
+                "their mean distance in points (<code>frame_err_pts</code>), the whole file's "
+                "growth (<code>file_pct</code>), and what the frames gained in PSNR inside and "
+                "outside the ROI against the plain encode's same frame (dB, mean; "
+                "<code>roi_gain_min_db</code>: the frame that gained least). One row per frame "
+                "is in <code>frames.csv</code>.</p>"
                 + (f"<figure><img src='{frames_png.name}'><figcaption>each frame at the middle "
                    "rate point: measured (solid) and predicted (dashed) growth</figcaption></figure>"
                    if frames_png is not None else "")

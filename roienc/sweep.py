@@ -358,7 +358,8 @@ def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, r
     errors: list[dict] = []
     encodes = encode_many(clips, None, modes=("baseline",), out=run_dir / "enc" / "plain", **enc_kw)
     plain_rows = evaluate(run_dir / "enc" / "plain", judge_dir, run_dir / "eval" / "plain.csv",
-                          sidecars=_sidecar_paths(encodes, run_dir / "enc" / "plain"), **eval_kw)
+                          sidecars=_sidecar_paths(encodes, run_dir / "enc" / "plain"),
+                          per_frame_dir=run_dir / "eval" / "frames" / "plain", **eval_kw)
     parts = [_tag(plain_rows, "plain", judged_by, errors)]
     roi_labels = labels if roi_modes else []      # the mappings with ROI encodes to make
     reused = {lab: twin for lab in roi_labels if (twin := _encoded_twin(run_dir, lab)) is not None}
@@ -383,7 +384,8 @@ def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, r
                            out=run_dir / "enc" / src, **enc_kw)
         encodes += made
         rows = evaluate(run_dir / "enc" / src, judge_dir, run_dir / "eval" / f"{src}.csv",
-                        sidecars=_sidecar_paths(made, run_dir / "enc" / src), **eval_kw)
+                        sidecars=_sidecar_paths(made, run_dir / "enc" / src),
+                        per_frame_dir=run_dir / "eval" / "frames" / src, **eval_kw)
         if lab in same_as_plain:
             ref = plain_rows.copy()
             ref["mode"] = "roi-settings"

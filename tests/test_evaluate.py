@@ -131,6 +131,39 @@ def test_skip_existing_reuses_matching_rows_only(encoded, tmp_path):
     assert not (evaluate(enc, maps, report, progress=False)["psnr_y"] == -1.0).any()
 
 
+def test_per_frame_files_belong_to_their_row(encoded, tmp_path):
+    """With per-frame files asked for, a row is reused only with its own per-frame file (the
+    row's eval_key in it); a missing or foreign file means measuring again."""
+    from roienc.evaluate import per_frame_rows
+
+    root, maps, enc = encoded
+    report, pf = tmp_path / "r.csv", tmp_path / "pf"
+    first = evaluate(enc, maps, report, progress=False, per_frame_dir=pf)
+    for row in first.itertuples():
+        assert Path(row.frames_csv).parent == pf
+        assert per_frame_rows(row.frames_csv, row.eval_key) is not None
+        assert per_frame_rows(row.frames_csv, "another key") is None
+    marked = pd.read_csv(report)
+    marked["psnr_y"] = -1.0
+    marked.to_csv(report, index=False)
+    reused = evaluate(enc, maps, report, progress=False, skip_existing=True, per_frame_dir=pf)
+    assert (reused["psnr_y"] == -1.0).all()
+    roi_csv = Path(first.set_index("mode").loc["roi", "frames_csv"])
+    roi_csv.unlink()
+    again = evaluate(enc, maps, report, progress=False, skip_existing=True, per_frame_dir=pf)
+    by_mode = dict(zip(again["mode"], again["psnr_y"]))
+    assert by_mode["baseline"] == -1.0 and by_mode["roi"] > 15 and roi_csv.is_file()
+    # a file of another evaluation under the row's name: measured again
+    roi_csv.write_text(roi_csv.read_text().replace(str(first.set_index("mode").loc["roi", "eval_key"]), "x"))
+    marked = pd.read_csv(report)
+    marked["psnr_y"] = -1.0
+    marked.to_csv(report, index=False)
+    third = evaluate(enc, maps, report, progress=False, skip_existing=True, per_frame_dir=pf)
+    by_mode = dict(zip(third["mode"], third["psnr_y"]))
+    assert by_mode["baseline"] == -1.0 and by_mode["roi"] > 15
+    assert per_frame_rows(str(roi_csv), str(third.set_index("mode").loc["roi", "eval_key"])) is not None
+
+
 def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
     """The pipelined path (metrics of frame n in worker threads while frame n+1 is taken) gives
     the numbers of the one-frame-at-a-time path bit for bit; without --ssim (the default; the
@@ -141,7 +174,8 @@ def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
                      ssim=True)
     seq = evaluate(enc, maps, tmp_path / "s.csv", per_frame_dir=tmp_path / "ps", progress=False,
                    pipeline=False, ssim=True)
-    pd.testing.assert_frame_equal(piped, seq, check_exact=True)
+    pd.testing.assert_frame_equal(piped.drop(columns="frames_csv"), seq.drop(columns="frames_csv"),
+                                  check_exact=True)          # (their per-frame folders differ)
     for f in sorted((tmp_path / "pp").glob("*.csv")):
         assert f.read_bytes() == (tmp_path / "ps" / f.name).read_bytes()
     assert json.loads((tmp_path / "p.json").read_text())["ssim"] is True
@@ -154,15 +188,15 @@ def test_pipelined_equals_sequential_and_no_ssim(encoded, tmp_path):
     assert list(nossim.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert nossim[ssim_cols].isna().all().all()
     full = pd.read_csv(tmp_path / "p.csv")
-    same = [c for c in full.columns if c not in ssim_cols + ["eval_key"]]
+    same = [c for c in full.columns if c not in ssim_cols + ["eval_key", "frames_csv"]]
     pd.testing.assert_frame_equal(nossim[same], full[same], check_exact=True)
     assert pd.read_csv(next((tmp_path / "pn").glob("*.csv")))[ssim_cols].isna().all().all()
     prov = json.loads(report.with_suffix(".json").read_text())
     assert prov["ssim"] is False and "NaN" in prov["metrics"]
     # the default is the same report (SSIM only where asked), pipelined or not
     default = evaluate(enc, maps, tmp_path / "d.csv", progress=False)
-    pd.testing.assert_frame_equal(default.drop(columns="eval_key"),
-                                  nossim.drop(columns="eval_key"), check_exact=True)
+    pd.testing.assert_frame_equal(default.drop(columns=["eval_key", "frames_csv"]),
+                                  nossim.drop(columns=["eval_key", "frames_csv"]), check_exact=True)
     nopipe = evaluate(enc, maps, tmp_path / "d2.csv", progress=False, pipeline=False)
     pd.testing.assert_frame_equal(default, nopipe, check_exact=True)
     assert json.loads((tmp_path / "d.json").read_text())["ssim"] is False

@@ -172,11 +172,18 @@ def test_what_each_frame_got(root, tmp_path, ffmpeg):
                 for fid in rows["frame_id"]]
         assert np.allclose(rows["predicted_pct"], pred)
         assert (rows["mean_roi_offset"] <= 0).all() and (rows["mean_roi_offset"] < 0).any()
+        # each frame's quality: evaluate's per-frame figures of this encode and of the plain one
+        own = pd.read_csv(r["frames_csv"]).sort_values("frame")
+        ref = pd.read_csv(plain["frames_csv"]).sort_values("frame")
+        assert np.allclose(rows["psnr_roi"], own["psnr_roi"], equal_nan=True)
+        assert np.allclose(rows["plain_psnr_nonroi"], ref["psnr_nonroi"], equal_nan=True)
     assert reordered > 0, "no encode with B-pictures: display order not exercised"
     # the larger budget: deeper offsets and more bytes, frame for frame on average
     by = fr.assign(b=fr["maps"].str.contains("-r12-")).groupby("b")
     assert by["mean_roi_offset"].mean()[True] < by["mean_roi_offset"].mean()[False]
     assert by["measured_pct"].mean()[True] > by["measured_pct"].mean()[False]
+    gain = (fr["psnr_roi"] - fr["plain_psnr_roi"]).groupby(fr["maps"].str.contains("-r12-")).mean()
+    assert gain[True] > gain[False] > 0           # frame for frame, more inside for more budget
     html = (run / "report.html").read_text()
     assert "What each frame got" in html and "frame_err_pts" in html and "frames.png" in html
     assert (run / "frames.png").read_bytes()[:4] == b"\x89PNG"
