@@ -1,6 +1,8 @@
-"""What is inside an encoded file: packet sizes and frame count, read with FFmpeg itself.
+"""What is inside an encoded file: packet sizes and frame count.
 
-ffprobe is optional (the imageio-ffmpeg wheel has none), so packet sizes come from
+Each frame's bytes in display order come from PyAV's demuxer in-process (:func:`frame_sizes_demuxed`,
+well under a millisecond a file); FFmpeg itself is the fallback and the reference. ffprobe is
+optional (the imageio-ffmpeg wheel has none), so FFmpeg's packet list comes from
 ``ffmpeg -i FILE -map 0:v:0 -c copy -f framecrc -``, whose 3rd column is each packet's pts and
 5th its size.
 """
