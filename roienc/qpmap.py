@@ -117,7 +117,7 @@ def rate_qp_map(importance: np.ndarray, activity: np.ndarray, *, budget_pct: flo
 
     grid = block_reduce(importance, block, stat)
     s = block_strength(grid, gamma, normalize, floor)
-    w = block_weights(activity, s.shape, block, exponent=exponent)
+    w = block_weights(activity, s.shape, block, exponent=exponent, size=np.shape(importance))
     off = solve_offsets(s, w, budget_pct / 100.0, float(delta), float(background))
     dq = dither(offset_grid(s, off.roi_delta, off.background))
     qp = np.clip(base_qp + dq, 0, 51).astype(np.int8)

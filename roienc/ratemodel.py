@@ -62,24 +62,51 @@ def luma_activity(rgb: np.ndarray, cell: int = ACTIVITY_CELL) -> np.ndarray:
     return np.sqrt(np.maximum(sq - mean * mean, 0.0)).astype(np.float32)
 
 
+def _cell_shares(n_cells: int, cell: int, n_blocks: int, block: int, extent: int) -> np.ndarray:
+    """``(n_blocks, n_cells)``: the share of each cell's pixels (along one axis, the frame
+    ``extent`` px long) that lies in each block."""
+    cs = np.arange(n_cells) * cell
+    ce = np.minimum(cs + cell, extent)
+    bs = np.arange(n_blocks) * block
+    be = np.minimum(bs + block, extent)
+    ov = np.minimum(be[:, None], ce[None, :]) - np.maximum(bs[:, None], cs[None, :])
+    return np.clip(ov, 0, None) / np.maximum(ce - cs, 1)[None, :]
+
+
+def _extent(n_cells: int, cell: int, n_blocks: int, block: int, size: int | None) -> int | None:
+    """The frame's length along one axis that both grids describe (``size`` when known), or None
+    when they describe different frames."""
+    if size is not None:
+        ok = -(-size // cell) == n_cells and -(-size // block) == n_blocks
+        return int(size) if ok else None
+    lo = max((n_cells - 1) * cell, (n_blocks - 1) * block)      # exclusive
+    hi = min(n_cells * cell, n_blocks * block)
+    return hi if hi > lo else None
+
+
 def block_weights(activity: np.ndarray, shape: tuple[int, int], block: int,
-                  cell: int = ACTIVITY_CELL, exponent: float = ACTIVITY_EXPONENT) -> np.ndarray:
+                  cell: int = ACTIVITY_CELL, exponent: float = ACTIVITY_EXPONENT,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
     """float64 grid ``shape`` (the QP grid's): each block's predicted share of the plain encode's
-    bits, the sum of ``(activity + floor) ** exponent`` over the cells whose centre lies in it."""
+    bits, ``(activity + floor) ** exponent`` of every cell split over the blocks it overlaps by
+    area (any block size: a cell lies in one block when the block is a multiple of the cell, is
+    shared by several when the block is smaller or not aligned). ``size``: the frame's (height,
+    width), when known; without it the frame is taken as long as both grids allow."""
     act = np.asarray(activity, dtype=np.float64)
     if act.ndim != 2 or act.size == 0 or not np.isfinite(act).all():
         raise InputError(f"activity grid must be a finite non-empty 2-D array, got shape {act.shape}")
     gh, gw = shape
-    rows = np.minimum((np.arange(act.shape[0]) * cell + cell // 2) // block, gh - 1)
-    cols = np.minimum((np.arange(act.shape[1]) * cell + cell // 2) // block, gw - 1)
-    if rows[-1] != gh - 1 or cols[-1] != gw - 1:
+    h = _extent(act.shape[0], cell, gh, block, size[0] if size else None)
+    w_ = _extent(act.shape[1], cell, gw, block, size[1] if size else None)
+    if h is None or w_ is None:
         raise InputError(f"activity grid {act.shape[1]}x{act.shape[0]} (cells of {cell} px) does "
-                         f"not cover a QP grid of {gw}x{gh} blocks of {block} px: maps of another "
-                         "frame size")
+                         f"not cover a QP grid of {gw}x{gh} blocks of {block} px"
+                         + (f" of a {size[1]}x{size[0]} frame" if size else "")
+                         + ": maps of another frame size")
     w = (act + ACTIVITY_FLOOR) ** exponent
-    out = np.zeros(shape, np.float64)
-    np.add.at(out, (rows[:, None], cols[None, :]), w)
-    return out
+    rows = _cell_shares(act.shape[0], cell, gh, block, h)
+    cols = _cell_shares(act.shape[1], cell, gw, block, w_)
+    return rows @ w @ cols.T
 
 
 def predicted_rate(dq: np.ndarray, weights: np.ndarray) -> float:

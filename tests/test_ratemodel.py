@@ -29,6 +29,32 @@ def test_block_weights_sum_the_cells_of_each_block():
         block_weights(act, (3, 3), 16)
 
 
+@pytest.mark.parametrize("block", [2, 4, 6, 10, 12, 20, 24])
+@pytest.mark.parametrize("size", [(96, 192), (37, 53), (1024, 2048)])
+def test_block_weights_of_any_block_size(block, size):
+    """Blocks smaller than the 8-px cells or not aligned with them share each cell by area: the
+    weights add up to the cells', no block gets none, and a frame of uniform texture gives every
+    whole block the same weight. (Blocks of 2, 6, 10 px on 96x192 or 2048x1024 frames used to be
+    refused as "maps of another frame size"; blocks under 8 px left most blocks at 0.)"""
+    rng = np.random.default_rng(1)
+    act = luma_activity(rng.integers(0, 256, size).astype(np.uint8))
+    shape = (-(-size[0] // block), -(-size[1] // block))
+    w = block_weights(act, shape, block, size=size)
+    assert w.shape == shape and (w > 0).all()
+    assert w.sum() == pytest.approx((act + 1).sum())
+    flat = block_weights(np.zeros_like(act), shape, block, size=size)
+    # blocks over whole cells only (a partial edge cell weighs a whole cell's floor)
+    whole = flat[: size[0] // 8 * 8 // block, : size[1] // 8 * 8 // block]
+    assert whole.size and np.allclose(whole, block * block / 64)   # floor 1 per 64-px cell
+    qp, choice = rate_qp_map(np.pad(np.ones((8, 8)), ((0, size[0] - 8), (0, size[1] - 8))),
+                             act, budget_pct=5.0, block=block, stat="max")
+    assert qp.shape == shape and np.isfinite(choice.predicted_pct)
+    if min(shape) >= 8:              # enough blocks for the dithered grid to keep the budget
+        assert choice.predicted_pct <= 5.0 + 1.5
+    with pytest.raises(InputError, match="another frame size"):
+        block_weights(act, (shape[0] + 2, shape[1]), block, size=size)
+
+
 def test_predicted_rate_halves_per_doubling_step():
     w = np.ones((2, 2))
     assert predicted_rate(np.zeros((2, 2)), w) == 0.0
