@@ -105,6 +105,13 @@ class EncoderConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def sweep_crfs(self) -> tuple[float, ...] | None:
+        """``[rate] sweep_crf``: the CRFs ``roienc sweep`` encodes at without --crf/--bitrate/--qp
+        (vp9, av1: 30, 36, 42, 48 on their 0..63 scale), None when the config names none."""
+        crfs = self.rate.get("sweep_crf")
+        return tuple(float(v) for v in crfs) if crfs is not None else None
+
     def default_rate(self) -> tuple[str, float]:
         """The ``[rate]`` section's rate point, used when no --crf/--bitrate/--qp is given:
         ``control`` (crf when absent) and that control's value (CRF 28 when absent)."""
@@ -157,9 +164,16 @@ def load_config(name_or_path: str | Path | None, codec: str | None = None) -> En
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     rate = doc.get("rate", {})
-    if not isinstance(rate, dict) or set(rate) - {"control", *RATE_CONTROLS}:
-        raise InputError(f"{path}: [rate] takes control ({'|'.join(RATE_CONTROLS)}) and "
-                         f"{', '.join(RATE_CONTROLS)}; got {', '.join(sorted(rate)) if isinstance(rate, dict) else rate!r}")
+    if not isinstance(rate, dict) or set(rate) - {"control", "sweep_crf", *RATE_CONTROLS}:
+        raise InputError(f"{path}: [rate] takes control ({'|'.join(RATE_CONTROLS)}), "
+                         f"{', '.join(RATE_CONTROLS)} and sweep_crf; got {', '.join(sorted(rate)) if isinstance(rate, dict) else rate!r}")
+    if "sweep_crf" in rate:
+        crfs = rate["sweep_crf"]
+        if not (isinstance(crfs, list) and len(crfs) >= 2 and len(set(crfs)) == len(crfs)):
+            raise InputError(f"{path}: [rate] sweep_crf must be a list of at least 2 different "
+                             f"CRFs (a BD-rate needs a curve), got {crfs!r}")
+        for v in crfs:
+            check_rate("crf", v, f"{path}: [rate] sweep_crf ", codec=cfg_codec)
     params = doc.get("params", {})
     if not isinstance(params, dict):
         raise InputError(f"{path}: [params] must be a table of encoder options")

@@ -164,9 +164,9 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
     cities = check_names(cities, "--cities")
     sequence_ids = check_names(sequence_ids, "--sequence")
     modes = check_modes(modes)
-    rates = check_rates(rates) or [RatePoint("crf", v) for v in (22, 27, 32, 37)]
     if codec not in CODECS:
         raise InputError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    rates = check_rates(rates) or default_rates(codec, config)
     check_jobs(jobs)
     check_threads(threads)
     if not (isinstance(roi_threshold, (int, float)) and 0.0 <= roi_threshold <= 1.0):
@@ -189,6 +189,19 @@ def run_sweep(cityscapes_root: str | Path, out: str | Path, *, split: str = "val
                           ffmpeg=ffmpeg, x265=x265, svtav1=svtav1, executor=executor,
                           progress=progress, argv=argv, two_pass=two_pass, ssim=ssim,
                           engine=engine, threads=threads)
+
+
+DEFAULT_CRFS = (22, 27, 32, 37)     # without --crf/--bitrate/--qp and a config's [rate] sweep_crf
+
+
+def default_rates(codec: str, config: str | Path | None = None) -> list[RatePoint]:
+    """The rate points of a sweep given none: the encoder config's ``[rate] sweep_crf`` (the
+    packaged vp9 and av1 configs: CRF 30, 36, 42, 48 of their 0..63 scale, where roienc's VP9 and
+    AV1 figures were measured), else CRF 22, 27, 32, 37 (x264/x265's 0..51)."""
+    from .configs import load_config
+
+    crfs = load_config(config, codec=codec).sweep_crfs or DEFAULT_CRFS
+    return [RatePoint("crf", v) for v in crfs]
 
 
 def check_modes(modes) -> tuple[str, ...]:

@@ -107,6 +107,30 @@ def test_sweep_help_names_the_rate_points_sweep_uses(monkeypatch, tmp_path):
     rates = exc.value.args[0]
     assert [(r.control, r.value) for r in rates] == [("crf", v) for v in DEFAULT_CRFS]
     assert "CRF " + ",".join(map(str, DEFAULT_CRFS)) in _help("sweep")
+    # vp9 and av1 (0..63 scales): their packaged configs' sweep_crf, which the help names
+    from roienc.commands.sweep import SWEEP_CRFS_0_63
+    for codec in ("vp9", "av1"):
+        with pytest.raises(Seen) as exc:
+            roienc.sweep.run_sweep(tmp_path, tmp_path / "run", codec=codec)
+        assert [(r.control, r.value) for r in exc.value.args[0]] == [("crf", v) for v in SWEEP_CRFS_0_63]
+    assert ",".join(map(str, SWEEP_CRFS_0_63)) + " for vp9 and av1" in " ".join(_help("sweep").split())
+    from roienc.configs import load_config
+    for codec in ("hevc", "h264"):                # no sweep_crf: the 0..51 default
+        assert load_config(None, codec).sweep_crfs is None
+
+
+def test_config_sweep_crf_is_checked(tmp_path):
+    import roienc
+    from roienc.configs import load_config
+    from roienc.errors import InputError
+    base = (Path(roienc.__file__).parent / "encoder_configs" / "vp9.toml").read_text()
+    for bad, why in (("[30]", "at least 2"), ("[30, 30]", "at least 2"), ("[30, 70]", "sweep_crf"),
+                     ('"30,36"', "at least 2")):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(base.replace("sweep_crf = [30, 36, 42, 48]", f"sweep_crf = {bad}"))
+        with pytest.raises(InputError, match=why) as exc:
+            load_config(str(cfg))
+        assert str(cfg) in str(exc.value)
 
 
 def test_preset_and_crf_defaults_come_from_the_packaged_configs():

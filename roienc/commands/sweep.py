@@ -10,8 +10,10 @@ from .build_maps import (add_executor_options, add_map_options, csv_list, execut
 from .encode import (add_clip_options, add_rate_options, add_tool_options, add_two_pass_option,
                      preset_help, rate_points)
 
-# roienc.sweep's rate points without --crf/--bitrate/--qp (tests/test_help.py checks them)
+# roienc.sweep's rate points without --crf/--bitrate/--qp (tests/test_help.py checks them): these,
+# or the encoder config's [rate] sweep_crf (the packaged vp9 and av1 configs: SWEEP_CRFS_0_63)
 DEFAULT_CRFS = (22, 27, 32, 37)
+SWEEP_CRFS_0_63 = (30, 36, 42, 48)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", type=csv_list, default=["baseline", "roi"],
                    help="comma list, must include baseline (default baseline,roi)")
     add_rate_options(p, multi=True, default="CRF " + ",".join(map(str, DEFAULT_CRFS))
-                     + " for every codec")
+                     + " for hevc and h264, " + ",".join(map(str, SWEEP_CRFS_0_63))
+                     + " for vp9 and av1 (0..63 scales): the encoder config's [rate] sweep_crf "
+                       "when it has one")
     add_two_pass_option(p)
     p.add_argument("--preset", help=preset_help())
     p.add_argument("--config", help="encoder config TOML or packaged name (default: the codec's "
