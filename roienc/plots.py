@@ -160,3 +160,42 @@ def frames_plot(frames: pd.DataFrame, path: str | Path) -> Path | None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return write_bytes(path, buf.getvalue())
+
+
+def gain_vs_share_plot(bd: pd.DataFrame, results: pd.DataFrame, path: str | Path) -> Path | None:
+    """Per clip, the BD-rate of the ``roi`` encode against the plain baseline inside (psnr_roi,
+    left) and outside the ROI (psnr_nonroi, right) against the clip's ROI share of the pixels (the
+    judging regions), one colour per QP mapping: how the gain falls as the ROI grows. None with
+    fewer than 2 clips."""
+    need = {"maps", "mode", "reference", "metric", "bd_rate_pct", "clip"}
+    if not need <= set(bd.columns) or not {"clip", "roi_fraction", "mode"} <= set(results.columns):
+        return None
+    share = (results[results["mode"] == "baseline"].groupby("clip")["roi_fraction"].mean())
+    b = bd[(bd["mode"] == "roi") & (bd["reference"] == "baseline") & (bd["clip"] != "mean")]
+    b = b[b["clip"].isin(share.index)].dropna(subset=["bd_rate_pct"])
+    if b["clip"].nunique() < 2:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maps = list(dict.fromkeys(b["maps"]))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, metric, label in ((axes[0], "psnr_roi", "inside the ROI"),
+                              (axes[1], "psnr_nonroi", "outside the ROI")):
+        for i, m in enumerate(maps):
+            h = b[(b["maps"] == m) & (b["metric"] == metric)]
+            ax.scatter(100 * share[h["clip"]].to_numpy(), h["bd_rate_pct"], s=18, color=f"C{i}",
+                       label=str(m) if len(maps) > 1 else None)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("ROI share of the pixels (%)")
+        ax.set_ylabel(f"BD-rate, PSNR {label} (%)")
+        ax.set_title(f"Per clip: {metric} against ROI share", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    if len(maps) > 1:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())

@@ -42,7 +42,7 @@ from .executor import ExecutorSpec
 from .fileio import ensure_dir, write_csv, write_json
 from .maps import QPParams, build_maps, derive_maps, load_params, read_manifest
 from .names import check_component, check_names
-from .plots import frames_plot, frontier_plot, rd_plot
+from .plots import frames_plot, frontier_plot, gain_vs_share_plot, rd_plot
 from .propagate import PropagationParams
 from .qpmap import block_reduce
 from .report import frames_table, write_report
@@ -431,6 +431,10 @@ def _run_sweep(cityscapes_root, run_dir: Path, *, split, cities, codec, modes, r
     plots = [rd_plot(plot_res, m, run_dir / f"rd_{m}.png") for m in METRICS]
     if len(frontier):
         plots.append(frontier_plot(frontier, run_dir / "frontier.png"))
+    (run_dir / "gain_vs_roi_share.png").unlink(missing_ok=True)    # a rerun with one clip
+    share_png = gain_vs_share_plot(bd, results, run_dir / "gain_vs_roi_share.png")
+    if share_png is not None:
+        plots.append(share_png)
     ff_path = find_ffmpeg(ffmpeg).path
     frames = frames_table(results, ff_path)
     write_csv(run_dir / "frames.csv", frames.itertuples(index=False), header=list(frames.columns))

@@ -87,3 +87,6 @@ def test_demo(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "psnr_roi" in out and "BD-rate" in out and "report.html" in out
     assert (tmp_path / "run" / "report.html").is_file()
+    page = (tmp_path / "run" / "report.html").read_text()
+    for png in ("gain_vs_roi_share.png", "frames.png"):       # two clips, a rate budget
+        assert (tmp_path / "run" / png).is_file() and png in page

@@ -65,3 +65,18 @@ def test_frames_plot(tmp_path):
     # nothing measured (no plain twin): no plot rather than an empty one
     assert frames_plot(frames_table(pd.DataFrame(rows[1:])), tmp_path / "g.png") is None
     assert not (tmp_path / "g.png").exists()
+
+
+def test_gain_vs_share_plot(tmp_path):
+    from roienc.plots import gain_vs_share_plot
+
+    res = pd.DataFrame([{"clip": c, "mode": "baseline", "roi_fraction": f}
+                        for c, f in (("a", 0.02), ("b", 0.1))])
+    bd = pd.DataFrame([{"maps": "m", "mode": "roi", "reference": "baseline", "metric": met,
+                        "bd_rate_pct": v, "clip": c}
+                       for c in ("a", "b", "mean") for met, v in (("psnr_roi", -30.0), ("psnr_nonroi", 5.0))])
+    png = gain_vs_share_plot(bd, res, tmp_path / "g.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+    # one clip: no scatter to read
+    assert gain_vs_share_plot(bd[bd["clip"] != "b"], res, tmp_path / "h.png") is None
+    assert gain_vs_share_plot(pd.DataFrame(), res, tmp_path / "i.png") is None
