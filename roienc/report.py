@@ -324,8 +324,10 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
     """What each frame got: one row per frame of every ROI-driven encode, with the offsets it was
     given (``adapter.frame_offsets``), the file growth the rate model predicted for it
     (``adapter.frame_predicted_pct``, from the maps' ``_rate.json``), its bytes and the bytes the
-    plain encode of the same clip and rate point gave that frame (``measured_pct`` = growth).
-    Frames are in display order on both sides, so a B-picture is compared with the same picture."""
+    plain encode of the same clip and rate point gave that frame (``measured_pct`` = growth), and
+    both encodes' psnr_roi / psnr_nonroi of that frame (evaluate's per-frame files, NaN without
+    them). Frames are in display order on both sides, so a B-picture is compared with the same
+    picture."""
     need = {"mode", "clip", "codec", "rate_control", "rate_value", "sidecar"}
     if results.empty or not need <= set(results.columns):
         return pd.DataFrame(columns=FRAMES_COLUMNS)
@@ -366,8 +368,9 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
 
 def frames_summary(frames: pd.DataFrame) -> pd.DataFrame:
     """Per ROI encode (maps, clip, rate point): the frames' predicted and measured file growth
-    (mean, lowest, highest) and the mean |measured - predicted| in points: how well each frame
-    got what the rate budget asked for it."""
+    (mean, lowest, highest), the mean |measured - predicted| in points (how well each frame got
+    what the rate budget asked for it), the file's growth, and the frames' PSNR gain over the
+    plain encode's same frame inside (mean, least) and outside the ROI, in dB."""
     if frames.empty:
         return frames
     f = frames.copy()
