@@ -137,13 +137,10 @@ def nal_types(mp4: Path) -> list[int]:
 
 
 def frame_bytes(mp4: Path) -> np.ndarray:
-    """Bytes of every picture of ``mp4``, in display order."""
-    import av
+    """Bytes of every picture of ``mp4``, in display order (roienc's reader: PyAV's demuxer)."""
+    from roienc.probe import frame_sizes_demuxed
 
-    with av.open(str(mp4)) as c:
-        s = c.streams.video[0]
-        sizes = sorted((p.pts, p.size) for p in c.demux(s) if p.size)
-    return np.array([n for _, n in sizes], np.float64)
+    return np.array(frame_sizes_demuxed(mp4), np.float64)
 
 
 def maps_dir(res, kind: str = "roi") -> Path:

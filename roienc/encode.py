@@ -71,7 +71,7 @@ from . import inproc
 from .fileio import clean_stale_temps, ensure_dir, read_json, write_json
 from .maps import ClipMaps, frame_prefix, load_clip_maps, load_params
 from .store import file_digest, files_digest, key_of, locked_run
-from .probe import bitrate_kbps, display_order_sizes, frame_sizes_demuxed, packets
+from .probe import bitrate_kbps, frame_sizes
 from .tools import Tool, find_ffmpeg
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ def encode_clip(job: EncodeJob) -> dict:
                              f"are {width}x{height}: rebuild the maps from this dataset")
         _encode(job, maps, side)
         # what each frame got, in frame (display) order: PyAV's demuxer (~3 ms), else FFmpeg
-        sizes = frame_sizes_demuxed(job.mp4) or display_order_sizes(packets(job.ffmpeg.path, job.mp4))
+        sizes = frame_sizes(job.mp4, job.ffmpeg.path)
         side["bytes"] = job.mp4.stat().st_size
         side["mp4_sha256"] = file_digest(job.mp4)
         side["video_bytes"] = int(sum(sizes))

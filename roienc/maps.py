@@ -957,6 +957,19 @@ def _read_rate_choice(prefix: Path) -> dict | None:
     return None
 
 
+def _predicted_pct(prefix: Path) -> float | None:
+    """The growth the rate model predicted for a frame (its ``_rate.json``), None without one."""
+    choice = _read_rate_choice(prefix)
+    pct = choice.get("predicted_pct") if isinstance(choice, dict) else None
+    return float(pct) if isinstance(pct, (int, float)) and not isinstance(pct, bool) else None
+
+
+def rate_predictions(maps_root: Path, split: str, city: str, frame_ids: list[str]) -> list[float | None]:
+    """Per frame, the file growth (percent) the rate budget's model predicted for it, from the
+    maps' ``<id>_rate.json``; None for a frame without one (fixed offsets, or not built)."""
+    return [_predicted_pct(frame_prefix(Path(maps_root), split, city, fid)) for fid in frame_ids]
+
+
 @contextlib.contextmanager
 def _locked(out: Path):
     """An exclusive lock on ``out/.maps.lock`` while the manifest is read, merged and written, so
@@ -1390,9 +1403,7 @@ def load_clip_maps(maps_root: str | Path, clip: Clip) -> ClipMaps:
             raise InputError(f"{qp_path}: a QP map holds integers, got {grid.dtype}; rebuild it")
         grids.append(grid)
         imp_paths.append(importance_file(prefix))
-        choice = _read_rate_choice(prefix)
-        pct = choice.get("predicted_pct") if isinstance(choice, dict) else None
-        predicted.append(float(pct) if isinstance(pct, (int, float)) else None)
+        predicted.append(_predicted_pct(prefix))
     shapes = {g.shape for g in grids}
     if len(shapes) != 1:
         raise InputError(f"clip {clip.clip_id}: QP maps of different sizes {sorted(shapes)}")

@@ -60,6 +60,17 @@ def frame_sizes_demuxed(path: str | Path) -> list[int] | None:
     return display_order_sizes(found)
 
 
+def frame_sizes(path: str | Path, ffmpeg: str | None = None) -> list[int] | None:
+    """Bytes of each frame of ``path`` in presentation order: :func:`frame_sizes_demuxed`, else
+    FFmpeg's packet list when ``ffmpeg`` is given (its errors raised as
+    :class:`~roienc.errors.ToolError`); None when PyAV cannot read the file and no FFmpeg is
+    given."""
+    got = frame_sizes_demuxed(path)
+    if got is not None or ffmpeg is None:
+        return got
+    return display_order_sizes(packets(ffmpeg, path))
+
+
 def bitrate_kbps(sizes: list[int], fps: float) -> float:
     """Video bitrate from packet sizes and the frame rate: 8 * bytes / (frames / fps) / 1000."""
     if not sizes:

@@ -292,12 +292,9 @@ def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | No
     if not mp4.is_file():
         return None
     from .errors import RoiencError
-    from .probe import display_order_sizes, frame_sizes_demuxed, packets
-    got = frame_sizes_demuxed(mp4)
-    if got is not None or ffmpeg is None:
-        return got
+    from .probe import frame_sizes
     try:
-        return display_order_sizes(packets(ffmpeg, mp4))
+        return frame_sizes(mp4, ffmpeg)
     except RoiencError:
         return None
 
@@ -306,18 +303,12 @@ def _predicted_from_maps(side: dict, n: int) -> list[float | None]:
     """The rate model's per-frame prediction for a sidecar written before encodes recorded it:
     the ``_rate.json`` beside each QP grid of the maps it names (a reused encode was checked
     against those grids' digests; a rate choice is written with its grid). None where absent."""
+    from .maps import rate_predictions
+
     fids = side.get("frame_ids") or []
-    out: list[float | None] = [None] * n
     if not side.get("maps") or len(fids) != n:
-        return out
-    for i, fid in enumerate(fids):
-        prefix = frame_prefix(Path(side["maps"]), side.get("split", ""), side.get("city", ""), fid)
-        try:
-            pct = json.loads(prefix.with_name(fid + "_rate.json").read_text("utf-8"))["predicted_pct"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        out[i] = float(pct) if isinstance(pct, (int, float)) else None
-    return out
+        return [None] * n
+    return rate_predictions(Path(side["maps"]), side.get("split", ""), side.get("city", ""), fids)
 
 
 def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFrame:
