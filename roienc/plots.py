@@ -17,6 +17,17 @@ LABELS = {"psnr_roi": "PSNR inside ROI (dB)", "psnr_nonroi": "PSNR outside ROI (
 MAX_CLIP_PANELS = 8       # more clips than this: the mean panel only
 
 
+def _save_png(fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it as a PNG (atomically: :func:`roienc.fileio.write_bytes`), close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
 def rd_curves(data: pd.DataFrame, metric: str) -> list[tuple[str, pd.DataFrame]]:
     """The RD curves of ``data`` (mean over its clips per rate point): one per (codec, mode),
     modes whose points are identical (roi-settings that is the baseline's command) as one curve
@@ -69,11 +80,7 @@ def rd_plot(results: pd.DataFrame, metric: str, path: str | Path, title: str = "
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title or LABELS.get(metric, metric), fontsize=13)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    return _save_png(fig, path)
 
 
 def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
@@ -104,11 +111,7 @@ def frontier_plot(frontier: pd.DataFrame, path: str | Path) -> Path:
     ax.set_title("Trade-off of QP mappings (lower is better)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    return _save_png(fig, path)
 
 
 FRAMES_PLOT_CLIPS = 6          # panels of frames_plot (the first clips; frames.csv has them all)
@@ -155,11 +158,7 @@ def frames_plot(frames: pd.DataFrame, path: str | Path) -> Path | None:
     for ax in list(axes.flat)[len(clips):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    return _save_png(fig, path)
 
 
 def gain_vs_share_plot(bd: pd.DataFrame, results: pd.DataFrame, path: str | Path) -> Path | None:
@@ -194,8 +193,4 @@ def gain_vs_share_plot(bd: pd.DataFrame, results: pd.DataFrame, path: str | Path
         ax.grid(True, alpha=0.3)
     if len(maps) > 1:
         axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    return _save_png(fig, path)
