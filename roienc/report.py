@@ -267,16 +267,21 @@ FRAMES_COLUMNS = ["maps", "clip", "codec", "mode", "rate_control", "rate_value",
                   "plain_psnr_nonroi"]
 
 
-def _frame_quality(r: pd.Series, n: int) -> tuple[list, list]:
+def _frame_quality(r: pd.Series) -> tuple[list, list] | None:
     """Per-frame psnr_roi and psnr_nonroi of a results row, from the per-frame CSV evaluate
-    wrote for it (``frames_csv``; only when written for this row's ``eval_key``), else NaN."""
+    wrote for it (``frames_csv``; only when written for this row's ``eval_key``), else None."""
     from .evaluate import per_frame_rows
 
     df = per_frame_rows(r.get("frames_csv"), str(r.get("eval_key")))
-    if df is None or len(df) != n:
-        return [np.nan] * n, [np.nan] * n
+    if df is None:
+        return None
     df = df.sort_values("frame")
     return df["psnr_roi"].tolist(), df["psnr_nonroi"].tolist()
+
+
+def _per_frame(q: tuple[list, list] | None, n: int) -> tuple[list, list]:
+    """``q`` when it holds ``n`` frames, else NaN for each."""
+    return q if q is not None and len(q[0]) == n else ([np.nan] * n, [np.nan] * n)
 
 
 def _frame_bytes(side: dict, sidecar: str, ffmpeg: str | None) -> list[int] | None:
@@ -323,13 +328,13 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
     if results.empty or not need <= set(results.columns):
         return pd.DataFrame(columns=FRAMES_COLUMNS)
     plain: dict[tuple, list[int] | None] = {}
-    plain_row: dict[tuple, pd.Series] = {}
+    plain_q: dict[tuple, tuple[list, list] | None] = {}
     base = results[results["mode"] == "baseline"]
     for _, r in base.iterrows():
         key = (r["clip"], r["codec"], r["rate_control"], float(r["rate_value"]))
         if key not in plain:
             plain[key] = _frame_bytes(_sidecar(r), r["sidecar"], ffmpeg)
-            plain_row[key] = r
+            plain_q[key] = _frame_quality(r)
     rows = []
     for _, r in results[results["mode"] != "baseline"].iterrows():
         side = _sidecar(r)
@@ -341,9 +346,8 @@ def frames_table(results: pd.DataFrame, ffmpeg: str | None = None) -> pd.DataFra
         got = _frame_bytes(side, r["sidecar"], ffmpeg)
         key = (r["clip"], r["codec"], r["rate_control"], float(r["rate_value"]))
         ref = plain.get(key)
-        q_roi, q_non = _frame_quality(r, n)
-        p_roi, p_non = (_frame_quality(plain_row[key], n) if key in plain_row
-                        else ([np.nan] * n, [np.nan] * n))
+        q_roi, q_non = _per_frame(_frame_quality(r), n)
+        p_roi, p_non = _per_frame(plain_q.get(key), n)
         pred = adapter.get("frame_predicted_pct") or _predicted_from_maps(side, n)
         got = got if got is not None and len(got) == n else [None] * n
         ref = ref if ref is not None and len(ref) == n else [None] * n
